@@ -1,0 +1,88 @@
+"""Stage 1: LoRA supervised fine-tuning on Spider's question -> SQL pairs.
+
+    python train_sft.py                      # the real run (Qwen3-4B-Instruct-2507, CUDA + unsloth)
+    python train_sft.py --preset smoke       # tiny model + shipped mini-Spider, seconds on a CPU
+
+Saves the adapter and tokenizer in PEFT format under <output_dir>/sft (checkpoints beside it).
+"""
+
+import time
+from pathlib import Path
+
+import utils
+from config import parse_config
+
+
+def main() -> None:
+    cfg, _ = parse_config(script="train_sft.py")
+    out = Path(cfg.output_dir) / "sft"
+    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
+
+    # Data first: a missing dataset fails in a second, before any model is loaded.
+    spider = utils.Spider.open(cfg.spider_dir)
+    examples = spider.examples("train", cfg.use_train_others)
+    if cfg.max_train_examples > 0:
+        examples = examples[: cfg.max_train_examples]
+
+    backend = utils.pick_backend(cfg)
+    model, tokenizer = utils.load_model(cfg, backend, adapter=None, trainable=True)  # unsloth, if used, first
+
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    # Conversational prompt-completion: TRL puts the loss on the completion only, end-of-turn token
+    # included, with any chat template (Qwen's has no {% generation %} markers for assistant_only_loss).
+    rows, lengths, skipped = [], [], 0
+    for ex in examples:
+        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"])
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+        if n_tokens > cfg.max_seq_length:
+            skipped += 1  # never cut through a schema: a truncated example teaches the wrong thing
+            continue
+        lengths.append(n_tokens)
+        rows.append({"prompt": messages[:2], "completion": messages[2:]})
+    print(f"[sft] backend={backend} model={cfg.model_name} examples={len(rows)} "
+          f"skipped_over_max_seq_length={skipped}; {utils.length_report(lengths)}")
+    if not rows:
+        raise utils.UserError("no training example fits in --max_seq_length")
+    # The longest example first: an out-of-memory error shows up at step 1, not hours in.
+    longest = max(range(len(rows)), key=lengths.__getitem__)
+    rows.insert(0, rows.pop(longest))
+
+    on_cuda = utils.cuda_available()
+    args = SFTConfig(
+        output_dir=str(out),
+        learning_rate=cfg.sft_learning_rate,
+        num_train_epochs=cfg.sft_epochs,
+        max_steps=cfg.sft_max_steps,
+        per_device_train_batch_size=cfg.sft_batch_size,
+        gradient_accumulation_steps=cfg.sft_grad_accum,
+        warmup_steps=cfg.sft_warmup_ratio,  # a float in [0, 1) is a ratio of total steps (transformers 5)
+        lr_scheduler_type="cosine",
+        max_length=cfg.max_seq_length,
+        completion_only_loss=True,
+        bf16=on_cuda and utils.bf16_supported(),
+        gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",  # unsloth applies its own
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=utils.report_to(cfg),
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+    start = time.time()
+    trainer.train(resume_from_checkpoint=resume_from)
+    utils.save_adapter(trainer, out, {
+        "stage": "sft", "base_model": cfg.model_name, "backend": backend, "global_step": trainer.state.global_step,
+        "train_examples": len(rows), "skipped_examples": skipped, "seconds": round(time.time() - start, 1),
+        "config": cfg.to_dict(),
+    })
+    utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
+    print(f"[sft] saved adapter to {out} after {trainer.state.global_step} steps")
+
+
+if __name__ == "__main__":
+    utils.run_main(main)

@@ -1,0 +1,1600 @@
+"""Shared pieces of sql-rlvr: Spider data and prompts, model loading, safe SQL execution, the
+execution reward, and scoring that agrees with Spider's official evaluator.
+
+Sections, top to bottom:
+  1. errors            one-line user errors
+  2. Spider data       loading the release layout, building shipped databases from .sql
+  3. schema + prompts  CREATE TABLE text, chat messages, extract_sql
+  4. tiny model        a hub-free Qwen3 for tests and --preset smoke
+  5. model loading     unsloth (CUDA) or transformers + peft (anywhere)
+  6. safe execution    execute_sql: read-only, time-limited, bounded
+  7. reward            result comparison, F1 partial credit, the batched GRPO reward
+  8. scoring           official-evaluator normalisation, hardness, score_predictions
+
+Heavy libraries (torch, transformers, peft, TRL, unsloth) are imported inside functions only:
+unsloth must be imported before the others when it is used, and the reward workers and the
+score-only evaluation must start fast.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+
+from config import REPO_DIR, TINY_MODEL_NAME, Config
+
+# ======================================================================
+# 1. errors
+
+
+OUTCOMES = ("match", "partial", "wrong", "invalid", "empty")  # what one model answer can come to
+
+
+class UserError(Exception):
+    """A problem the user can fix (missing file, bad data, wrong flag): printed as one line."""
+
+
+class SpiderDataError(UserError):
+    pass
+
+
+SPIDER_HOWTO = (
+    "get Spider from https://yale-lily.github.io/spider (spider_data.zip), unzip it and point "
+    "--spider_dir (or SPIDER_DIR in .env) at the folder holding train_spider.json, dev.json, tables.json and database/"
+)
+
+
+def run_main(main) -> None:
+    """Run an entry script's main(); user errors become one line on stderr and exit code 2."""
+    from config import ConfigError
+
+    try:
+        main()
+    except (UserError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: checkpoints already written are kept; rerun with --resume to continue", file=sys.stderr)
+        sys.exit(130)
+
+
+# ======================================================================
+# 2. Spider data
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise SpiderDataError(f"missing {path}: {SPIDER_HOWTO}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpiderDataError(f"{path} is not valid JSON ({exc})") from None
+
+
+def build_sqlite_from_sql(sql_path: Path, sqlite_path: Path) -> None:
+    """Build a database from a checked-in SQL script, atomically (a half-built file never appears)."""
+    tmp = sqlite_path.with_name(f".{sqlite_path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.executescript(sql_path.read_text(encoding="utf-8"))
+            conn.commit()
+        finally:
+            conn.close()
+        os.replace(tmp, sqlite_path)
+    except sqlite3.Error as exc:
+        raise SpiderDataError(f"cannot build {sqlite_path.name} from {sql_path}: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_databases_built(database_dir: Path) -> None:
+    """Build `<db>/<db>.sqlite` from `<db>/<db>.sql` where the project ships SQL text instead of a binary.
+
+    A sidecar file records the hash of the script each database was built from, so an edited script
+    rebuilds it; a `.sqlite` without a sidecar (a real Spider download) is never touched.
+    """
+    if not database_dir.is_dir():
+        return
+    for sql_path in sorted(database_dir.glob("*/*.sql")):
+        if sql_path.stem != sql_path.parent.name:
+            continue  # Spider's own schema.sql files are documentation, not sources
+        sqlite_path = sql_path.with_suffix(".sqlite")
+        stamp = sql_path.with_suffix(".sql.sha256")  # no ".sqlite" in the name: the official evaluator opens every such file
+        digest = hashlib.sha256(sql_path.read_bytes()).hexdigest()
+        if sqlite_path.exists() and (not stamp.exists() or stamp.read_text().strip() == digest):
+            continue
+        build_sqlite_from_sql(sql_path, sqlite_path)
+        stamp.write_text(digest + "\n")
+
+
+@dataclass
+class Spider:
+    """A Spider release folder: examples per split, schemas from tables.json, database paths."""
+
+    root: Path
+    tables: dict[str, dict] = field(default_factory=dict)
+    _schema_cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "Spider":
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise SpiderDataError(f"Spider folder {path} does not exist: {SPIDER_HOWTO}")
+        tables = _read_json(path / "tables.json")
+        if not isinstance(tables, list) or not all(isinstance(t, dict) and "db_id" in t for t in tables):
+            raise SpiderDataError(f"{path / 'tables.json'} is not a list of Spider schemas with db_id")
+        ensure_databases_built(path / "database")
+        return cls(root=path, tables={t["db_id"]: t for t in tables})
+
+    def db_path(self, db_id: str) -> Path:
+        return self.root / "database" / db_id / f"{db_id}.sqlite"
+
+    def examples(self, split: str, use_train_others: bool = True) -> list[dict]:
+        """Examples of `split` ('train' or 'dev') as dicts with db_id, question, query (and the rest)."""
+        if split == "train":
+            files = ["train_spider.json"] + (["train_others.json"] if use_train_others else [])
+        elif split == "dev":
+            files = ["dev.json"]
+        else:
+            raise ValueError(f"unknown split {split!r}")
+        examples: list[dict] = []
+        for i, name in enumerate(files):
+            path = self.root / name
+            if i > 0 and not path.exists():
+                continue  # train_others.json is optional
+            data = _read_json(path)
+            if not isinstance(data, list):
+                raise SpiderDataError(f"{path} should hold a list of examples")
+            for j, ex in enumerate(data):
+                if not (isinstance(ex, dict) and all(isinstance(ex.get(k), str) for k in ("db_id", "question", "query"))):
+                    raise SpiderDataError(f"{path} example {j} lacks a string db_id, question or query")
+                examples.append(ex)
+        missing = sorted({ex["db_id"] for ex in examples} - set(self.tables))
+        if missing:
+            raise SpiderDataError(f"{split} examples use databases absent from tables.json: {', '.join(missing[:5])}")
+        return examples
+
+    def schema(self, db_id: str, sample_values: int = 0) -> str:
+        """CREATE TABLE text for the prompt: from the database when present, else from tables.json."""
+        key = (db_id, sample_values)
+        if key not in self._schema_cache:
+            path = self.db_path(db_id)
+            if path.exists():
+                text = schema_from_sqlite(path, sample_values)
+            elif db_id in self.tables:
+                text = schema_from_tables_json(self.tables[db_id])
+            else:
+                raise SpiderDataError(f"no database or tables.json entry for {db_id!r} under {self.root}")
+            self._schema_cache[key] = text
+        return self._schema_cache[key]
+
+
+# ======================================================================
+# 3. schema serialisation, prompts, extract_sql
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED = {"ORDER", "GROUP", "SELECT", "FROM", "WHERE", "TABLE", "INDEX", "KEY", "PRIMARY", "FOREIGN",
+             "REFERENCES", "JOIN", "ON", "AS", "BY", "LIMIT", "UNION", "EXCEPT", "INTERSECT", "CHECK",
+             "DEFAULT", "TO", "IN", "IS", "NOT", "NULL", "AND", "OR", "CASE", "WHEN", "END", "VALUES", "SET"}
+
+
+def quote_name(name: str) -> str:
+    """Quote an identifier only when SQL needs it (spaces, odd characters, keywords), like Spider's SQL."""
+    if _PLAIN_NAME.match(name) and name.upper() not in _RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def decode_text(raw: bytes) -> str:
+    """How every database text value is read: invalid UTF-8 bytes are dropped, as the official evaluator does."""
+    return raw.decode("utf-8", errors="ignore")
+
+
+def _render_table(name: str, columns: list[tuple[str, str, str]], pks: list[str],
+                  fks: list[tuple[str, str, str]]) -> str:
+    """columns: (name, type, trailing comment); fks: (column, ref_table, ref_column)."""
+    lines = [f"  {quote_name(c)}{(' ' + t) if t else ''}" for c, t, _ in columns]
+    if pks:
+        lines.append(f"  PRIMARY KEY ({', '.join(quote_name(c) for c in pks)})")
+    for col, ref_table, ref_col in fks:
+        lines.append(f"  FOREIGN KEY ({quote_name(col)}) REFERENCES {quote_name(ref_table)}({quote_name(ref_col)})")
+    body = []
+    for i, line in enumerate(lines):
+        sep = "," if i < len(lines) - 1 else ""
+        comment = columns[i][2] if i < len(columns) else ""
+        body.append(f"{line}{sep}{(' -- ' + comment) if comment else ''}")
+    return f"CREATE TABLE {quote_name(name)} (\n" + "\n".join(body) + "\n);"
+
+
+def _sample_values(conn: sqlite3.Connection, table: str, column: str, k: int) -> str:
+    try:
+        rows = conn.execute(
+            f"SELECT DISTINCT {quote_name(column)} FROM {quote_name(table)} "
+            f"WHERE {quote_name(column)} IS NOT NULL LIMIT {int(k)}"
+        ).fetchall()
+    except sqlite3.Error:
+        return ""
+    shown = []
+    for (value,) in rows:
+        text = value if isinstance(value, str) else repr(value) if isinstance(value, bytes) else str(value)
+        text = text.replace("\n", " ")
+        shown.append(repr(text[:40]) if isinstance(value, str) else text[:40])
+    return ("e.g. " + ", ".join(shown)) if shown else ""
+
+
+def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0) -> str:
+    """Every table as CREATE TABLE with declared types, primary and foreign keys, in creation order.
+
+    Read from the database itself (tables.json has lost the declared types and some keys). With
+    `sample_values` > 0, each column gets a comment with up to that many distinct values.
+    """
+    conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro&immutable=1", uri=True)
+    conn.text_factory = decode_text
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+        blocks = []
+        for table in tables:
+            info = conn.execute(f"PRAGMA table_info({quote_name(table)})").fetchall()
+            columns = []
+            for _cid, name, ctype, _notnull, _default, _pk in info:
+                comment = _sample_values(conn, table, name, sample_values) if sample_values > 0 else ""
+                columns.append((name, (ctype or "").upper(), comment))
+            pks = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+            fks = []
+            for row in conn.execute(f"PRAGMA foreign_key_list({quote_name(table)})").fetchall():
+                _id, _seq, ref_table, from_col, to_col = row[:5]
+                if to_col is None:  # REFERENCES t without a column means t's primary key
+                    ref_pk = [r[1] for r in conn.execute(f"PRAGMA table_info({quote_name(ref_table)})") if r[5]]
+                    to_col = ref_pk[0] if ref_pk else from_col
+                fks.append((from_col, ref_table, to_col))
+            blocks.append(_render_table(table, columns, pks, fks))
+        return "\n\n".join(blocks)
+    except sqlite3.Error as exc:
+        raise SpiderDataError(f"cannot read schema of {db_path}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def schema_from_tables_json(entry: dict) -> str:
+    """The same CREATE TABLE text from a tables.json entry (for a database that is not on disk)."""
+    tables = entry["table_names_original"]
+    columns = entry["column_names_original"]
+    types = entry.get("column_types", [])
+    by_table: dict[int, list[int]] = {i: [] for i in range(len(tables))}
+    for idx, (t, _name) in enumerate(columns):
+        if t >= 0:
+            by_table[t].append(idx)
+    pk_cols: set[int] = set()
+    for pk in entry.get("primary_keys", []):
+        pk_cols.update(pk if isinstance(pk, list) else [pk])
+    blocks = []
+    for t, table in enumerate(tables):
+        cols = [(columns[i][1], (types[i] if i < len(types) else "").upper(), "") for i in by_table[t]]
+        pks = [columns[i][1] for i in by_table[t] if i in pk_cols]
+        fks = [(columns[a][1], tables[columns[b][0]], columns[b][1])
+               for a, b in entry.get("foreign_keys", []) if columns[a][0] == t]
+        blocks.append(_render_table(table, cols, pks, fks))
+    return "\n\n".join(blocks)
+
+
+SYSTEM_PROMPT = (
+    "You are an expert SQLite developer. Given a database schema and a question, "
+    "answer with one SQLite query that answers the question, and nothing else."
+)
+
+
+def build_messages(schema: str, question: str, sql: str | None = None) -> list[dict]:
+    """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL]."""
+    user = f"Database schema:\n{schema}\n\nQuestion: {question.strip()}"
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    if sql is not None:
+        messages.append({"role": "assistant", "content": sql.strip()})
+    return messages
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    """The prompt text the model sees before it answers (chat template + generation prompt)."""
+    return tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
+
+
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
+_FENCE = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+_SQL_START_UPPER = re.compile(r"\b(SELECT|WITH)\b")
+_SQL_START_ANY = re.compile(r"(?:^|\n)\s*(select|with)\b", re.I)
+
+
+def _cut_statement(sql: str) -> str:
+    """Keep the first statement: stop at a ';' outside quotes, or at a blank line (an explanation)."""
+    quote = None
+    for i, ch in enumerate(sql):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == ";":
+            return sql[:i]
+        elif ch == "\n" and sql[i:i + 2] == "\n\n" and sql[i:].strip():
+            if not _looks_like_sql_continuation(sql[i:].strip()):
+                return sql[:i]
+    return sql
+
+
+_CONTINUATION = re.compile(r"^(FROM|WHERE|GROUP|ORDER|HAVING|LIMIT|JOIN|LEFT|INNER|UNION|INTERSECT|EXCEPT|AND|OR|ON|SELECT|\))\b", re.I)
+
+
+def _looks_like_sql_continuation(text: str) -> bool:
+    return bool(_CONTINUATION.match(text))
+
+
+def extract_sql(text: str | None) -> str:
+    """The SQL in a model's answer: a ```sql block, plain SQL, or SQL after a short preamble.
+
+    A `<think>` block is dropped first; only the first statement is kept, without its semicolon.
+    Returns "" when there is no SQL.
+    """
+    if not text:
+        return ""
+    text = _THINK.sub("", text)
+    fence = _FENCE.search(text)
+    if fence:
+        text = fence.group(1)
+    match = _SQL_START_UPPER.search(text) or _SQL_START_ANY.search(text)
+    if not match:
+        return ""
+    sql = _cut_statement(text[match.start(1):])
+    return sql.strip().rstrip(";").strip()
+
+
+# ======================================================================
+# 4. tiny model (tests and --preset smoke): a Qwen3 built locally, no hub
+
+TINY_MODEL_DIR = REPO_DIR / ".cache" / "tiny-qwen3"
+TINY_MODEL_VERSION = "2"  # bump when the recipe below changes, so caches rebuild
+
+# Same shape as Qwen3's own template (system/user/assistant ChatML turns), and, like it, no
+# {% generation %} markers: anything that works here must not depend on them.
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def _tiny_corpus() -> list[str]:
+    """Text the tiny tokenizer is trained on: the shipped mini-Spider's schemas, questions and SQL."""
+    from config import MINI_SPIDER_DIR
+
+    lines = [SYSTEM_PROMPT, "Database schema:", "Question:"]
+    spider = Spider.open(MINI_SPIDER_DIR)
+    for db_id in sorted(spider.tables):
+        lines.append(spider.schema(db_id))
+    for split in ("train", "dev"):
+        for ex in spider.examples(split):
+            lines += [ex["question"], ex["query"]]
+    return lines
+
+
+def ensure_tiny_model(path: str | os.PathLike = TINY_MODEL_DIR) -> str:
+    """Build (once) and return the folder of a ~100k-parameter Qwen3 with a locally trained tokenizer.
+
+    Loadable with `from_pretrained` like any checkpoint. Built in a temporary folder and renamed into
+    place, so concurrent test processes never see half a model.
+    """
+    path = Path(path)
+    stamp = path / "sql-rlvr-tiny-version"
+    if stamp.exists() and stamp.read_text().strip() == TINY_MODEL_VERSION:
+        return str(path)
+    import shutil
+    import tempfile
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(_tiny_corpus(), trainers.BpeTrainer(
+        vocab_size=1024, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=["<|im_start|>"])
+    tokenizer.chat_template = CHATML_TEMPLATE
+
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=2048,
+        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        # Tied embeddings at the usual 0.02 cap logits near +-1: the model could never learn to say
+        # anything. A wider init lets LoRA SFT teach it to emit SQL in seconds.
+        initializer_range=0.3,
+    )
+    model = Qwen3ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "sql-rlvr-tiny-version").write_text(TINY_MODEL_VERSION + "\n")
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process won the race; its model is the same
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(path)
+
+
+def resolve_model_name(name: str) -> str:
+    return ensure_tiny_model() if name == TINY_MODEL_NAME else name
+
+
+# ======================================================================
+# 5. model loading and generation
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pick_backend(cfg: Config) -> str:
+    """'unsloth' or 'hf'. auto = unsloth when CUDA and unsloth are both there, else hf."""
+    import importlib.util
+
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if cfg.backend == "hf":
+        return "hf"
+    if cfg.backend == "unsloth":
+        if not cuda_available():
+            raise UserError("--backend unsloth needs a CUDA GPU; on this machine use --backend hf")
+        if not has_unsloth:
+            raise UserError("--backend unsloth needs unsloth and vllm: pip install -r requirements.txt "
+                            "(the GPU set), or use --backend hf")
+        return "unsloth"
+    if cuda_available() and has_unsloth:
+        return "unsloth"
+    return "hf"
+
+
+def read_adapter_config(adapter_dir: str | os.PathLike) -> dict:
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.exists() or not (Path(adapter_dir) / "adapter_model.safetensors").exists():
+        raise UserError(f"no LoRA adapter at {adapter_dir} (adapter_config.json + adapter_model.safetensors)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})") from None
+
+
+def count_trainable(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = None, *,
+               trainable: bool = True, fast_inference: bool = False):
+    """(model, tokenizer) with LoRA: a new adapter (adapter=None, trainable), or the saved one.
+
+    With `trainable`, the adapter's weights get gradients: a GRPO run on top of the SFT adapter that
+    trained nothing (adapter loaded frozen) is the most reported silent failure, so this is checked.
+    unsloth, when chosen, is imported here, before transformers, peft and TRL are.
+    """
+    name = resolve_model_name(cfg.model_name)
+    lora = dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_target_modules))
+    if adapter is not None:
+        saved = read_adapter_config(adapter)
+        lora = dict(r=saved["r"], lora_alpha=saved["lora_alpha"], lora_dropout=saved.get("lora_dropout", 0.0),
+                    target_modules=sorted(saved["target_modules"]) if isinstance(saved["target_modules"], list)
+                    else saved["target_modules"])
+    if backend == "unsloth":
+        model, tokenizer = _load_unsloth(cfg, name, lora, adapter, trainable, fast_inference)
+    else:
+        model, tokenizer = _load_hf(cfg, name, lora, adapter, trainable)
+    if trainable and count_trainable(model) == 0:
+        raise UserError("the LoRA adapter has no trainable parameters: training would change nothing")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _load_unsloth(cfg: Config, name: str, lora: dict, adapter, trainable: bool, fast_inference: bool):
+    from unsloth import FastLanguageModel  # must come before transformers / peft / trl
+
+    try:
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=name, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit,
+            fast_inference=fast_inference, gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_lora_rank=lora["r"], random_state=cfg.seed,
+        )
+    except OSError as exc:
+        raise UserError(f"cannot load model {name!r}: {exc}. Log in (HF_TOKEN in .env) or pass a local folder "
+                        "with --model_name") from None
+    if adapter is None and not trainable:
+        FastLanguageModel.for_inference(model)
+        return model, tokenizer  # the base model alone
+    model = FastLanguageModel.get_peft_model(
+        model, r=lora["r"], lora_alpha=lora["lora_alpha"], lora_dropout=lora["lora_dropout"],
+        target_modules=lora["target_modules"], bias="none", random_state=cfg.seed,
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+    )
+    if adapter is not None:
+        # Same LoRA shape as the saved adapter (read from its config), then its weights: trainable by construction.
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        result = set_peft_model_state_dict(model, load_file(str(Path(adapter) / "adapter_model.safetensors")))
+        if getattr(result, "unexpected_keys", None):
+            raise UserError(f"adapter {adapter} does not fit {name}: unexpected weights {result.unexpected_keys[:3]}")
+    if not trainable:
+        FastLanguageModel.for_inference(model)
+    return model, tokenizer
+
+
+def _load_hf(cfg: Config, name: str, lora: dict, adapter, trainable: bool):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    on_cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except OSError as exc:
+        raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]} "
+                        "(no network? download it first, or pass a local folder with --model_name)") from None
+    if on_cuda:
+        model.to("cuda")
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    elif trainable:
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **lora))
+    # else: the base model alone (evaluate.py --adapter none)
+    if not trainable:
+        model.eval()
+    return model, tokenizer
+
+
+def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
+             max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
+             progress: bool = True) -> list[str]:
+    """Answers for rendered prompts, always with the adapter when there is one.
+
+    unsloth: vLLM batched generation with the adapter's lora_request (without it vLLM silently uses
+    the base model). hf: the PeftModel itself, batched `generate` with left padding.
+    """
+    if backend == "unsloth":
+        from vllm import SamplingParams
+
+        lora_request = model.load_lora(str(adapter_dir)) if adapter_dir is not None else None
+        if adapter_dir is not None and lora_request is None:
+            raise UserError(f"vLLM could not load the adapter {adapter_dir}")
+        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens)
+        outputs = model.fast_generate(prompts, sampling_params=params, lora_request=lora_request)
+        return [out.outputs[0].text for out in outputs]
+
+    import torch
+    from tqdm.auto import tqdm
+
+    if adapter_dir is not None and not hasattr(model, "peft_config"):
+        raise UserError("generation was asked for an adapter, but the model has none loaded")
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    answers: list[str] = []
+    batches = range(0, len(prompts), batch_size)
+    for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(device)
+        sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, **sampling)
+        new_tokens = out[:, batch["input_ids"].shape[1]:]
+        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    return answers
+
+
+def world_size() -> int:
+    """Processes in this run (accelerate/torchrun set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def metrics_callback(path: Path, resume: bool = False):
+    """A TrainerCallback writing each log line (loss, lr, rewards, outcome fractions) to metrics.jsonl."""
+    from transformers import TrainerCallback
+
+    class MetricsJsonl(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not resume:
+                    path.write_text("")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return MetricsJsonl()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+PLOTS = {
+    "sft": [("loss", ["loss"]), ("learning rate", ["learning_rate"])],
+    "grpo": [("reward", ["reward", "reward_std"]),
+             ("outcomes", [f"outcome/{o}" for o in OUTCOMES] + ["outcome/parse_fail", "outcome/timeout"]),
+             ("completion length", ["completions/mean_length"]), ("KL", ["kl"])],
+}
+
+
+def plot_metrics(metrics_path: Path, png_path: Path, stage: str) -> None:
+    """Training curves as a PNG (headless matplotlib); panels without data are left out."""
+    rows = [r for r in read_metrics(metrics_path) if "train_runtime" not in r]
+    panels = [(title, [k for k in keys if any(k in r for r in rows)]) for title, keys in PLOTS[stage]]
+    panels = [(title, keys) for title, keys in panels if keys]
+    if not panels:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            if points:
+                ax.plot(*zip(*points), label=key.split("/")[-1], marker="." if len(points) < 30 else None)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{stage} {metrics_path.parent}")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+
+
+def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
+def length_report(lengths: list[int]) -> str:
+    if not lengths:
+        return "no prompts"
+    ordered = sorted(lengths)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return f"{len(ordered)} prompts, tokens: median {ordered[len(ordered) // 2]}, p99 {p99}, max {ordered[-1]}"
+
+
+def report_to(cfg: Config) -> list[str]:
+    """wandb only when a key is set (in the environment or .env); otherwise no reporting at all."""
+    if os.environ.get("WANDB_API_KEY"):
+        os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
+        return ["wandb"]
+    return []
+
+
+def prepare_output_dir(path: Path, cfg: Config, finished_marker: str) -> str | None:
+    """Refuse to clobber a finished run; return the checkpoint to resume from (or None).
+
+    finished run + no --overwrite -> error; checkpoints + neither --resume nor --overwrite -> error.
+    """
+    checkpoints = sorted(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    if (path / finished_marker).exists() and not cfg.overwrite:
+        raise UserError(f"{path} already holds a finished adapter; pass --overwrite to replace it, "
+                        "or choose another --output_dir")
+    if cfg.resume:
+        if not checkpoints:
+            raise UserError(f"--resume: no checkpoint-* folder in {path} to resume from")
+        return str(checkpoints[-1])
+    if checkpoints and not cfg.overwrite:
+        raise UserError(f"{path} has checkpoints of an unfinished run ({checkpoints[-1].name}); pass --resume to "
+                        "continue it or --overwrite to start again")
+    path.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def save_adapter(trainer, path: Path, info: dict) -> None:
+    """Save adapter + tokenizer, then the `run_info.json` marker last: its presence means 'finished'."""
+    trainer.save_model(str(path))
+    tokenizer = getattr(trainer, "processing_class", None)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(path))
+    tmp = path / ".run_info.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2, default=str))
+    os.replace(tmp, path / "run_info.json")
+
+
+# ======================================================================
+# 6. safe execution of untrusted SQL
+
+MAX_RESULT_ROWS = 100_000  # more rows than any Spider gold result; a runaway SELECT stops here
+MAX_RESULT_BYTES = 64 * 2**20  # text/blob bytes held for one result
+MAX_VALUE_BYTES = 2**20  # SQLite's own limit on one string or blob (SQLITE_LIMIT_LENGTH)
+SQLITE_HEAP_LIMIT = 1 << 30  # PRAGMA hard_heap_limit: sorts and CTEs of a runaway query fail instead of eating RAM
+
+# Authorizer action codes that only read (sqlite3 module constants). Everything else is denied:
+# INSERT/UPDATE/DELETE, CREATE/DROP/ALTER, ATTACH/DETACH, PRAGMA, transactions, ANALYZE, ...
+_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+# printf/format pad one character at a time inside a single VM step that no progress handler can
+# interrupt: printf('%.*c', 2000000000, 'x') runs for seconds. No Spider query uses them.
+_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "printf", "format"}
+# Only queries: the authorizer denies writes, and this also turns away REINDEX, VACUUM and friends,
+# which it never sees.
+_QUERY_START = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:SELECT|WITH|VALUES|\()", re.I | re.S)
+
+
+def _authorizer(action: int, arg1, arg2, _db, _trigger) -> int:
+    if action not in _ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+@dataclass
+class ExecResult:
+    """Rows of a query, or why there are none. kind: ok | error | refused | timeout | too_large."""
+
+    rows: list[tuple] | None
+    kind: str = "ok"
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+
+class _Deadline:
+    """Progress handler: SQLite calls it every few thousand VM steps; non-zero aborts the query."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+
+    def __call__(self) -> int:
+        return 1 if time.monotonic() > self.at else 0
+
+
+_local = threading.local()
+
+
+def _connection(db_path: str) -> tuple[sqlite3.Connection, _Deadline]:
+    """A read-only connection per (process, thread, database), reused: opening one costs more than most Spider queries."""
+    cache = getattr(_local, "conns", None)
+    if cache is None or getattr(_local, "pid", None) != os.getpid():
+        cache = _local.conns = {}
+        _local.pid = os.getpid()
+    if db_path not in cache:
+        if not os.path.isfile(db_path):
+            raise FileNotFoundError(db_path)
+        # mode=ro: no writes; immutable=1: no locks, journals or -shm files are ever created.
+        uri = "file:" + urllib.parse.quote(os.path.abspath(db_path)) + "?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA temp_store = MEMORY")  # sorts never spill into temporary files
+        conn.execute(f"PRAGMA hard_heap_limit = {SQLITE_HEAP_LIMIT}")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # no ATTACH, and no VACUUM INTO (it attaches)
+        conn.set_authorizer(_authorizer)
+        deadline = _Deadline()
+        conn.set_progress_handler(deadline, 1000)
+        cache[db_path] = (conn, deadline)
+    return cache[db_path]
+
+
+def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
+                max_rows: int = MAX_RESULT_ROWS) -> ExecResult:
+    """Run one untrusted query read-only, within `timeout_s`, with bounded memory. Never raises for bad SQL.
+
+    The database file is never changed and no file is created: the connection is read-only and
+    immutable, an authorizer allows reads only, ATTACH is limited to zero databases, temporary
+    storage is in memory, and only one statement is accepted per call.
+    """
+    try:
+        conn, deadline = _connection(os.fspath(db_path))
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        return ExecResult(None, "error", f"cannot open database {db_path}: {exc}")
+    if not _QUERY_START.match(sql):
+        return ExecResult(None, "refused", "only SELECT queries are run")
+    conn.text_factory = str  # C-speed decoding; invalid UTF-8 falls back to decode_text below
+    try:
+        result = _run_query(conn, deadline, sql, timeout_s, max_rows)
+        if result.kind == "error" and "Could not decode to UTF-8" in (result.error or ""):
+            conn.text_factory = decode_text
+            result = _run_query(conn, deadline, sql, timeout_s, max_rows)
+        return result
+    finally:
+        conn.text_factory = str
+
+
+def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_s: float, max_rows: int) -> ExecResult:
+    deadline.at = time.monotonic() + timeout_s
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql)
+        rows: list[tuple] = []
+        size = 0
+        while True:
+            chunk = cursor.fetchmany(1000)
+            if not chunk:
+                break
+            rows.extend(chunk)
+            if len(rows) > max_rows:
+                return ExecResult(None, "too_large", f"more than {max_rows} rows")
+            for row in chunk:
+                for value in row:
+                    if isinstance(value, (str, bytes)):
+                        size += len(value)
+            if size > MAX_RESULT_BYTES:
+                return ExecResult(None, "too_large", f"more than {MAX_RESULT_BYTES >> 20} MiB of values")
+        return ExecResult(rows)
+    except sqlite3.DatabaseError as exc:
+        message = str(exc)
+        if time.monotonic() > deadline.at or message == "interrupted":
+            return ExecResult(None, "timeout", f"over the {timeout_s:g} s limit")
+        if "authoriz" in message or "too many attached" in message or "readonly" in message:
+            return ExecResult(None, "refused", message)
+        return ExecResult(None, "error", message)
+    except (sqlite3.Warning, sqlite3.ProgrammingError, ValueError, OverflowError, MemoryError) as exc:
+        # "You can only execute one statement at a time", NUL characters, huge integers...
+        return ExecResult(None, "error", str(exc) or type(exc).__name__)
+    finally:
+        cursor.close()
+
+
+# ======================================================================
+# 7. result comparison (the official evaluator's rules) and the reward
+
+
+def _unorder_row(row: tuple) -> tuple:
+    # The official evaluator's row normalisation, with its exact sort key.
+    return tuple(sorted(row, key=lambda x: str(x) + str(type(x))))
+
+
+def results_match(gold: list[tuple], pred: list[tuple], order_matters: bool) -> bool:
+    """Spider's official execution match on two results (test-suite-sql-eval `result_eq`).
+
+    Both empty: match. Otherwise equal row counts and column counts, some permutation of the
+    predicted columns under which the rows are equal as a multiset (or as a list when order
+    matters). The official code samples rows at random to prune column permutations; pruning with
+    every row instead gives the same verdict deterministically.
+    """
+    if not gold and not pred:
+        return True
+    if gold == pred:
+        return True  # the identity permutation: what the full search below would find
+    if len(gold) != len(pred):
+        return False
+    ncols = len(gold[0])
+    if len(pred[0]) != ncols:
+        return False
+    unorder = (lambda r: r) if ncols == 1 else _unorder_row
+    gold_unordered = [unorder(r) for r in gold]
+    pred_unordered = [unorder(r) for r in pred]
+    if order_matters:
+        if gold_unordered != pred_unordered:
+            return False
+    elif set(gold_unordered) != set(pred_unordered):
+        return False
+    if ncols == 1:
+        candidates: Iterable[tuple] = [(0,)]
+    else:
+        gold_columns = [{row[i] for row in gold} for i in range(ncols)]
+        allowed = [[j for j in range(ncols) if all(row[j] in gold_columns[i] for row in pred)] for i in range(ncols)]
+        candidates = itertools.product(*allowed)
+    for perm in candidates:
+        if len(set(perm)) != ncols:
+            continue
+        permuted = pred if ncols == 1 else [tuple(row[j] for j in perm) for row in pred]
+        if order_matters:
+            if permuted == gold:
+                return True
+        elif set(permuted) == set(gold) and collections.Counter(permuted) == collections.Counter(gold):
+            return True
+    return False
+
+
+def result_f1(gold: list[tuple], pred: list[tuple]) -> float:
+    """F1 of predicted vs gold rows as multisets, each row's values taken in any column order.
+
+    precision = |pred ∩ gold| / |pred|, recall = |pred ∩ gold| / |gold| (multiset intersection);
+    0 when either side is empty or nothing overlaps.
+    """
+    if not gold or not pred:
+        return 0.0
+    g = collections.Counter(_unorder_row(r) for r in gold)
+    p = collections.Counter(_unorder_row(r) for r in pred)
+    overlap = sum((g & p).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred), overlap / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+_CUR_YEAR = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.I)
+
+
+@functools.lru_cache(maxsize=65536)
+def remove_distinct(sql: str) -> str:
+    """The official `remove_distinct`: keep the first statement only, minus every DISTINCT token.
+
+    Same tokens as `sqlparse.parse(sql)[0].flatten()` (grouping never changes the leaf tokens),
+    without the grouping pass, which costs 100x more.
+    """
+    if ";" not in sql and "distinct" not in sql.lower():
+        return sql  # one statement, nothing to remove: the tokens join back to the exact input
+    from sqlparse.engine import FilterStack
+
+    first = next(iter(FilterStack().run(sql)), None)
+    if first is None:
+        return sql
+    return "".join(tok.value for tok in first.flatten() if tok.value.lower() != "distinct")
+
+
+@functools.lru_cache(maxsize=65536)
+def official_normalize(sql: str, *, is_prediction: bool) -> str:
+    """The rewriting the official evaluator does before executing a query (default flags)."""
+    if is_prediction:
+        sql = sql.replace("value", "1")  # evaluation.py, on every prediction, case-sensitive
+    sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
+    sql = remove_distinct(sql)
+    return _CUR_YEAR.sub("2020", sql)
+
+
+def order_matters(gold_sql: str) -> bool:
+    """Row order counts only when the gold query says 'order by' (anywhere, after normalisation)."""
+    return "order by" in official_normalize(gold_sql, is_prediction=False).lower()
+
+
+@dataclass
+class RewardValues:
+    exact: float = 5.0
+    invalid: float = -1.0
+    empty: float = -2.0
+    partial_max: float = 2.5
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "RewardValues":
+        return cls(cfg.reward_exact, cfg.reward_invalid, cfg.reward_empty, cfg.reward_partial_max)
+
+
+def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: str | os.PathLike,
+                     timeout_s: float) -> tuple[str, float, str | None]:
+    """Execute a prediction and compare it with an executed gold: (outcome, F1, error).
+
+    outcome is match / partial / wrong / invalid (no SQL, error, refusal, timeout). The comparison
+    is the official evaluator's, so reward and metric can never disagree on a match.
+    """
+    if not pred_sql.strip():
+        return "invalid", 0.0, "no SQL"
+    result = execute_sql(db_path, official_normalize(pred_sql, is_prediction=True), timeout_s)
+    if not result.ok:
+        return "invalid", 0.0, f"{result.kind}: {result.error}"
+    assert gold.rows is not None
+    if results_match(gold.rows, result.rows, order_matters(gold_sql)):
+        return "match", 1.0, None
+    f1 = result_f1(gold.rows, result.rows)
+    return ("partial" if f1 > 0 else "wrong"), f1, None
+
+
+def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float) -> ExecResult:
+    # Gold gets a generous limit: a slow gold query is the dataset's cost, not the model's fault.
+    return execute_sql(db_path, official_normalize(gold_sql, is_prediction=False), max(timeout_s, 30.0))
+
+
+def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike, *,
+                     gold: ExecResult | None = None, timeout_s: float = 2.0,
+                     values: RewardValues = RewardValues()) -> tuple[float, str, str | None]:
+    """(reward, outcome, error) for one raw model answer. See sql_reward for the values."""
+    if not completion or not completion.strip():
+        return values.empty, "empty", "empty answer"
+    if gold is None:
+        gold = execute_gold(db_path, gold_sql, timeout_s)
+    if not gold.ok:
+        raise UserError(f"gold query fails on {db_path}: {gold.error}: {gold_sql[:200]}")
+    sql = extract_sql(completion)
+    outcome, f1, error = judge_prediction(sql, gold_sql, gold, db_path, timeout_s)
+    reward = {"match": values.exact, "invalid": values.invalid}.get(outcome, values.partial_max * f1)
+    return reward, outcome, error
+
+
+def sql_reward(completion: str, gold_sql: str, db_path: str | os.PathLike, *, timeout_s: float = 2.0,
+               values: RewardValues = RewardValues()) -> float:
+    """Execution reward for one raw model answer.
+
+    +5.0 (exact)   the predicted result equals the gold result under the official comparison
+    -2.0 (empty)   the answer is empty or whitespace
+    -1.0 (invalid) no SQL in the answer, or it errors, is refused, or exceeds the time limit
+    partial_max x F1 (2.5 x F1 by default) for a valid query with a different result, where F1 is
+                   over result rows as multisets (result_f1): 0 when nothing overlaps, at most 2.5,
+                   always strictly below the exact-match reward.
+    """
+    return score_completion(completion, gold_sql, db_path, timeout_s=timeout_s, values=values)[0]
+
+
+def _completion_text(completion: Any) -> str:
+    """TRL passes conversational completions as [{"role": "assistant", "content": ...}], plain ones as str."""
+    if isinstance(completion, list):
+        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return completion or ""
+
+
+def _score_job(job: tuple) -> tuple[float, str, str | None]:
+    completion, gold_sql, db_path, gold, timeout_s, values = job
+    return score_completion(completion, gold_sql, db_path, gold=gold, timeout_s=timeout_s, values=values)
+
+
+class SQLExecutionReward:
+    """The GRPO reward: TRL calls it as reward(prompts, completions, gold_sql=[...], db_path=[...], ...).
+
+    Gold results are executed once and cached; predictions run in a pool of worker processes, each
+    query under its own time limit, so one slow query never stalls the batch. Outcome counts are
+    accumulated for logging (pop_metrics) together with a few sample completions.
+    """
+
+    __name__ = "sql_execution"  # TRL logs rewards under the function's name
+
+    def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = RewardValues(),
+                 num_samples: int = 2) -> None:
+        self.timeout_s = timeout_s
+        self.workers = workers
+        self.values = values
+        self.num_samples = num_samples
+        self._gold: dict[tuple[str, str], ExecResult] = {}
+        self._pool = None
+        self._counts: collections.Counter = collections.Counter()
+        self.samples: list[dict] = []
+
+    def _executor(self):
+        if self._pool is None and self.workers > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            # spawn: never fork a process that holds CUDA state or tokenizer threads
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def gold_result(self, gold_sql: str, db_path: str) -> ExecResult:
+        key = (str(db_path), gold_sql)
+        if key not in self._gold:
+            self._gold[key] = execute_gold(db_path, gold_sql, self.timeout_s)
+        return self._gold[key]
+
+    def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str]) -> list[tuple[float, str, str | None]]:
+        jobs = [(c, g, str(d), self.gold_result(g, str(d)), self.timeout_s, self.values)
+                for c, g, d in zip(completions, gold_sqls, db_paths)]
+        pool = self._executor()
+        if pool is None:
+            return [_score_job(job) for job in jobs]
+        futures = [pool.submit(_score_job, job) for job in jobs]
+        results = []
+        # Each query stops itself at its limit; this outer wait only guards against a wedged worker.
+        give_up_at = time.monotonic() + self.timeout_s * (len(jobs) / self.workers + 2) + 10
+        for future in futures:
+            try:
+                results.append(future.result(timeout=max(0.1, give_up_at - time.monotonic())))
+            except UserError:
+                raise
+            except Exception as exc:  # timeout or a dead worker: count it, rebuild the pool
+                results.append((self.values.invalid, "invalid", f"worker failed: {type(exc).__name__}"))
+                self.close()
+        return results
+
+    def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], **_: Any) -> list[float]:
+        texts = [_completion_text(c) for c in completions]
+        scored = self.score(texts, gold_sql, db_path)
+        for text, (reward, outcome, error) in zip(texts, scored):
+            self._counts[outcome] += 1
+            self._counts["total"] += 1
+            if outcome == "invalid" and error == "no SQL":
+                self._counts["parse_fail"] += 1
+            if error and error.startswith("timeout"):
+                self._counts["timeout"] += 1
+        self.samples = [{"completion": t, "reward": r, "outcome": o} for t, (r, o, _) in zip(texts, scored)][: self.num_samples]
+        return [reward for reward, _, _ in scored]
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Fraction of each outcome (and of parse failures and timeouts) since the last call."""
+        total = self._counts.get("total", 0)
+        if not total:
+            return {}
+        metrics = {f"outcome/{name}": self._counts.get(name, 0) / total for name in OUTCOMES}
+        metrics["outcome/parse_fail"] = self._counts.get("parse_fail", 0) / total
+        metrics["outcome/timeout"] = self._counts.get("timeout", 0) / total
+        self._counts.clear()
+        return metrics
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ======================================================================
+# 8. scoring: pred.txt / gold.txt like Spider's official evaluator
+
+HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
+EMPTY_PREDICTION = "SELECT"  # placeholder written for an empty answer: keeps pred.txt paired, always wrong
+
+
+def read_gold_file(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """gold.txt: one `SQL<TAB>db_id` a line. Returns (sql, db_id) pairs."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read gold file {path}: {exc}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        parts = line.strip().split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise UserError(f"{path} line {n}: expected 'SQL<TAB>db_id', got {line[:80]!r}")
+        pairs.append((parts[0].strip(), parts[1].strip()))
+    return pairs
+
+
+def read_pred_file(path: str | os.PathLike, expected: int | None = None) -> list[str]:
+    """pred.txt: one SQL a line (text after a tab ignored, as the official evaluator does)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read prediction file {path}: {exc}") from None
+    if expected is not None:
+        while len(lines) > expected and not lines[-1].strip():
+            lines.pop()
+        if len(lines) != expected:
+            raise UserError(f"{path} has {len(lines)} lines but the gold file has {expected}: they must pair line by line")
+    return [line.strip().split("\t")[0] for line in lines]
+
+
+def flatten_sql(sql: str) -> str:
+    """One line for pred.txt/gold.txt: newlines and tabs become spaces; empty becomes a placeholder."""
+    flat = " ".join(sql.split())
+    return flat or EMPTY_PREDICTION
+
+
+def _db_files(db_dir: str, db_id: str) -> list[str]:
+    # As the official evaluator: every file with '.sqlite' in its name in the database's folder
+    # (one in Spider's layout, several in the test-suite layout).
+    folder = os.path.join(db_dir, db_id)
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder) if ".sqlite" in name)
+
+
+def _score_chunk(job: tuple) -> list[dict]:
+    """Score (index, pred, gold_sql, db_id) items; runs in a worker process."""
+    items, db_dir, timeout_s = job
+    results: dict[tuple[str, str], ExecResult] = {}  # (db file, normalised SQL) -> result, for gold and pred alike
+    files: dict[str, list[str]] = {}
+    records = []
+    for index, pred, gold_sql, db_id in items:
+        if db_id not in files:
+            files[db_id] = _db_files(db_dir, db_id)
+        gold_norm = official_normalize(gold_sql, is_prediction=False)
+        ordered = "order by" in gold_norm.lower()
+        record = {"index": index, "db_id": db_id, "exec_match": False, "hardness": spider_hardness(gold_sql),
+                  "outcome": "wrong", "error": None}
+        if not pred.strip() or pred.strip() == EMPTY_PREDICTION:
+            record.update(outcome="empty", error="empty prediction")
+            records.append(record)
+            continue
+        pred_norm = official_normalize(pred, is_prediction=True)
+        match = True
+        for db_file in files[db_id]:
+            gold_key, pred_key = (db_file, gold_norm), (db_file, pred_norm)
+            if gold_key not in results:
+                results[gold_key] = execute_sql(db_file, gold_norm, max(timeout_s, 30.0))
+            gold = results[gold_key]
+            if not gold.ok:
+                record.update(outcome="gold_error", error=f"gold query fails on {os.path.basename(db_file)}: {gold.error}")
+                match = False
+                break
+            if pred_key not in results:
+                results[pred_key] = execute_sql(db_file, pred_norm, timeout_s)
+            pred_result = results[pred_key]
+            if not pred_result.ok:
+                record.update(outcome="invalid", error=f"{pred_result.kind}: {pred_result.error}"[:200])
+                match = False
+                break
+            if not results_match(gold.rows, pred_result.rows, ordered):
+                match = False
+                break
+        if match:
+            record.update(exec_match=True, outcome="match")
+        records.append(record)
+    return records
+
+
+def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
+                      timeout_s: float = 2.0, workers: int = 2) -> list[dict]:
+    """Execution match of each prediction against its gold, with the official evaluator's verdicts.
+
+    Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
+    The one intended difference from the official evaluator: a prediction over `timeout_s` is wrong
+    (the official one hangs).
+    """
+    if len(preds) != len(golds):
+        raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")
+    db_dir = os.fspath(db_dir)
+    missing = sorted({db for _, db in golds if not (os.path.isdir(os.path.join(db_dir, db)) and _db_files(db_dir, db))})
+    if missing:
+        raise UserError(f"no database for {', '.join(missing[:5])} under {db_dir} (expected {db_dir}/<db_id>/<db_id>.sqlite)")
+    items = [(i, p, g, db) for i, (p, (g, db)) in enumerate(zip(preds, golds))]
+    # Group by database so each worker reuses its connections and cached gold results.
+    items.sort(key=lambda item: (item[3], item[0]))
+    workers = max(1, min(workers, len(items) // 200 + 1))  # a process is worth starting only for a few hundred pairs
+    size = -(-len(items) // workers)
+    chunks = [items[k:k + size] for k in range(0, len(items), size)]  # contiguous: a database stays in one worker
+    if workers == 1:
+        records = _score_chunk((items, db_dir, timeout_s))
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
+        method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+            records = [r for chunk in pool.map(_score_chunk, [(c, db_dir, timeout_s) for c in chunks]) for r in chunk]
+    records.sort(key=lambda r: r["index"])
+    failed_gold = [r for r in records if r["outcome"] == "gold_error"]
+    if failed_gold:
+        first = failed_gold[0]
+        raise UserError(f"{len(failed_gold)} gold queries fail to execute; first: line {first['index'] + 1} "
+                        f"({first['db_id']}): {first['error']}")
+    return records
+
+
+def summarize_scores(records: list[dict]) -> dict:
+    """Execution accuracy overall and by hardness, with counts."""
+    summary = {}
+    for level in HARDNESS_LEVELS + ("all",):
+        rows = [r for r in records if level == "all" or r["hardness"] == level]
+        hits = sum(r["exec_match"] for r in rows)
+        summary[level] = {"count": len(rows), "exec_match": hits, "ex": hits / len(rows) if rows else 0.0}
+    return summary
+
+
+def format_score_table(summary: dict) -> str:
+    """The official evaluator's table shape: a column per hardness level plus all."""
+    levels = HARDNESS_LEVELS + ("all",)
+    lines = [f"{'':<20}" + "".join(f"{lvl:<12}" for lvl in levels),
+             f"{'count':<20}" + "".join(f"{summary[lvl]['count']:<12}" for lvl in levels),
+             f"{'execution':<20}" + "".join(f"{summary[lvl]['ex']:<12.3f}" for lvl in levels)]
+    return "\n".join(lines)
+
+
+# ======================================================================
+# 9. hardness: Spider's official difficulty levels, from a sqlglot parse (no schema needed)
+#
+# Schema-free re-implementation of Spider's official hardness levels.
+#
+# Reproduces ``Evaluator.eval_hardness`` of the official Spider evaluator
+# (taoyds/test-suite-sql-eval, ``evaluation.py``) without needing the database
+# schema: the query is parsed with sqlglot (dialect "sqlite") and the same
+# components are counted on the AST.  Only the *top-level* query is inspected
+# (for ``A UNION B`` that is ``A``); nested queries are counted, not descended.
+#
+# Official rules (``count_component1``, ``count_component2``, ``count_others``):
+#
+# component1 (c1) = [WHERE present] + [GROUP BY present] + [ORDER BY present]
+#     + [LIMIT present] + (number of FROM table units - 1)
+#     + number of ``OR`` connectors and number of ``LIKE`` conditions
+#       (``NOT LIKE`` included) in the JOIN ... ON, WHERE and HAVING conditions.
+# component2 (c2) = number of sub-queries used as a condition value in the
+#     ON / WHERE / HAVING conditions (a BETWEEN may hold two)
+#     + 1 if the query has an INTERSECT / UNION / EXCEPT.
+#     (Sub-queries in FROM only count as a table unit; in SELECT not at all.)
+# others (co) = [aggregations > 1] + [select items > 1] + [WHERE conditions > 1]
+#     + [GROUP BY columns > 1], where "aggregations" reproduces the official
+#     ``count_agg`` exactly, quirks included:
+#       - SELECT: items whose outermost expression is MAX/MIN/COUNT/SUM/AVG;
+#       - WHERE: conditions negated with NOT (``NOT IN``, ``NOT LIKE``, ...),
+#         because ``has_agg`` reads the cond_unit's ``not_op`` slot;
+#       - GROUP BY: aggregated columns;
+#       - ORDER BY: aggregated operands of each item (``SUM(a) + SUM(b)`` is 2);
+#       - HAVING: negated conditions plus every AND/OR connector (the official
+#         code applies ``has_agg`` to the raw condition list, and a connector
+#         string's first character is never 0); aggregates in HAVING itself
+#         do not count.
+#
+# Levels:
+#     easy   if c1 <= 1 and co == 0 and c2 == 0
+#     medium if (co <= 2 and c1 <= 1 and c2 == 0) or (c1 <= 2 and co < 2 and c2 == 0)
+#     hard   if (co > 2 and c1 <= 2 and c2 == 0) or (2 < c1 <= 3 and co <= 2 and c2 == 0)
+#            or (c1 <= 1 and co == 0 and c2 <= 1)
+#     extra  otherwise
+#
+# Official parser quirk also reproduced: a condition whose right-hand value is a
+# bare column (e.g. ``T1.a = T2.b``) makes the official value scanner skip ahead
+# to the next AND (or clause keyword), so any ``OR ...`` conditions right after
+# it are dropped from the counts.  Not reproduced: the rarer case where such a
+# skipped OR-chain holds a '(' , ',' or sub-query, after which the official
+# parser silently drops the rest of the query.  SQL the official parser rejects
+# (comma joins, INNER JOIN, IN (1, 2), IS NULL, ...) has no official label; it
+# gets the label the same rules give on the sqlglot AST.
+#
+# Robustness: only the first statement is read; if the strict parse fails,
+# sqlglot's error-tolerant mode is tried and whatever query it recovers is
+# counted.  Input with no recoverable query (empty string, garbage, non-SELECT
+# statements, non-str) is classified "easy" (nothing countable: the lowest
+# level, rather than guessing high); the function never raises.
+
+
+
+
+
+__all__ = ["spider_hardness", "spider_hardness_counts"]
+
+# The official AGG_OPS: ('none', 'max', 'min', 'count', 'sum', 'avg').
+_AGG_TYPES = (exp.Max, exp.Min, exp.Count, exp.Sum, exp.Avg)
+# The official UNIT_OPS between two column units: '-', '+', '*', '/'.
+_ARITH_TYPES = (exp.Sub, exp.Add, exp.Mul, exp.Div)
+_SET_OPS = (exp.Union, exp.Intersect, exp.Except)
+
+
+def _strip(node: Optional[exp.Expression]) -> Optional[exp.Expression]:
+    """Drop aliases and redundant parentheses, which the official parser ignores."""
+    while isinstance(node, (exp.Alias, exp.Paren)):
+        node = node.this
+    return node
+
+
+def _is_agg(node: Optional[exp.Expression]) -> bool:
+    return isinstance(_strip(node), _AGG_TYPES)
+
+
+def _is_query(node: exp.Expression) -> bool:
+    return isinstance(node, (exp.Subquery, exp.Select) + _SET_OPS)
+
+
+def _top_select(tree: exp.Expression) -> Tuple[Optional[exp.Select], bool]:
+    """Return the leftmost SELECT and whether a set operation hangs off it.
+
+    The official parser reads ``A UNION B UNION C`` as ``A`` with ``union =
+    (B UNION C)``; sqlglot builds ``(A UNION B) UNION C``.  Either way the
+    hardness is computed on ``A`` plus one nested IUE query.
+    """
+    has_iue = False
+    node: Optional[exp.Expression] = tree
+    while node is not None:
+        if isinstance(node, _SET_OPS):
+            has_iue = True
+            node = node.this
+        elif isinstance(node, (exp.Subquery, exp.Paren)):
+            node = node.this
+        elif isinstance(node, exp.Select):
+            return node, has_iue
+        else:
+            return None, has_iue
+    return None, has_iue
+
+
+def _flatten(cond: Optional[exp.Expression]) -> Tuple[List[exp.Expression], List[str]]:
+    """Flatten an AND/OR tree into (condition units, connectors) like the official
+    ``[cond_unit, 'and'/'or', cond_unit, ...]`` list (parentheses are ignored)."""
+    units: List[exp.Expression] = []
+    ops: List[str] = []
+
+    def walk(node: exp.Expression) -> None:
+        node = _strip(node)
+        if isinstance(node, (exp.And, exp.Or)):
+            walk(node.this)
+            ops.append("and" if isinstance(node, exp.And) else "or")
+            walk(node.expression)
+        else:
+            units.append(node)
+
+    if cond is not None:
+        walk(cond)
+    # Official quirk: a bare-column value swallows following OR-conditions
+    # (the value scanner only stops at ',', ')', AND, or a clause keyword).
+    kept_units: List[exp.Expression] = []
+    kept_ops: List[str] = []
+    i = 0
+    while i < len(units):
+        kept_units.append(units[i])
+        j = i
+        if _value_is_column(units[i]):
+            while j < len(ops) and ops[j] == "or":
+                j += 1
+        if j < len(ops):
+            kept_ops.append(ops[j])
+        i = j + 1
+    return kept_units, kept_ops
+
+
+def _value_is_column(unit: exp.Expression) -> bool:
+    """True when the official ``parse_value`` would scan the value as a column."""
+    inner = unit.this if isinstance(unit, exp.Not) else unit
+    if isinstance(inner, exp.Between):
+        value = inner.args.get("high")
+    elif isinstance(inner, exp.Binary):
+        value = inner.expression
+    else:
+        return False
+    value = _strip(value)
+    if value is None or isinstance(value, (exp.Literal, exp.Null, exp.Boolean)):
+        return False
+    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal):
+        return False
+    if _is_query(value):
+        return False
+    # Spider writes strings in double quotes, which sqlglot reads as quoted identifiers.
+    if isinstance(value, exp.Column) and not value.table and value.this.args.get("quoted"):
+        return False
+    return True
+
+
+def _is_negated(unit: exp.Expression) -> bool:
+    """Official ``not_op``: NOT IN / NOT BETWEEN / NOT LIKE ... (sqlglot wraps most
+    negations in Not, but marks NOT LIKE / NOT ILIKE with ``negate=True``)."""
+    return isinstance(unit, exp.Not) or bool(unit.args.get("negate"))
+
+
+def _is_like(unit: exp.Expression) -> bool:
+    inner = unit.this if isinstance(unit, exp.Not) else unit
+    return isinstance(inner, (exp.Like, exp.ILike))
+
+
+def _nested_queries(node: exp.Expression) -> Iterator[exp.Expression]:
+    """Sub-queries inside a condition unit, without descending into them."""
+    for child in node.iter_expressions():
+        if _is_query(child):
+            yield child
+        else:
+            yield from _nested_queries(child)
+
+
+def _order_aggs(ordered: exp.Expression) -> int:
+    """Official order-by items are val_units: col_unit [op col_unit]."""
+    node = _strip(ordered.this if isinstance(ordered, exp.Ordered) else ordered)
+    if isinstance(node, _ARITH_TYPES):
+        return int(_is_agg(node.this)) + int(_is_agg(node.expression))
+    return int(_is_agg(node))
+
+
+def _parse(sql: str) -> Optional[exp.Expression]:
+    """First statement of ``sql`` as a sqlglot tree, or None.
+
+    A strict parse is tried first; if it fails, sqlglot's error-tolerant mode
+    is used so that a slightly broken query (e.g. ``... WHERE`` cut short) is
+    still counted on whatever parsed, as long as it is a query.
+    """
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its warnings on garbage input are noise here
+    for level in (ErrorLevel.RAISE, ErrorLevel.IGNORE):
+        try:
+            trees = sqlglot.parse(sql, read="sqlite", error_level=level)
+        except Exception:  # tokenizer/parser errors of any type: try the next mode
+            continue
+        # Like the official parser, only the first statement counts.
+        tree = next((t for t in trees if t is not None), None)
+        if tree is not None and _is_query(tree):
+            return tree
+    return None
+
+
+def spider_hardness_counts(sql: str) -> Optional[Tuple[int, int, int]]:
+    """Return (component1, component2, others) or None when unparseable."""
+    tree = _parse(sql)
+    if tree is None:
+        return None
+    select, has_iue = _top_select(tree)
+    if select is None:
+        return None
+
+    from_ = select.args.get("from_") or select.args.get("from")
+    joins = select.args.get("joins") or []
+    where = select.args.get("where")
+    group = select.args.get("group")
+    having = select.args.get("having")
+    order = select.args.get("order")
+    limit = select.args.get("limit")
+
+    # JOIN ... ON conditions are concatenated with 'and' by the official parser.
+    on_units: List[exp.Expression] = []
+    on_ops: List[str] = []
+    for join in joins:
+        units, ops = _flatten(join.args.get("on"))
+        if units:
+            if on_units:
+                on_ops.append("and")
+            on_units += units
+            on_ops += ops
+    where_units, where_ops = _flatten(where.this if where else None)
+    having_units, having_ops = _flatten(having.this if having else None)
+    cond_units = on_units + where_units + having_units
+    cond_ops = on_ops + where_ops + having_ops
+
+    group_cols = list(group.expressions) if group else []
+    order_items = list(order.expressions) if order else []
+    n_tables = (1 if from_ is not None else 0) + len(joins)
+
+    c1 = int(bool(where_units)) + int(bool(group_cols)) + int(bool(order_items))
+    c1 += int(limit is not None)
+    c1 += max(n_tables - 1, 0)
+    c1 += cond_ops.count("or")
+    c1 += sum(1 for u in cond_units if _is_like(u))
+
+    c2 = sum(len(list(_nested_queries(u))) for u in cond_units) + int(has_iue)
+
+    # A SELECT item counts only when the aggregate is its outermost token
+    # (official agg_id slot); "(COUNT(*))" or "a + COUNT(*)" count 0 there.
+    aggs = sum(1 for e in select.expressions
+               if isinstance(e.this if isinstance(e, exp.Alias) else e, _AGG_TYPES))
+    aggs += sum(1 for u in where_units if _is_negated(u))
+    aggs += sum(1 for g in group_cols if _is_agg(g))
+    aggs += sum(_order_aggs(o) for o in order_items)
+    aggs += sum(1 for u in having_units if _is_negated(u)) + len(having_ops)
+    co = int(aggs > 1) + int(len(select.expressions) > 1)
+    co += int(len(where_units) > 1) + int(len(group_cols) > 1)
+    return c1, c2, co
+
+
+@functools.lru_cache(maxsize=65536)
+def spider_hardness(sql: str) -> str:
+    """Spider difficulty ("easy"/"medium"/"hard"/"extra") of a SQL query."""
+    try:
+        counts = spider_hardness_counts(sql) if isinstance(sql, str) else None
+    except Exception:  # never raise on odd input (incl. RecursionError on deep nesting)
+        counts = None
+    if counts is None:
+        return "easy"
+    c1, c2, co = counts
+    if c1 <= 1 and co == 0 and c2 == 0:
+        return "easy"
+    if (co <= 2 and c1 <= 1 and c2 == 0) or (c1 <= 2 and co < 2 and c2 == 0):
+        return "medium"
+    if ((co > 2 and c1 <= 2 and c2 == 0) or (2 < c1 <= 3 and co <= 2 and c2 == 0)
+            or (c1 <= 1 and co == 0 and c2 <= 1)):
+        return "hard"
+    return "extra"
