@@ -6,18 +6,17 @@
 Saves the adapter and tokenizer in PEFT format under <output_dir>/sft (checkpoints beside it).
 """
 
+from __future__ import annotations
+
 import time
 from pathlib import Path
 
 import utils
-from config import parse_config
+from config import Config, parse_config
 
 
-def main() -> None:
-    cfg, _ = parse_config(script="train_sft.py")
-    out = Path(cfg.output_dir) / "sft"
-    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
-
+def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
+    """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
     # Data first: a missing dataset fails in a second, before any model is loaded.
     spider = utils.Spider.open(cfg.spider_dir)
     examples = spider.examples("train", cfg.use_train_others)
@@ -73,13 +72,20 @@ def main() -> None:
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+    info = {"stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
+            "skipped_examples": skipped, "config": cfg.to_dict()}
+    return trainer, info
+
+
+def main() -> None:
+    cfg, _ = parse_config(script="train_sft.py")
+    out = Path(cfg.output_dir) / "sft"
+    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
+    trainer, info = build_trainer(cfg, out, resume_from)
     start = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
-    utils.save_adapter(trainer, out, {
-        "stage": "sft", "base_model": cfg.model_name, "backend": backend, "global_step": trainer.state.global_step,
-        "train_examples": len(rows), "skipped_examples": skipped, "seconds": round(time.time() - start, 1),
-        "config": cfg.to_dict(),
-    })
+    utils.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,
+                                      "seconds": round(time.time() - start, 1)})
     utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
     print(f"[sft] saved adapter to {out} after {trainer.state.global_step} steps")
 

@@ -405,8 +405,11 @@ def ensure_tiny_model(path: str | os.PathLike = TINY_MODEL_DIR) -> str:
     place, so concurrent test processes never see half a model.
     """
     path = Path(path)
+    corpus = _tiny_corpus()
+    # The stamp names the recipe and the data: editing the mini-Spider rebuilds the tokenizer.
+    version = f"{TINY_MODEL_VERSION}-{hashlib.sha256(chr(10).join(corpus).encode()).hexdigest()[:12]}"
     stamp = path / "sql-rlvr-tiny-version"
-    if stamp.exists() and stamp.read_text().strip() == TINY_MODEL_VERSION:
+    if stamp.exists() and stamp.read_text().strip() == version:
         return str(path)
     import shutil
     import tempfile
@@ -419,7 +422,7 @@ def ensure_tiny_model(path: str | os.PathLike = TINY_MODEL_DIR) -> str:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(_tiny_corpus(), trainers.BpeTrainer(
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
         vocab_size=1024, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         additional_special_tokens=["<|im_start|>"])
@@ -443,7 +446,7 @@ def ensure_tiny_model(path: str | os.PathLike = TINY_MODEL_DIR) -> str:
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "sql-rlvr-tiny-version").write_text(TINY_MODEL_VERSION + "\n")
+    (tmp / "sql-rlvr-tiny-version").write_text(version + "\n")
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
     try:
@@ -711,10 +714,16 @@ def length_report(lengths: list[int]) -> str:
 
 def report_to(cfg: Config) -> list[str]:
     """wandb only when a key is set (in the environment or .env); otherwise no reporting at all."""
-    if os.environ.get("WANDB_API_KEY"):
-        os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
-        return ["wandb"]
-    return []
+    if not os.environ.get("WANDB_API_KEY"):
+        return []
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        print("warning: WANDB_API_KEY is set but wandb is not installed (pip install wandb); not logging to wandb",
+              file=sys.stderr)
+        return []
+    os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
+    return ["wandb"]
 
 
 def prepare_output_dir(path: Path, cfg: Config, finished_marker: str) -> str | None:

@@ -37,8 +37,12 @@ SELECT Name FROM team ORDER BY Founded LIMIT 1	soccer_league
 SELECT Position , count(*) FROM player GROUP BY Position	soccer_league
 SELECT Name FROM player ORDER BY Goals DESC LIMIT 1	soccer_league
 SELECT T1.Name , T2.Name FROM player AS T1 JOIN team AS T2 ON T1.Team_ID = T2.Team_ID	soccer_league
-SELECT T1.Ground_Name FROM `Home Ground` AS T1 JOIN team AS T2 ON T1.Team_ID = T2.Team_ID WHERE T2.City = "Northport"	soccer_league
+SELECT T1.Ground_Name FROM Home_Ground AS T1 JOIN team AS T2 ON T1.Team_ID = T2.Team_ID WHERE T2.City = "Northport"	soccer_league
 SELECT T2.Name FROM player AS T1 JOIN team AS T2 ON T1.Team_ID = T2.Team_ID GROUP BY T1.Team_ID HAVING count(*) > 2	soccer_league
 SELECT Game_Date FROM game WHERE Home_Goals >= 2	soccer_league
 SELECT Team_ID FROM player WHERE Position = "Forward" EXCEPT SELECT Team_ID FROM player WHERE Position = "Defender"	soccer_league
 SELECT Name FROM team WHERE Founded < 1950	soccer_league
+SELECT Name FROM student WHERE Age > (SELECT max(Age) FROM student WHERE Dept_ID = 1) OR Home_City = 'Springfield'	college_courses
+SELECT Title FROM book WHERE Price > 10 EXCEPT SELECT T1.Title FROM book AS T1 JOIN purchase AS T2 ON T1.Book_ID = T2.Book_ID	bookshop
+SELECT T1.Name , count(*) FROM Artist AS T1 JOIN Song AS T2 ON T1.Artist_ID = T2.Artist_ID GROUP BY T1.Artist_ID ORDER BY count(*) DESC LIMIT 1	music_festival
+SELECT T1.Name FROM team AS T1 JOIN player AS T2 ON T1.Team_ID = T2.Team_ID WHERE T2.Goals > 5 INTERSECT SELECT T1.Name FROM team AS T1 JOIN game AS T2 ON T1.Team_ID = T2.Home_Team_ID	soccer_league

@@ -1,5 +1,5 @@
 -- soccer_league: part of mini_spider, written for sql-rlvr (original, invented data).
--- Invented soccer league data. Quirks: table name with a space ("Home Ground"), team.Founded declared INTEGER but one row holds text 'N/A', NULL goals.
+-- Invented soccer league data. Quirks: a column name with a space is in music_festival, team.Founded declared INTEGER but one row holds text 'N/A', NULL goals.
 -- Build: python -c "import sqlite3; sqlite3.connect('soccer_league.sqlite').executescript(open('soccer_league.sql').read())"
 
 CREATE TABLE team (
@@ -19,7 +19,7 @@ CREATE TABLE player (
     PRIMARY KEY (Player_ID),
     FOREIGN KEY (Team_ID) REFERENCES team(Team_ID)
 );
-CREATE TABLE "Home Ground" (
+CREATE TABLE Home_Ground (
     Ground_ID INTEGER,
     Ground_Name TEXT,
     Team_ID INTEGER,
@@ -61,12 +61,12 @@ INSERT INTO player VALUES (11, 'Ivan Petrov', 6, 'Goalkeeper', 31, 0);
 INSERT INTO player VALUES (12, 'Luis Ortega', 6, 'Forward', 26, NULL);
 INSERT INTO player VALUES (13, 'Kwame Asante', 1, 'Defender', 20, 1);
 
-INSERT INTO "Home Ground" VALUES (1, 'Rover Park', 1, 18000, 1923);
-INSERT INTO "Home Ground" VALUES (2, 'Bridge Road', 2, 25000, 1907);
-INSERT INTO "Home Ground" VALUES (3, 'Calder Lane', 3, 9000, 1952);
-INSERT INTO "Home Ground" VALUES (4, 'Mere Stadium', 4, 15000, 1999);
-INSERT INTO "Home Ground" VALUES (5, 'Southvale Fields', 5, 6500, 1990);
-INSERT INTO "Home Ground" VALUES (6, 'Albion Grounds', 6, 22000, 1901);
+INSERT INTO Home_Ground VALUES (1, 'Rover Park', 1, 18000, 1923);
+INSERT INTO Home_Ground VALUES (2, 'Bridge Road', 2, 25000, 1907);
+INSERT INTO Home_Ground VALUES (3, 'Calder Lane', 3, 9000, 1952);
+INSERT INTO Home_Ground VALUES (4, 'Mere Stadium', 4, 15000, 1999);
+INSERT INTO Home_Ground VALUES (5, 'Southvale Fields', 5, 6500, 1990);
+INSERT INTO Home_Ground VALUES (6, 'Albion Grounds', 6, 22000, 1901);
 
 INSERT INTO game VALUES (1, 1, 2, 2, 1, '2023-08-12');
 INSERT INTO game VALUES (2, 3, 4, 0, 0, '2023-08-12');

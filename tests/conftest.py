@@ -1,0 +1,51 @@
+"""Fixtures on real parts: the shipped mini-Spider, the tiny local Qwen3, SQLite databases in tmp."""
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import utils  # noqa: E402
+from config import MINI_SPIDER_DIR  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def spider() -> utils.Spider:
+    return utils.Spider.open(MINI_SPIDER_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> str:
+    return utils.ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture
+def make_db(tmp_path):
+    """Build a SQLite file from a script; returns its path."""
+
+    def make(script: str, name: str = "test.sqlite") -> Path:
+        path = tmp_path / name
+        conn = sqlite3.connect(path)
+        conn.executescript(script)
+        conn.commit()
+        conn.close()
+        return path
+
+    return make
+
+
+def run_script(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run an entry script as a user would: `python <script> <args>` from the repo root."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)

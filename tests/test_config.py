@@ -1,0 +1,83 @@
+import pytest
+
+from config import PRESETS, Config, ConfigError, parse_config
+from conftest import run_script
+
+
+def test_defaults_are_the_real_run():
+    cfg, _ = parse_config([])
+    assert cfg.model_name == "unsloth/Qwen3-4B-Instruct-2507"
+    assert (cfg.reward_exact, cfg.reward_invalid, cfg.reward_empty) == (5.0, -1.0, -2.0)
+    assert cfg.sql_timeout_s == 2.0
+
+
+def test_typed_overrides():
+    cfg, _ = parse_config(["--lora_r", "8", "--sft_learning_rate", "1e-4", "--overwrite", "true",
+                           "--lora_target_modules", "q_proj, v_proj", "--output_dir", "/tmp/x"])
+    assert cfg.lora_r == 8 and isinstance(cfg.lora_r, int)
+    assert cfg.sft_learning_rate == 1e-4
+    assert cfg.overwrite is True
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.output_dir == "/tmp/x"
+
+
+def test_preset_then_flags_override_it():
+    cfg, _ = parse_config(["--preset", "smoke", "--grpo_max_steps", "7"])
+    assert cfg.model_name == PRESETS["smoke"]["model_name"] == "tiny"
+    assert cfg.spider_dir.endswith("mini_spider")
+    assert cfg.grpo_max_steps == 7
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lora_rank", "8"], "unknown option --lora_rank (did you mean --lora_r?)"),
+    (["--lora_r", "eight"], "--lora_r"),
+    (["--overwrite", "maybe"], "expected true or false"),
+    (["--preset", "huge"], "invalid choice"),
+    (["--backend", "tpu"], "--backend must be auto, unsloth or hf"),
+    (["--num_generations", "1"], "--num_generations must be >= 2"),
+    (["--num_generations", "3", "--grpo_prompts_per_step", "1", "--grpo_grad_accum", "2"], "must be divisible"),
+    (["--reward_partial_max", "6"], "below --reward_exact"),
+    (["--max_prompt_length", "4000"], "exceeds max_seq_length"),
+])
+def test_bad_overrides_are_one_line_errors(argv, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(argv)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_grpo_batch_is_derived_so_trl_divisibility_holds():
+    cfg = Config(grpo_prompts_per_step=4, num_generations=8, grpo_grad_accum=4)
+    cfg.validate(world_size=2)
+    per_device = cfg.grpo_per_device_batch(world_size=2)
+    generation_batch = per_device * 2 * cfg.grpo_grad_accum  # TRL: per-device x processes x steps_per_generation
+    assert generation_batch % cfg.num_generations == 0
+    with pytest.raises(ConfigError):
+        Config(grpo_prompts_per_step=1, num_generations=8, grpo_grad_accum=4).validate(world_size=3)
+
+
+@pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
+def test_scripts_list_every_field_in_help(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0
+    for name in ("--model_name", "--output_dir", "--preset", "--sql_timeout_s", "--num_generations"):
+        assert name in result.stdout
+    assert "default: unsloth/Qwen3-4B-Instruct-2507" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
+def test_scripts_reject_unknown_flags_in_one_line(script):
+    result = run_script(script, "--lerning_rate", "3")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: unknown option --lerning_rate")
+
+
+def test_config_module_imports_nothing_heavy():
+    # unsloth must be imported before transformers/peft/trl: parsing config and importing utils may not import them.
+    code = ("import sys, config, utils; config.parse_config([]); "
+            "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'unsloth') if m in sys.modules])")
+    result = run_script("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

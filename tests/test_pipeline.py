@@ -1,0 +1,128 @@
+"""The three entry scripts end to end on CPU, as README's quick start runs them (--preset smoke)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+import utils
+from config import MINI_SPIDER_DIR, parse_config
+from conftest import run_script
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    runs = {}
+    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py"]),
+                        ("eval", ["evaluate.py", "--adapter", "grpo"])):
+        runs[stage] = run_script(*args, "--preset", "smoke", "--output_dir", str(out))
+        assert runs[stage].returncode == 0, f"{stage} failed:\n{runs[stage].stdout[-3000:]}\n{runs[stage].stderr[-3000:]}"
+    return out, runs
+
+
+def test_sft_saves_a_peft_adapter_and_its_loss_goes_down(smoke):
+    out, _ = smoke
+    sft = out / "sft"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "run_info.json",
+                 "metrics.jsonl", "curves.png"):
+        assert (sft / name).exists(), name
+    losses = [r["loss"] for r in utils.read_metrics(sft / "metrics.jsonl") if "loss" in r]
+    assert len(losses) >= 100
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+
+
+def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
+    out, runs = smoke
+    grpo = out / "grpo"
+    info = json.loads((grpo / "run_info.json").read_text())
+    assert info["global_step"] == 4
+    assert info["sft_adapter_sha256"] == sha(out / "sft" / "adapter_model.safetensors")
+    assert sha(grpo / "adapter_model.safetensors") != info["sft_adapter_sha256"]  # it trained something
+    logs = [r for r in utils.read_metrics(grpo / "metrics.jsonl") if "reward" in r]
+    assert len(logs) == 4
+    for row in logs:
+        assert "rewards/sql_execution/mean" in row and "reward_std" in row and "frac_reward_zero_std" in row
+        assert sum(row[f"outcome/{o}"] for o in utils.OUTCOMES) == pytest.approx(1.0)
+    # the reward values seen are the reward function's own: matches (+5), invalid (-1), partial/wrong (>= 0)
+    assert any(row["outcome/match"] > 0 for row in logs) and any(row["reward_std"] > 0 for row in logs)
+    assert "[grpo] step 1:" in runs["grpo"].stdout and "match +5.00" in runs["grpo"].stdout
+
+
+def test_evaluation_writes_official_files_that_line_up(smoke):
+    out, runs = smoke
+    ev = out / "eval" / "grpo"
+    dev = json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
+    preds = (ev / "pred.txt").read_text().splitlines()
+    golds = (ev / "gold.txt").read_text().splitlines()
+    assert len(preds) == len(golds) == len(dev)
+    assert all(p.strip() and "\t" not in p for p in preds)
+    assert [g.split("\t") for g in golds] == [[" ".join(ex["query"].split()), ex["db_id"]] for ex in dev]
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["adapter"].endswith("grpo") and metrics["adapter_sha256"] == sha(out / "grpo" / "adapter_model.safetensors")
+    assert metrics["by_hardness"]["all"]["count"] == len(dev)
+    records = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
+    assert [r["prediction"] for r in records] == preds
+    assert "evaluation.py --gold" in runs["eval"].stdout
+    # the files score the same through --score_only
+    rescored = utils.score_predictions(utils.read_pred_file(ev / "pred.txt"), utils.read_gold_file(ev / "gold.txt"),
+                                       MINI_SPIDER_DIR / "database", workers=1)
+    assert sum(r["exec_match"] for r in rescored) == metrics["by_hardness"]["all"]["exec_match"]
+
+
+def test_finished_outputs_are_never_clobbered(smoke):
+    out, _ = smoke
+    before = sha(out / "sft" / "adapter_model.safetensors")
+    again = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert sha(out / "sft" / "adapter_model.safetensors") == before
+    assert run_script("evaluate.py", "--preset", "smoke", "--output_dir", str(out), "--adapter", "grpo").returncode == 2
+
+
+def test_missing_inputs_are_one_clear_line(tmp_path):
+    cases = [
+        (["train_grpo.py", "--preset", "smoke", "--output_dir", str(tmp_path)], "run `python train_sft.py`"),
+        (["evaluate.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--adapter", "sft"], "no sft adapter"),
+        (["evaluate.py", "--preset", "smoke", "--adapter", str(tmp_path)], "no LoRA adapter at"),
+        (["train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--spider_dir", str(tmp_path / "x")],
+         "yale-lily.github.io/spider"),
+        (["train_sft.py", "--output_dir", str(tmp_path), "--spider_dir", str(MINI_SPIDER_DIR), "--backend", "hf",
+          "--model_name", str(tmp_path / "no-model")], "cannot load model"),
+        (["train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--backend", "unsloth"], "needs a CUDA GPU"),
+    ]
+    for args, message in cases:
+        result = run_script(*args)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_path):
+    import train_sft
+
+    cfg, _ = parse_config(["--preset", "smoke", "--output_dir", str(tmp_path)])
+    trainer, _ = train_sft.build_trainer(cfg, tmp_path / "sft")
+    tokenizer = trainer.processing_class
+    spider = utils.Spider.open(cfg.spider_dir)
+    golds = {ex["query"] for ex in spider.examples("train")}
+    for row in [trainer.train_dataset[i] for i in range(5)]:
+        labels = trainer.data_collator([row])["labels"][0].tolist()
+        learned = tokenizer.decode([t for t in labels if t != -100])
+        assert learned.endswith("<|im_end|>\n")  # the model learns to stop
+        assert learned[: -len("<|im_end|>\n")] in golds  # and nothing of the prompt
+
+
+def test_grpo_refuses_an_adapter_it_cannot_train(tmp_path):
+    from peft import PeftModel
+
+    cfg, _ = parse_config(["--preset", "smoke"])
+    model, _ = utils.load_model(cfg, "hf", adapter=None, trainable=True)
+    model.save_pretrained(tmp_path)
+    trained, _ = utils.load_model(cfg, "hf", adapter=tmp_path, trainable=True)
+    assert utils.count_trainable(trained) > 0
+    frozen = PeftModel.from_pretrained(utils.load_model(cfg, "hf", trainable=False)[0], str(tmp_path))
+    assert utils.count_trainable(frozen) == 0  # what the silent failure looks like; load_model never returns it

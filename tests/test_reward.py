@@ -1,0 +1,123 @@
+"""The execution reward and the comparison behind it, on real SQLite databases."""
+
+import pytest
+
+import utils
+from utils import RewardValues, results_match, sql_reward
+
+SCRIPT = """
+CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER);
+INSERT INTO singer VALUES (1, 'Ann', 'France', 30), (2, 'Bob', 'France', 41), (3, 'Cid', 'Peru', 25),
+                          (4, 'Dee', 'Chile', 25), (5, 'Eve', 'France', 52);
+"""
+
+
+@pytest.fixture
+def db(make_db):
+    return make_db(SCRIPT)
+
+
+def test_reward_values(db):
+    gold = "SELECT name FROM singer WHERE country = 'France'"
+    assert sql_reward("SELECT name FROM singer WHERE country = 'France'", gold, db) == 5.0
+    assert sql_reward("```sql\nSELECT name FROM singer WHERE age > 29 AND country != 'Peru';\n```", gold, db) == 5.0
+    assert sql_reward("   \n", gold, db) == -2.0
+    assert sql_reward("", gold, db) == -2.0
+    assert sql_reward("I am not sure.", gold, db) == -1.0  # no SQL
+    assert sql_reward("SELECT nme FROM singer", gold, db) == -1.0  # invalid
+    assert sql_reward("DROP TABLE singer", gold, db) == -1.0  # no SELECT in it
+    assert sql_reward("SELECT name FROM singer; DELETE FROM singer", gold, db) == 0.0 + sql_reward(
+        "SELECT name FROM singer", gold, db)  # only the first statement is run
+    runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+    assert sql_reward(runaway, gold, db, timeout_s=0.3) == -1.0
+    assert sql_reward("SELECT name FROM singer WHERE country = 'Mars'", gold, db) == 0.0  # runs, nothing overlaps
+
+
+def test_partial_credit_is_f1_times_partial_max_and_below_exact(db):
+    gold = "SELECT name FROM singer WHERE country = 'France'"  # Ann, Bob, Eve
+    two_of_three = "SELECT name FROM singer WHERE country = 'France' AND age < 50"  # Ann, Bob
+    f1 = 2 * (1.0 * 2 / 3) / (1.0 + 2 / 3)
+    assert sql_reward(two_of_three, gold, db) == pytest.approx(2.5 * f1)
+    everything = "SELECT name FROM singer"  # precision 3/5, recall 1
+    assert sql_reward(everything, gold, db) == pytest.approx(2.5 * (2 * 0.6 * 1.0 / 1.6))
+    values = RewardValues(exact=5.0, partial_max=4.99)
+    same_rows_wrong_order = "SELECT name FROM singer ORDER BY name DESC"
+    reward = sql_reward(same_rows_wrong_order, "SELECT name FROM singer ORDER BY name", db, values=values)
+    assert reward == pytest.approx(4.99) and reward < values.exact  # F1 = 1 but order is wrong: still below exact
+
+
+def test_column_permutation_matches(db):
+    assert sql_reward("SELECT age, name FROM singer", "SELECT name, age FROM singer", db) == 5.0
+
+
+def test_order_matters_only_when_gold_orders(db):
+    assert sql_reward("SELECT name FROM singer ORDER BY age", "SELECT name FROM singer", db) == 5.0
+    assert sql_reward("SELECT name FROM singer", "SELECT name FROM singer ORDER BY name DESC", db) < 5.0
+    assert sql_reward("SELECT name FROM singer ORDER BY name DESC", "SELECT name FROM singer ORDER BY name DESC", db) == 5.0
+    # 'order by' inside a subquery of the gold also makes order count, as in the official evaluator
+    assert utils.order_matters("SELECT name FROM (SELECT name FROM singer ORDER BY age LIMIT 3)")
+
+
+def test_duplicates_count_multiset_not_set(db):
+    gold = "SELECT country FROM singer"  # France x3, Peru, Chile
+    assert sql_reward("SELECT DISTINCT country FROM singer", gold, db) == 5.0  # DISTINCT is removed, as officially
+    assert not results_match([("France",), ("France",), ("Peru",)], [("France",), ("Peru",), ("Peru",)], False)
+    assert results_match([("France",), ("France",), ("Peru",)], [("Peru",), ("France",), ("France",)], False)
+
+
+def test_both_empty_match_whatever_the_columns(db):
+    gold = "SELECT name, age FROM singer WHERE age > 100"
+    assert sql_reward("SELECT id FROM singer WHERE country = 'Mars'", gold, db) == 5.0
+    assert results_match([], [], order_matters=True)
+    assert not results_match([("a",)], [], order_matters=False)
+
+
+def test_official_value_rules():
+    assert results_match([(2,)], [(2.0,)], False)  # Python equality
+    assert not results_match([("1",)], [(1,)], False)
+    assert not results_match([(1, 2)], [(1,)], False)  # column counts differ
+    assert results_match([(1, "a"), (2, "b")], [("b", 2), ("a", 1)], False)
+    assert not results_match([(1, "a"), (2, "b")], [("b", 2), ("a", 1)], True)
+    assert utils.official_normalize("SELECT a FROM t WHERE b > = 1 AND c = 'value'", is_prediction=True) == \
+        "SELECT a FROM t WHERE b >= 1 AND c = '1'"
+    assert utils.remove_distinct("SELECT count(DISTINCT a) FROM t") == "SELECT count( a) FROM t"
+
+
+def test_batched_reward_with_trl_calling_convention(db):
+    gold = "SELECT name FROM singer WHERE country = 'France'"
+    reward = utils.SQLExecutionReward(timeout_s=0.5, workers=2)
+    try:
+        completions = [
+            [{"role": "assistant", "content": "SELECT name FROM singer WHERE country = 'France'"}],
+            [{"role": "assistant", "content": "SELECT name FROM singer WHERE country = 'France' AND age < 50"}],
+            [{"role": "assistant", "content": "SELECT name FROM singer WHERE country = 'Mars'"}],
+            [{"role": "assistant", "content": "SELECT nonsense"}],
+            [{"role": "assistant", "content": ""}],
+            [{"role": "assistant", "content": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"}],
+        ]
+        prompts = [[{"role": "user", "content": "q"}]] * len(completions)
+        rewards = reward(prompts=prompts, completions=completions, gold_sql=[gold] * 6, db_path=[str(db)] * 6,
+                         trainer_state=None)
+        assert rewards[0] == 5.0 and 0 < rewards[1] < 5.0 and rewards[2] == 0.0
+        assert rewards[3:] == [-1.0, -2.0, -1.0]
+        metrics = reward.pop_metrics()
+        assert metrics["outcome/match"] == pytest.approx(1 / 6)
+        assert metrics["outcome/invalid"] == pytest.approx(2 / 6)
+        assert metrics["outcome/timeout"] == pytest.approx(1 / 6)
+        assert sum(metrics[f"outcome/{o}"] for o in utils.OUTCOMES) == pytest.approx(1.0)
+        assert reward.pop_metrics() == {}  # counts reset after each log
+        assert len(reward._gold) == 1  # the gold query ran once for six completions
+    finally:
+        reward.close()
+
+
+def test_batched_reward_plain_string_completions_in_process(db):
+    reward = utils.SQLExecutionReward(workers=1)
+    rewards = reward(prompts=["q", "q"], completions=["SELECT 1", "SELECT count(*) FROM singer"],
+                     gold_sql=["SELECT count(*) FROM singer"] * 2, db_path=[str(db)] * 2)
+    assert rewards == [0.0, 5.0]
+
+
+def test_gold_that_fails_is_a_clear_error(db):
+    with pytest.raises(utils.UserError, match="gold query fails"):
+        sql_reward("SELECT 1", "SELECT missing FROM singer", db)

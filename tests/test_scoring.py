@@ -1,0 +1,123 @@
+"""Score-only evaluation on the mini-Spider, with a table checked against the official evaluator."""
+
+import json
+import shutil
+
+import pytest
+
+import utils
+from config import MINI_SPIDER_DIR
+from conftest import run_script
+
+
+def dev_golds():
+    return json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
+
+
+def perturbed_predictions(dev):
+    """17 predictions, one per official rule. Expected verdicts were confirmed by running
+    test-suite-sql-eval's evaluation.py --etype exec on the same files (with the empty line replaced
+    by a placeholder, since an empty line breaks its pairing): 0.500 0.500 0.800 1.000 0.647."""
+    gold = [ex["query"] for ex in dev]
+    preds = list(gold)
+    preds[1] = "SELECT Name FROM department ORDER BY Budget ASC"  # gold orders: order counts -> wrong
+    preds[3] = ""  # empty line -> wrong, pairing kept
+    preds[4] = gold[4].replace("SELECT T3.Genre", "SELECT DISTINCT T3.Genre")  # DISTINCT removed on both -> match
+    preds[5] = ("SELECT sum(T2.Quantity) , T1.Name FROM customer AS T1 JOIN purchase AS T2 "
+                "ON T1.Customer_ID = T2.Customer_ID GROUP BY T1.Customer_ID")  # columns permuted -> match
+    preds[6] = "SELECT nonsense FROM book"  # error -> wrong
+    preds[9] = "SELECT Concert_Date , Attendance FROM concert ORDER BY Attendance ASC"  # wrong order
+    preds[12] = "SELECT Name FROM team"  # superset -> wrong
+    preds[14] = gold[14].replace("'2023-08-19'", "'value'")  # 'value' becomes 1 -> wrong
+    preds[16] = gold[16] + "; DROP TABLE student"  # only the first statement counts -> match
+    return preds
+
+
+EXPECTED = [1, 0, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 0, 1, 1]
+
+
+@pytest.fixture
+def files(tmp_path, spider):
+    dev = dev_golds()
+    pred, gold = tmp_path / "pred.txt", tmp_path / "gold.txt"
+    pred.write_text("\n".join(perturbed_predictions(dev)) + "\n")
+    gold.write_text("".join(f"{ex['query']}\t{ex['db_id']}\n" for ex in dev))
+    db_dir = tmp_path / "database"
+    shutil.copytree(MINI_SPIDER_DIR / "database", db_dir, ignore=shutil.ignore_patterns("*.sql", "*.sha256"))
+    return pred, gold, db_dir
+
+
+def test_score_only_cli_prints_the_official_table_and_writes_results(files, tmp_path):
+    pred, gold, db_dir = files
+    results = tmp_path / "results.jsonl"
+    before = {p: p.read_bytes() for p in db_dir.rglob("*.sqlite")}
+    out = run_script("evaluate.py", "--score_only", "--pred", str(pred), "--gold", str(gold),
+                     "--db_dir", str(db_dir), "--results", str(results))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1].split() == ["count", "4", "6", "5", "2", "17"]
+    assert lines[2].split() == ["execution", "0.500", "0.500", "0.800", "1.000", "0.647"]
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(17))
+    assert [int(r["exec_match"]) for r in records] == EXPECTED
+    assert {"index", "db_id", "exec_match", "hardness", "error"} <= set(records[0])
+    assert records[3]["error"] == "empty prediction"
+    assert records[6]["error"].startswith("error: no such column")
+    assert records[0]["error"] is None
+    assert {p: p.read_bytes() for p in db_dir.rglob("*.sqlite")} == before  # the DROP never ran
+
+
+def test_parallel_and_sequential_scoring_agree(files):
+    pred, gold, db_dir = files
+    golds = utils.read_gold_file(gold)
+    preds = utils.read_pred_file(pred, len(golds))
+    many_preds, many_golds = preds * 30, golds * 30  # enough pairs for the worker pool to start
+    sequential = utils.score_predictions(many_preds, many_golds, db_dir, workers=1)
+    parallel = utils.score_predictions(many_preds, many_golds, db_dir, workers=2)
+    assert sequential == parallel
+    assert [int(r["exec_match"]) for r in parallel[:17]] == EXPECTED
+
+
+def test_timeout_is_wrong_not_a_hang(files):
+    _, gold, db_dir = files
+    golds = utils.read_gold_file(gold)[:1]
+    runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+    record = utils.score_predictions([runaway], golds, db_dir, timeout_s=0.3, workers=1)[0]
+    assert record["exec_match"] is False and record["error"].startswith("timeout")
+
+
+def test_malformed_inputs_are_clear_one_line_errors(files, tmp_path):
+    pred, gold, db_dir = files
+    short = tmp_path / "short.txt"
+    short.write_text("SELECT 1\n")
+    bad_gold = tmp_path / "bad_gold.txt"
+    bad_gold.write_text("SELECT 1 without a tab\n")
+    failing_gold = tmp_path / "failing_gold.txt"
+    failing_gold.write_text("SELECT missing_column FROM book\tbookshop\n")
+    unknown_db = tmp_path / "unknown_db.txt"
+    unknown_db.write_text("SELECT 1\tno_such_db\n")
+    cases = [
+        ((short, gold, db_dir), "has 1 lines but the gold file has 17"),
+        ((short, bad_gold, db_dir), "expected 'SQL<TAB>db_id'"),
+        ((short, failing_gold, db_dir), "gold queries fail to execute"),
+        ((short, unknown_db, db_dir), "no database for no_such_db"),
+        ((tmp_path / "absent.txt", gold, db_dir), "cannot read prediction file"),
+        ((pred, gold, tmp_path / "no_dir"), "is not a folder"),
+    ]
+    for (p, g, d), message in cases:
+        out = run_script("evaluate.py", "--score_only", "--pred", str(p), "--gold", str(g), "--db_dir", str(d))
+        assert out.returncode == 2, (message, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr
+        assert out.stderr.strip().count("\n") == 0
+
+
+def test_score_only_needs_its_three_paths():
+    out = run_script("evaluate.py", "--score_only", "--pred", "p.txt")
+    assert out.returncode == 2 and "--score_only needs --gold, --db_dir" in out.stderr
+
+
+def test_gold_vs_gold_is_perfect(spider):
+    dev = dev_golds()
+    golds = [(ex["query"], ex["db_id"]) for ex in dev]
+    records = utils.score_predictions([g for g, _ in golds], golds, MINI_SPIDER_DIR / "database", workers=1)
+    assert all(r["exec_match"] for r in records)
