@@ -52,6 +52,7 @@ class Config:
     resume: bool = _f(False, "continue training from the last checkpoint in output_dir")
     backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf)")
     seed: int = _f(42, "random seed for data order, LoRA init and sampling")
+    torch_threads: int = _f(0, "CPU threads for torch (0 = torch's default); 1 is fastest for tiny models on busy CPUs")
 
     # --- data and prompts ---
     use_train_others: bool = _f(True, "add train_others.json to the training set when present")
@@ -90,6 +91,9 @@ class Config:
     temperature: float = _f(1.0, "sampling temperature for GRPO rollouts")
     beta: float = _f(0.0, "KL penalty to the base model (0 = none, TRL's default; >0 uses the adapter-disabled model)")
     max_completion_length: int = _f(256, "longest generated answer in tokens (GRPO and evaluation)")
+    vllm_mode: str = _f("colocate", "hf backend GRPO rollouts: colocate = plain generate in-process; server = TRL's `trl vllm-serve` on its own GPUs")
+    vllm_server_host: str = _f("127.0.0.1", "--vllm_mode server: host of `trl vllm-serve`")
+    vllm_server_port: int = _f(8000, "--vllm_mode server: port of `trl vllm-serve`")
 
     # --- reward (also used by the scorer) ---
     reward_exact: float = _f(5.0, "reward when the predicted result equals the gold result")
@@ -103,6 +107,7 @@ class Config:
     eval_batch_size: int = _f(16, "prompts per generation batch in evaluation")
     eval_temperature: float = _f(0.0, "0 = greedy decoding")
     adapter: str = _f("grpo", "evaluate.py: sft | grpo | none | PATH to a PEFT adapter folder")
+    export_dtype: str = _f("bfloat16", "evaluate.py --export merged: bfloat16 | float16 | float32 weights")
 
     # --- logging and checkpoints ---
     logging_steps: int = _f(10, "log every N optimizer steps")
@@ -116,6 +121,10 @@ class Config:
         """Reject inconsistent settings now, in one line, rather than deep inside a trainer."""
         if self.backend not in ("auto", "unsloth", "hf"):
             raise ConfigError(f"--backend must be auto, unsloth or hf, not {self.backend!r}")
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ConfigError(f"--vllm_mode must be colocate or server, not {self.vllm_mode!r}")
+        if self.export_dtype not in ("bfloat16", "float16", "float32"):
+            raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
         if self.num_generations < 2:
             raise ConfigError("--num_generations must be >= 2 (GRPO compares completions within a group)")
         completions = self.grpo_prompts_per_step * self.num_generations
@@ -152,6 +161,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         spider_dir=str(MINI_SPIDER_DIR),
         output_dir="outputs/smoke",
         backend="hf",
+        torch_threads=1,  # measured: a 2-layer model gains nothing from more threads and loses 3-4x on a busy CPU
         max_seq_length=1024,
         max_prompt_length=896,
         lora_r=16,

@@ -4,7 +4,7 @@
     python evaluate.py --preset smoke --adapter sft
     python evaluate.py --score_only --pred P --gold G --db_dir D --results R   # no model, no GPU
     python evaluate.py --compare A/metrics.json B/metrics.json
-    python evaluate.py --adapter grpo --export merged  # also save a merged 16-bit checkpoint
+    python evaluate.py --adapter grpo --export merged  # save a merged 16-bit checkpoint instead
 
 Writes under <output_dir>/eval/<adapter>/: pred.txt and gold.txt in the official evaluator's formats,
 predictions.jsonl (question, gold, raw answer, prediction, match, hardness, error) and metrics.json
@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -139,6 +140,60 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
                            (spider.root / "tables.json").resolve()))
 
 
+def load_run(metrics_path: str) -> tuple[dict, list[dict]]:
+    path = Path(metrics_path)
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise utils.UserError(f"cannot read {path}: {exc}") from None
+    predictions = path.with_name("predictions.jsonl")
+    records = [json.loads(line) for line in predictions.read_text().splitlines()] if predictions.exists() else []
+    return metrics, records
+
+
+def compare(path_a: str, path_b: str) -> None:
+    """EX by hardness side by side, and the questions whose verdict flipped between two evaluations."""
+    (a, rec_a), (b, rec_b) = load_run(path_a), load_run(path_b)
+    print(f"{'':<10}{'A':>10}{'B':>10}{'B - A':>10}   A = {path_a}\n{'':<10}{'':>30}   B = {path_b}")
+    for level in utils.HARDNESS_LEVELS + ("all",):
+        ea, eb = a["by_hardness"][level]["ex"], b["by_hardness"][level]["ex"]
+        print(f"{level:<10}{ea:>10.3f}{eb:>10.3f}{eb - ea:>+10.3f}   (n={a['by_hardness'][level]['count']})")
+    if not rec_a or not rec_b:
+        print("no predictions.jsonl beside both metrics files: cannot list flipped questions")
+        return
+    if [r["db_id"] for r in rec_a] != [r["db_id"] for r in rec_b]:
+        raise utils.UserError("the two evaluations are not on the same examples: cannot pair questions")
+    gained = [(x, y) for x, y in zip(rec_a, rec_b) if y["exec_match"] and not x["exec_match"]]
+    lost = [(x, y) for x, y in zip(rec_a, rec_b) if x["exec_match"] and not y["exec_match"]]
+    for title, pairs in ((f"fixed by B ({len(gained)})", gained), (f"broken by B ({len(lost)})", lost)):
+        print(f"\n{title}:")
+        for x, y in pairs:
+            print(f"  #{x['index']} [{x['hardness']}] {x.get('question', '')}\n      A: {x.get('prediction', '')}\n"
+                  f"      B: {y.get('prediction', '')}")
+
+
+def export(cfg: Config) -> None:
+    """Merge the adapter into 16-bit base weights; check the merged model answers like the adapter."""
+    adapter, label = resolve_adapter(cfg)
+    if adapter is None:
+        raise utils.UserError("--export merged needs an adapter (--adapter sft | grpo | PATH)")
+    out = Path(cfg.output_dir) / "merged" / label
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise utils.UserError(f"{out} already holds an export; pass --overwrite to replace it")
+    spider = utils.Spider.open(cfg.spider_dir)
+    examples = spider.examples("dev")[:4]
+    chats = [utils.render_prompt_for(spider, ex, cfg) for ex in examples]
+    info = utils.export_merged(cfg, utils.pick_backend(cfg), adapter, out, chats, cfg.export_dtype)
+    print(f"[export] merged {adapter} into {cfg.model_name} -> {out} ({info['dtype']}); greedy answers equal to "
+          f"the adapter's on {info['agreeing_prompts']}/{info['checked_prompts']} dev prompts")
+    if info["agreeing_prompts"] != info["checked_prompts"]:
+        message = f"the merged model answers differently from the adapter on some prompts: see {out / 'export_info.json'}"
+        if cfg.export_dtype == "float32":
+            raise utils.UserError(message)  # no rounding to blame: the merge itself is wrong
+        print(f"WARNING: {message} (16-bit rounding of merged weights can flip a near-tie; compare EX of both)",
+              file=sys.stderr)
+
+
 def main() -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--score_only", action="store_true", help="score an existing pred.txt; no model is loaded")
@@ -146,9 +201,17 @@ def main() -> None:
     extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line")
     extra.add_argument("--db_dir", help="--score_only: folder of <db_id>/<db_id>.sqlite")
     extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred)")
+    extra.add_argument("--compare", nargs=2, metavar=("METRICS_A", "METRICS_B"),
+                       help="compare two evaluations' metrics.json (no model is loaded)")
+    extra.add_argument("--export", choices=["merged"], help="merge the adapter into a 16-bit checkpoint "
+                       "under <output_dir>/merged/<adapter> instead of evaluating")
     cfg, args = parse_config(script="evaluate.py", extra=extra)
-    if args.score_only:
+    if args.compare:
+        compare(*args.compare)
+    elif args.score_only:
         score_only(cfg, args)
+    elif args.export:
+        export(cfg)
     else:
         evaluate(cfg, args)
 

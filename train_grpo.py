@@ -92,9 +92,15 @@ def main() -> None:
         temperature=cfg.temperature,
         beta=cfg.beta,
         max_completion_length=cfg.max_completion_length,
-        use_vllm=backend == "unsloth",
+        # unsloth: its own colocated vLLM (fast_inference). hf: plain generate, or TRL's vLLM server mode,
+        # where `trl vllm-serve` generates on its own GPUs and the trainer syncs LoRA-merged weights to it.
+        use_vllm=backend == "unsloth" or cfg.vllm_mode == "server",
+        vllm_mode="server" if backend == "hf" and cfg.vllm_mode == "server" else "colocate",
+        vllm_server_host=cfg.vllm_server_host,
+        vllm_server_port=cfg.vllm_server_port,
         vllm_gpu_memory_utilization=cfg.gpu_memory_utilization,
         bf16=utils.bf16_supported(),
+        use_cpu=not utils.cuda_available(),  # several processes without a GPU: gloo (MULTI_CPU)
         gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
@@ -116,11 +122,12 @@ def main() -> None:
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
         "skipped_prompts": skipped, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
     })
+    if not trainer.is_world_process_zero():
+        return
     utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")
-    if utils.world_size() == 1 or trainer.is_world_process_zero():
-        if adapter_digest(out) == sft_digest:
-            raise utils.UserError(f"the GRPO adapter in {out} is identical to the SFT adapter: no update happened "
-                                  "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
+    if adapter_digest(out) == sft_digest:
+        raise utils.UserError(f"the GRPO adapter in {out} is identical to the SFT adapter: no update happened "
+                              "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
     print(f"[grpo] saved adapter to {out} after {trainer.state.global_step} steps")
 
 

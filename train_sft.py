@@ -69,6 +69,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
         report_to=utils.report_to(cfg),
         seed=cfg.seed,
         dataloader_num_workers=0,
+        use_cpu=not on_cuda,  # with several processes and no GPU, accelerate then uses gloo (MULTI_CPU)
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
@@ -86,6 +87,8 @@ def main() -> None:
     trainer.train(resume_from_checkpoint=resume_from)
     utils.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,
                                       "seconds": round(time.time() - start, 1)})
+    if not trainer.is_world_process_zero():
+        return
     utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
     print(f"[sft] saved adapter to {out} after {trainer.state.global_step} steps")
 

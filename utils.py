@@ -181,7 +181,7 @@ class Spider:
         if key not in self._schema_cache:
             path = self.db_path(db_id)
             if path.exists():
-                text = schema_from_sqlite(path, sample_values)
+                text = schema_from_sqlite(path, sample_values, self.tables.get(db_id))
             elif db_id in self.tables:
                 text = schema_from_tables_json(self.tables[db_id])
             else:
@@ -243,12 +243,30 @@ def _sample_values(conn: sqlite3.Connection, table: str, column: str, k: int) ->
     return ("e.g. " + ", ".join(shown)) if shown else ""
 
 
-def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0) -> str:
+def keys_from_tables_json(entry: dict) -> tuple[dict[str, list[str]], dict[str, list[tuple[str, str, str]]]]:
+    """Spider's key annotations per table (lowercased table name): primary key columns, foreign keys."""
+    tables, columns = entry["table_names_original"], entry["column_names_original"]
+    pks: dict[str, list[str]] = {}
+    for pk in entry.get("primary_keys", []):
+        for idx in (pk if isinstance(pk, list) else [pk]):
+            t, name = columns[idx]
+            pks.setdefault(tables[t].lower(), []).append(name)
+    fks: dict[str, list[tuple[str, str, str]]] = {}
+    for a, b in entry.get("foreign_keys", []):
+        (ta, ca), (tb, cb) = columns[a], columns[b]
+        fks.setdefault(tables[ta].lower(), []).append((ca, tables[tb], cb))
+    return pks, fks
+
+
+def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None) -> str:
     """Every table as CREATE TABLE with declared types, primary and foreign keys, in creation order.
 
-    Read from the database itself (tables.json has lost the declared types and some keys). With
-    `sample_values` > 0, each column gets a comment with up to that many distinct values.
+    Read from the database itself (tables.json has lost the declared types). Keys come from the
+    database's declarations and, when `tables_entry` is given, from Spider's annotations too: many
+    Spider databases declare no keys at all. With `sample_values` > 0, each column gets a comment
+    with up to that many distinct values.
     """
+    json_pks, json_fks = keys_from_tables_json(tables_entry) if tables_entry else ({}, {})
     conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro&immutable=1", uri=True)
     conn.text_factory = decode_text
     try:
@@ -262,6 +280,9 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0) -> st
                 comment = _sample_values(conn, table, name, sample_values) if sample_values > 0 else ""
                 columns.append((name, (ctype or "").upper(), comment))
             pks = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+            column_case = {row[1].lower(): row[1] for row in info}
+            if not pks:
+                pks = [column_case.get(c.lower(), c) for c in json_pks.get(table.lower(), [])]
             fks = []
             for row in conn.execute(f"PRAGMA foreign_key_list({quote_name(table)})").fetchall():
                 _id, _seq, ref_table, from_col, to_col = row[:5]
@@ -269,6 +290,11 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0) -> st
                     ref_pk = [r[1] for r in conn.execute(f"PRAGMA table_info({quote_name(ref_table)})") if r[5]]
                     to_col = ref_pk[0] if ref_pk else from_col
                 fks.append((from_col, ref_table, to_col))
+            seen = {tuple(x.lower() for x in fk) for fk in fks}
+            for col, ref_table, ref_col in json_fks.get(table.lower(), []):
+                if (col.lower(), ref_table.lower(), ref_col.lower()) not in seen:
+                    seen.add((col.lower(), ref_table.lower(), ref_col.lower()))
+                    fks.append((column_case.get(col.lower(), col), ref_table, ref_col))
             blocks.append(_render_table(table, columns, pks, fks))
         return "\n\n".join(blocks)
     except sqlite3.Error as exc:
@@ -286,15 +312,12 @@ def schema_from_tables_json(entry: dict) -> str:
     for idx, (t, _name) in enumerate(columns):
         if t >= 0:
             by_table[t].append(idx)
-    pk_cols: set[int] = set()
-    for pk in entry.get("primary_keys", []):
-        pk_cols.update(pk if isinstance(pk, list) else [pk])
+    json_pks, json_fks = keys_from_tables_json(entry)
     blocks = []
     for t, table in enumerate(tables):
         cols = [(columns[i][1], (types[i] if i < len(types) else "").upper(), "") for i in by_table[t]]
-        pks = [columns[i][1] for i in by_table[t] if i in pk_cols]
-        fks = [(columns[a][1], tables[columns[b][0]], columns[b][1])
-               for a, b in entry.get("foreign_keys", []) if columns[a][0] == t]
+        pks = json_pks.get(table.lower(), [])
+        fks = json_fks.get(table.lower(), [])
         blocks.append(_render_table(table, cols, pks, fks))
     return "\n\n".join(blocks)
 
@@ -511,6 +534,13 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
     trained nothing (adapter loaded frozen) is the most reported silent failure, so this is checked.
     unsloth, when chosen, is imported here, before transformers, peft and TRL are.
     """
+    import transformers
+
+    if cfg.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
+    transformers.set_seed(cfg.seed)  # the LoRA initialisation is part of the run: same seed, same run
     name = resolve_model_name(cfg.model_name)
     lora = dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                 target_modules=list(cfg.lora_target_modules))
@@ -673,7 +703,9 @@ PLOTS = {
 
 
 def plot_metrics(metrics_path: Path, png_path: Path, stage: str) -> None:
-    """Training curves as a PNG (headless matplotlib); panels without data are left out."""
+    """Training curves as a PNG (headless matplotlib); panels without data are left out. Rank 0 only."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     rows = [r for r in read_metrics(metrics_path) if "train_runtime" not in r]
     panels = [(title, [k for k in keys if any(k in r for r in rows)]) for title, keys in PLOTS[stage]]
     panels = [(title, keys) for title, keys in panels if keys]
@@ -698,6 +730,59 @@ def plot_metrics(metrics_path: Path, png_path: Path, stage: str) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
+
+
+def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
+    """The chat of one example (rendered with `tokenizer` when given)."""
+    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"])
+    return render_prompt(tokenizer, messages) if tokenizer is not None else messages
+
+
+def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: list[list[dict]],
+                  dtype: str = "bfloat16") -> dict:
+    """Merge a LoRA adapter into its base and save a 16-bit checkpoint loadable without peft.
+
+    The merge happens in full precision on an unquantized base (merging into a 4-bit base is the
+    usual cause of a merged model worse than its adapter), then the weights are cast to `dtype`.
+    The merged model, reloaded from disk, must give the adapter model's greedy answers on `chats`.
+    """
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if backend == "unsloth":
+        model, tokenizer = load_model(cfg, backend, adapter=adapter, trainable=False)
+        model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
+    else:
+        from peft import PeftModel
+
+        name = resolve_model_name(cfg.model_name)
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter) if (Path(adapter) / "tokenizer.json").exists() else name)
+        base = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+        merged.to(getattr(torch, dtype)).save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+    # Compare in the dtype the merged weights were saved in, on both sides.
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    prompts = [render_prompt(tokenizer, chat) for chat in chats]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, dtype)).to(device)
+    merged_answers = generate(reloaded, tokenizer, prompts, "hf", adapter_dir=None, max_new_tokens=32, progress=False)
+    del reloaded
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_name(cfg.model_name), dtype=getattr(torch, dtype)).to(device)
+    with_adapter = PeftModel.from_pretrained(base, str(adapter))
+    adapter_answers = generate(with_adapter, tokenizer, prompts, "hf", adapter_dir=adapter, max_new_tokens=32, progress=False)
+    info = {"base_model": cfg.model_name, "adapter": str(adapter), "dtype": dtype, "checked_prompts": len(prompts),
+            "agreeing_prompts": sum(a == b for a, b in zip(merged_answers, adapter_answers)),
+            "merged_answers": merged_answers, "adapter_answers": adapter_answers}
+    (out / "export_info.json").write_text(json.dumps(info, indent=2))
+    return info
 
 
 def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
@@ -731,7 +816,10 @@ def prepare_output_dir(path: Path, cfg: Config, finished_marker: str) -> str | N
 
     finished run + no --overwrite -> error; checkpoints + neither --resume nor --overwrite -> error.
     """
-    checkpoints = sorted(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    # A run killed while saving leaves a partial checkpoint-N: resume from the newest complete one.
+    # trainer_state.json is written after the weights and the optimizer state.
+    checkpoints = sorted((p for p in path.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+                          and (p / "trainer_state.json").exists()), key=lambda p: int(p.name.split("-")[-1]))
     if (path / finished_marker).exists() and not cfg.overwrite:
         raise UserError(f"{path} already holds a finished adapter; pass --overwrite to replace it, "
                         "or choose another --output_dir")
@@ -748,7 +836,9 @@ def prepare_output_dir(path: Path, cfg: Config, finished_marker: str) -> str | N
 
 def save_adapter(trainer, path: Path, info: dict) -> None:
     """Save adapter + tokenizer, then the `run_info.json` marker last: its presence means 'finished'."""
-    trainer.save_model(str(path))
+    trainer.save_model(str(path))  # collective under DeepSpeed/FSDP: every process calls it
+    if not trainer.is_world_process_zero():
+        return
     tokenizer = getattr(trainer, "processing_class", None)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(path))

@@ -23,7 +23,10 @@ What it measures
 
 How to run (from anywhere; the project venv active, since the stages run with this interpreter)
     . .venv/bin/activate
-    python bench/smoke_pipeline.py [--keep] [--budget_s 180] [--rss_method auto|time|rusage]
+    python bench/smoke_pipeline.py [--keep] [--budget_s 180] [--rss_method auto|time|rusage] [--threads N]
+
+Wall time on a 2-core machine is very sensitive to other work on it: the table also gives each
+stage's CPU seconds and the load average when it started, so a contended run can be recognised.
 
 With --keep, D (adapters, metrics, per-stage logs under D/logs/) is left in place and printed.
 """
@@ -50,7 +53,7 @@ RUSAGE_WRAPPER = (
     "import json, resource, subprocess, sys\n"
     "rc = subprocess.call(sys.argv[2:])\n"
     "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 'maxrss_kb': ru.ru_maxrss}))\n"
+    "open(sys.argv[1], 'w').write(json.dumps({'rc': rc, 'maxrss_kb': ru.ru_maxrss, 'cpu_s': ru.ru_utime + ru.ru_stime}))\n"
     "sys.exit(rc)\n"
 )
 
@@ -111,14 +114,15 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
-def run_stage(name: str, argv: list[str], log_path: Path, method: str) -> dict:
-    """Run one stage; return wall seconds, peak single-process RSS (MiB), peak tree RSS (MiB), exit code."""
+def run_stage(name: str, argv: list[str], log_path: Path, method: str, extra_env: dict[str, str]) -> dict:
+    """Run one stage; return wall s, CPU s, peak single-process RSS (MiB), peak tree RSS (MiB), exit code."""
     stats_path = log_path.with_suffix(".rss.json")
     if method == "time":
         cmd = [GNU_TIME, "-v", "-o", str(stats_path)] + argv
     else:
         cmd = [sys.executable, "-c", RUSAGE_WRAPPER, str(stats_path)] + argv
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra_env)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(argv) + "\n")
         log.flush()
@@ -129,7 +133,7 @@ def run_stage(name: str, argv: list[str], log_path: Path, method: str) -> dict:
         rc = proc.wait()
         wall = time.perf_counter() - start
         sampler.stop()
-    peak_kb = None
+    peak_kb = cpu = None
     try:
         text = stats_path.read_text()
         if method == "time":
@@ -137,12 +141,14 @@ def run_stage(name: str, argv: list[str], log_path: Path, method: str) -> dict:
             peak_kb = int(m.group(1)) if m else None
             m = re.search(r"Exit status:\s*(\d+)", text)
             rc = int(m.group(1)) if m else rc
+            times = [float(x) for x in re.findall(r"(?:User|System) time \(seconds\):\s*([\d.]+)", text)]
+            cpu = sum(times) if len(times) == 2 else None
         else:
             data = json.loads(text)
-            peak_kb, rc = data["maxrss_kb"], data["rc"]
+            peak_kb, rc, cpu = data["maxrss_kb"], data["rc"], data["cpu_s"]
     except (OSError, ValueError, KeyError):
         pass
-    return {"stage": name, "wall": wall, "rss_mib": peak_kb / 1024 if peak_kb else None,
+    return {"stage": name, "wall": wall, "cpu": cpu, "load": load, "rss_mib": peak_kb / 1024 if peak_kb else None,
             "tree_mib": sampler.peak_kb / 1024 if sampler.peak_kb else None, "rc": rc, "log": log_path}
 
 
@@ -162,6 +168,8 @@ def main() -> int:
     parser.add_argument("--budget_s", type=float, default=180.0, help="total seconds allowed (0 = no check)")
     parser.add_argument("--rss_method", choices=["auto", "time", "rusage"], default="auto",
                         help="auto = /usr/bin/time -v when it works, else a getrusage wrapper")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="set OMP_NUM_THREADS/MKL_NUM_THREADS for the stages (0 = leave the environment as is)")
     args = parser.parse_args()
 
     method = args.rss_method
@@ -195,9 +203,10 @@ def main() -> int:
         ("train_grpo.py", [py, "train_grpo.py", "--preset", "smoke", "--output_dir", str(out)]),
         ("evaluate.py", [py, "evaluate.py", "--preset", "smoke", "--output_dir", str(out), "--adapter", "grpo"]),
     ]
+    extra_env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)} if args.threads > 0 else {}
     results = []
     for name, argv in stages:
-        res = run_stage(name, argv, logs / f"{Path(name).stem}.log", method)
+        res = run_stage(name, argv, logs / f"{Path(name).stem}.log", method, extra_env)
         results.append(res)
         if res["rc"] != 0:
             break
@@ -210,17 +219,21 @@ def main() -> int:
     print(f"- peak RSS from: {'GNU /usr/bin/time -v' if method == 'time' else 'getrusage(RUSAGE_CHILDREN) in a wrapper'}"
           f" (largest single process); tree MiB = peak summed RSS of the stage's process tree (/proc, 50 ms)")
     print(f"- tiny model `{utils.TINY_MODEL_DIR}`: "
-          f"{'built during this run (by the first stage; included in its time)' if tiny_rebuilt else 'already cached, reused'}\n")
-    print("| stage | wall s | peak RSS MiB | tree MiB | exit code |")
-    print("| :--- | ---: | ---: | ---: | ---: |")
+          f"{'built during this run (by the first stage; included in its time)' if tiny_rebuilt else 'already cached, reused'}")
+    print(f"- threads: {('OMP_NUM_THREADS=MKL_NUM_THREADS=' + str(args.threads)) if extra_env else 'environment unchanged (torch default)'}; "
+          "CPU s = user + system time of the stage's whole tree; load = 1-min load average when the stage started "
+          f"(above {os.cpu_count()} means other work shared the cores and inflated wall time)\n")
+    print("| stage | wall s | peak RSS MiB | tree MiB | exit code | CPU s | load at start |")
+    print("| :--- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
-        print(f"| {r['stage']} | {r['wall']:.1f} | {fmt(r['rss_mib'], 0)} | {fmt(r['tree_mib'], 0)} | {r['rc']} |")
+        print(f"| {r['stage']} | {r['wall']:.1f} | {fmt(r['rss_mib'], 0)} | {fmt(r['tree_mib'], 0)} | {r['rc']} | "
+              f"{fmt(r['cpu'])} | {fmt(r['load'], 2)} |")
     for name, _argv in stages[len(results):]:
-        print(f"| {name} | - | - | - | not run |")
+        print(f"| {name} | - | - | - | not run | - | - |")
     peak_rss = max((r["rss_mib"] for r in results if r["rss_mib"]), default=None)
     peak_tree = max((r["tree_mib"] for r in results if r["tree_mib"]), default=None)
     print(f"| **total** | **{total:.1f}** | {fmt(peak_rss, 0)} (max) | {fmt(peak_tree, 0)} (max) | "
-          f"{'ok' if not failed else 'FAILED'} |")
+          f"{'ok' if not failed else 'FAILED'} | {fmt(sum(r['cpu'] or 0 for r in results))} | |")
     print()
 
     # ---- what the run produced

@@ -29,11 +29,13 @@ What it does:
   5. Checks the hardness distribution of dev (easy 248, medium 446, hard 174, extra 166), ours,
      and per example against the official `Evaluator.eval_hardness`.
 
-A last family, `edge`, holds predictions that are not queries Spider models write (an empty
-statement, a comment, DELETE, PRAGMA, printf, the word GO); it runs on a writable copy of its
-databases in the work directory, whose checksums are verified afterwards (the official code
-executes whatever it is given; DELETE is rolled back by its close-without-commit). Its
-disagreements are reported separately, as known deviations, not counted in the main total.
+The `edge_*` families hold predictions that are not queries a Spider model writes: an empty
+statement, a comment, PRAGMA, DELETE, EXPLAIN (on golds with an empty result), printf(), a column
+aliased GO, `... FROM t GO SELECT 1`. They run on a writable copy of their databases in the work
+directory, whose checksums are compared before and after (the official code executes whatever it
+is given; a DELETE is rolled back by its close-without-commit). Their disagreements are known
+deviations, counted apart from the Spider-like families; the exit status is 1 only when a
+Spider-like family disagrees.
 
 Nothing here is imported by the project; the official code is never copied into the repository.
 """
@@ -324,47 +326,59 @@ class Perturber:
             return None
         return f"{sql} UNION ALL {sql}"
 
-    # the edge family: not queries a Spider model writes; runs on a writable copy of the databases
-    def edge(self, i):
-        sql, _ = self.golds[i]
-        base = strip_semicolon(sql)
-        rows = self.gold_rows(i)
-        if rows == []:
-            tree = self.parse(sql)
-            table = next(iter(tree.find_all(self.sqlglot.exp.Table)), None) if tree is not None else None
-            choices = [";", "-- no query", "/* nothing */", "PRAGMA table_info(no_such_table)",
-                       "SELECT 1 WHERE 0", "EXPLAIN " + base]
-            if table is not None:
-                choices.append(f"DELETE FROM {table.sql(dialect='sqlite')}")
-            return choices[i % len(choices)]
-        tree = self.top_select(sql)
-        if tree is None or not rows:
+    # edge families: not queries a Spider model writes; they run on a writable copy of the databases
+    def edge_families(self) -> dict:
+        return {
+            "edge_empty_statement": lambda i: self._on_empty_gold(i, ";"),
+            "edge_comment_only": lambda i: self._on_empty_gold(i, "-- no query"),
+            "edge_pragma": lambda i: self._on_empty_gold(i, "PRAGMA table_info(no_such_table)"),
+            "edge_delete": self.edge_delete,
+            "edge_explain": lambda i: self._on_empty_gold(i, "EXPLAIN " + strip_semicolon(self.golds[i][0])),
+            "edge_select_nothing": lambda i: self._on_empty_gold(i, "SELECT 1 WHERE 0"),  # a control: both match
+            "edge_printf": self.edge_printf,
+            "edge_alias_GO": self.edge_alias_go,
+            "edge_GO_then_query": self.edge_go_tail,
+        }
+
+    def _on_empty_gold(self, i, pred):
+        return pred if self.gold_rows(i) == [] else None
+
+    def edge_delete(self, i):
+        tree = self.parse(self.golds[i][0]) if self.gold_rows(i) == [] else None
+        table = next(iter(tree.find_all(self.sqlglot.exp.Table)), None) if tree is not None else None
+        return f"DELETE FROM {table.sql(dialect='sqlite')}" if table is not None else None
+
+    def _first_projection(self, i):
+        tree = self.top_select(self.golds[i][0])
+        if tree is None or not self.gold_rows(i) or isinstance(tree.expressions[0], self.sqlglot.exp.Star):
+            return None, None, None
+        proj = tree.expressions[0]
+        return tree, proj, (proj.this if isinstance(proj, self.sqlglot.exp.Alias) else proj)
+
+    def edge_printf(self, i):
+        """printf('%s', x) on a text column: the same values; ours denies printf (it can run for seconds)."""
+        tree, proj, target = self._first_projection(i)
+        if tree is None or not all(isinstance(r[0], str) for r in self.gold_rows(i)):
             return None
-        variant = i % 3
-        if variant == 0 and all(isinstance(r[0], str) for r in rows):
-            proj = tree.expressions[0]
-            target = proj.this if isinstance(proj, exp_alias(self.sqlglot)) else proj
-            wrapped = self.sqlglot.exp.Anonymous(this="printf", expressions=[
-                self.sqlglot.exp.Literal.string("%s"), target.copy()])
-            if isinstance(proj, exp_alias(self.sqlglot)):
-                proj.set("this", wrapped)
-            else:
-                proj.replace(wrapped)
-            return self.gen(tree)
-        if variant == 1:
-            proj = tree.expressions[0]
-            if isinstance(proj, self.sqlglot.exp.Star):
-                return None
-            target = proj.this if isinstance(proj, exp_alias(self.sqlglot)) else proj
-            proj.replace(self.sqlglot.exp.alias_(target.copy(), "GO"))
-            return self.gen(tree)
-        if variant == 2 and re.search(r"\bFROM\s+\w+$", base, re.I):
-            return f"{base} GO SELECT 1"
-        return None
+        exp = self.sqlglot.exp
+        wrapped = exp.Anonymous(this="printf", expressions=[exp.Literal.string("%s"), target.copy()])
+        if isinstance(proj, exp.Alias):
+            proj.set("this", wrapped)
+        else:
+            proj.replace(wrapped)
+        return self.gen(tree)
 
+    def edge_alias_go(self, i):
+        """A column aliased GO: sqlparse ends a statement after the keyword GO."""
+        tree, proj, target = self._first_projection(i)
+        if tree is None:
+            return None
+        proj.replace(self.sqlglot.exp.alias_(target.copy(), "GO"))
+        return self.gen(tree)
 
-def exp_alias(sqlglot):
-    return sqlglot.exp.Alias
+    def edge_go_tail(self, i):
+        base = strip_semicolon(self.golds[i][0])
+        return f"{base} GO SELECT 1" if re.search(r"\bFROM\s+\w+$", base, re.I) else None
 
 
 # ----------------------------------------------------------------------
@@ -455,6 +469,10 @@ def diagnose(pred: str, gold_sql: str, db_file: str, ours: dict, official: dict)
         return (f"different text executed: the official runs {off_sql!r} (sqlparse's first statement), "
                 f"ours runs {ours_sql!r}")
     if ours["outcome"] == "invalid" and (ours["error"] or "").startswith("refused"):
+        gold_rows = _plain_exec(db_file, utils.official_normalize(gold_sql, is_prediction=False))
+        if gold_rows == [] and official["verdict"] == 1:
+            return (f"ours refuses to run it ({ours['error']}); the official executes it, sqlite3 returns no "
+                    "rows for a statement that yields none, and two empty results match")
         return (f"ours refuses to run it ({ours['error']}); the official executes it "
                 f"(result {str(_plain_exec(db_file, off_sql))[:120]})")
     if ours["outcome"] == "invalid":
@@ -484,6 +502,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=2.0, help="our per-query limit, seconds")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--show-edge", type=int, default=2, help="disagreements shown per edge family")
     args = ap.parse_args()
 
     spider = Path(args.spider)
@@ -506,7 +525,7 @@ def main() -> int:
     perturber = Perturber(golds, db_dir, args.seed)
     rng = random.Random(args.seed)
     families: dict[str, list[tuple[int, str]]] = {}
-    for name, build in perturber.families().items():
+    for name, build in {**perturber.families(), **perturber.edge_families()}.items():
         items = []
         for i in range(len(golds)):
             pred = build(i)
@@ -515,27 +534,25 @@ def main() -> int:
             items.append((i, pred))
         if name != "gold" and len(items) > args.max_per_family:
             items = sorted(rng.sample(items, args.max_per_family))
-        families[name] = items
-    edge_items = [(i, p) for i in range(len(golds)) if (p := perturber.edge(i)) is not None]
+        if items:
+            families[name] = items
 
-    # the edge family gets its own writable copy of its databases
+    # the edge families get their own writable copy of their databases
     edge_db = workdir / "edge_database"
     if edge_db.exists():
         shutil.rmtree(edge_db)
-    for db in sorted({golds[i][1] for i, _ in edge_items}):
+    for db in sorted({golds[i][1] for name, items in families.items() if is_edge(name) for i, _ in items}):
         shutil.copytree(db_dir / db, edge_db / db)
-    for path in edge_db.rglob("*"):
+    edge_db.mkdir(exist_ok=True)
+    for path in [edge_db, *edge_db.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    edge_db.chmod(0o755)
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in edge_db.rglob("*.sqlite")}
 
-    rows, disagreements, edge_disagreements = [], [], []
-    official_hardness = None
-    checks = []
-    all_families = list(families.items()) + [("edge", edge_items)]
+    rows, disagreements = [], []
+    official_hardness, ours_gold, checks = None, None, []
     start = time.time()
-    for name, items in all_families:
-        fam_db = edge_db if name == "edge" else db_dir
+    for name, items in families.items():
+        fam_db = edge_db if is_edge(name) else db_dir
         pred_path, gold_path = write_family(workdir, name, items, golds)
         ours = run_ours(pred_path, gold_path, fam_db, args.timeout, args.workers)
         ours_rate = sum(r["exec_match"] for r in ours) / len(ours)
@@ -546,16 +563,15 @@ def main() -> int:
             off = run_official_driver(args, workdir, pred_path, gold_path, fam_db, hardness=(name == "gold"))
             if name == "gold":
                 official_hardness = [o.get("hardness") for o in off]
-            verdicts = [o["verdict"] for o in off]
-            off_rate = sum(v or 0 for v in verdicts) / len(verdicts)
+            off_rate = sum(o["verdict"] or 0 for o in off) / len(off)
             n_dis = 0
-            for (i, pred), o, r in zip(items, off, ours):
+            flat_preds = utils.read_pred_file(pred_path)
+            for (i, _), o, r in zip(items, off, ours):
                 if o["verdict"] != int(r["exec_match"]):
                     n_dis += 1
-                    flat = utils.read_pred_file(pred_path)[r["index"]]
-                    fam_file = str(fam_db / golds[i][1] / f"{golds[i][1]}.sqlite")
-                    entry = (name, i, flat, golds[i], r, o, diagnose(flat, golds[i][0], fam_file, r, o))
-                    (edge_disagreements if name == "edge" else disagreements).append(entry)
+                    pred = flat_preds[r["index"]]
+                    db_file = str(fam_db / golds[i][1] / f"{golds[i][1]}.sqlite")
+                    disagreements.append((name, i, pred, golds[i], r, o, diagnose(pred, golds[i][0], db_file, r, o)))
             cli = run_official_cli(args, workdir, pred_path, gold_path, fam_db, spider / "tables.json")
             if isinstance(cli, str):
                 checks.append(f"{name}: evaluation.py {cli}")
@@ -571,27 +587,29 @@ def main() -> int:
     seconds = time.time() - start
 
     # ------------------------------------------------------------ report
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"
     print()
     print("| family | n | ours match | official match | disagreements |")
     print("|---|---:|---:|---:|---:|")
-    fmt = lambda x: "-" if x is None else f"{x:.3f}"
-    for name, n, o, f, d in rows:
-        label = name + (" (known deviations, copied DBs)" if name == "edge" else "")
-        print(f"| {label} | {n} | {fmt(o)} | {fmt(f)} | {'-' if d is None else d} |")
-    main_rows = [r for r in rows if r[0] != "edge"]
-    total = sum(r[1] for r in main_rows)
-    print(f"| **all but edge** | {total} | | | {'-' if not args.official else len(disagreements)} |")
-    print(f"\n({seconds:.0f} s; edge databases unchanged after both scorers: {before == after})")
+    for group in (False, True):
+        part = [r for r in rows if is_edge(r[0]) == group]
+        for name, n, o, f, d in part:
+            print(f"| {name} | {n} | {fmt(o)} | {fmt(f)} | {'-' if d is None else d} |")
+        label = "**edge families (known deviations)**" if group else "**Spider-like families**"
+        dis = "-" if not args.official else sum(r[4] for r in part)
+        print(f"| {label} | {sum(r[1] for r in part)} | | | {dis} |")
+    print(f"\n({seconds:.0f} s; edge databases unchanged after both scorers ran: {before == after})")
 
     print("\nGold vs gold (ours): " + ("100% match" if all(r["exec_match"] for r in ours_gold)
                                      else f"{sum(not r['exec_match'] for r in ours_gold)} NOT matching"))
     counts = collections.Counter(r["hardness"] for r in ours_gold)
     ours_counts = {k: counts.get(k, 0) for k in EXPECTED_HARDNESS}
-    print(f"Hardness (ours): {ours_counts} -> {'as expected' if ours_counts == EXPECTED_HARDNESS else 'DIFFERENT from ' + str(EXPECTED_HARDNESS)}")
+    verdict = "as expected" if ours_counts == EXPECTED_HARDNESS else f"DIFFERENT from {EXPECTED_HARDNESS}"
+    print(f"Hardness (ours): {ours_counts} -> {verdict}")
     if official_hardness is not None:
         agree = sum(h == r["hardness"] for h, r in zip(official_hardness, ours_gold))
-        print(f"Hardness per example vs official Evaluator.eval_hardness: {agree}/{len(ours_gold)} agree")
-        for (sql, db), h, r in zip(golds, official_hardness, ours_gold):
+        print(f"Hardness per example vs the official Evaluator.eval_hardness: {agree}/{len(ours_gold)} agree")
+        for (sql, _), h, r in zip(golds, official_hardness, ours_gold):
             if h != r["hardness"]:
                 print(f"  official {h} / ours {r['hardness']}: {sql}")
     if checks:
@@ -599,32 +617,69 @@ def main() -> int:
         for line in checks:
             print("  " + line)
 
-    def show(entries, title):
-        print(f"\n{title}: {len(entries)}")
-        for name, i, pred, (gsql, db), r, o, why in entries:
-            print(f"- [{name}] dev #{i} ({db}): ours {int(r['exec_match'])} ({r['outcome']}), official {o['verdict']}")
-            print(f"    pred: {pred}")
-            print(f"    gold: {gsql}")
-            print(f"    why:  {why}")
+    def show(entry):
+        name, i, pred, (gsql, db), r, o, why = entry
+        print(f"- [{name}] dev #{i} ({db}): ours {int(r['exec_match'])} ({r['outcome']}), official {o['verdict']}")
+        print(f"    pred: {pred}")
+        print(f"    gold: {gsql}")
+        print(f"    why:  {why}")
 
+    main_dis = [d for d in disagreements if not is_edge(d[0])]
+    edge_dis = [d for d in disagreements if is_edge(d[0])]
     if args.official:
-        show(disagreements, "Disagreements on Spider-like predictions")
-        by_cause = collections.Counter(e[6].split(":")[0].split(" (")[0][:60] for e in edge_disagreements)
-        show(edge_disagreements, "Disagreements in the edge family (not Spider-like predictions)")
-        if by_cause:
-            print("  edge causes: " + "; ".join(f"{k}: {v}" for k, v in by_cause.most_common()))
+        print(f"\nDisagreements on Spider-like predictions: {len(main_dis)}")
+        for entry in main_dis:
+            show(entry)
+        print(f"\nDisagreements in the edge families: {len(edge_dis)} (at most {args.show_edge} shown per family)")
+        shown = collections.Counter()
+        for entry in edge_dis:
+            shown[entry[0]] += 1
+            if shown[entry[0]] <= args.show_edge:
+                show(entry)
 
-    # file reading: lines are split like the official's readlines (\n, \r), not str.splitlines
-    probe = workdir / "line_separator.pred.txt"
-    probe.write_text("SELECT count(*) FROM singer WHERE name != 'a\x0cb'\n", encoding="utf-8")
-    try:
-        got = utils.read_pred_file(probe, expected=1)
-        reading = f"read as 1 line: {got[0]!r}"
-    except utils.UserError as exc:
-        reading = f"UserError: {exc}"
-    print(f"\nA pred.txt line holding a form feed (\\x0c) inside a string literal -> ours: {reading} "
-          "(the official reads it as one line)")
-    return 1 if (args.official and disagreements) else 0
+    # file reading: the official splits lines like readlines() (\n, \r only); str.splitlines splits more
+    print("\npred.txt line splitting: one prediction line holding the character inside a string literal "
+          "(gold: SELECT count(*) FROM singer):")
+    for k, char in enumerate(("\x0c", "\x1c", "\x85", "\u2028")):
+        probe, probe_gold = workdir / f"line_separator{k}.pred.txt", workdir / f"line_separator{k}.gold.txt"
+        probe.write_text(f"SELECT count(*) FROM singer WHERE name != 'a{char}b'\n", encoding="utf-8")
+        probe_gold.write_text("SELECT count(*) FROM singer\tconcert_singer\n", encoding="utf-8")
+        try:
+            r = run_ours(probe, probe_gold, db_dir, args.timeout, 1)[0]
+            reading = f"one line, verdict {int(r['exec_match'])}"
+        except utils.UserError as exc:
+            reading = f"UserError ({str(exc).split(': ', 1)[1]})"
+        official = "not run (no --official)"
+        if args.official:
+            o = run_official_driver(args, workdir, probe, probe_gold, db_dir, hardness=False)[0]
+            official = f"one line, verdict {o['verdict']}"
+        print(f"  {char!r}: ours -> {reading}; official -> {official}")
+
+    # ours caches results by (database file, normalised SQL) for gold and prediction alike, though a
+    # gold query gets max(timeout, 30 s) and a prediction `timeout`: a prediction that timed out
+    # and equals a later gold query of the same database makes that gold "fail"
+    slow = "SELECT count(*) FROM city AS a JOIN city AS b ON a.Population > b.Population"
+    world = db_dir / "world_1" / "world_1.sqlite"
+    if world.is_file():
+        start = time.perf_counter()
+        _plain_exec(str(world), slow)
+        took = time.perf_counter() - start
+        limit = round(took / 4, 3)
+        probe_golds = [("SELECT count(*) FROM city", "world_1"), (slow, "world_1")]
+        try:
+            got = [(r["exec_match"], r["outcome"]) for r in
+                   utils.score_predictions([slow, slow], probe_golds, db_dir, limit, 1)]
+        except utils.UserError as exc:
+            got = f"UserError: {exc}"
+        print(f"\nResult cache shared by gold and prediction (timeout_s={limit:g}; the query takes {took:.2f} s):\n"
+              f"  pred.txt = [Q, Q], gold.txt = [SELECT count(*) FROM city, Q] (world_1), Q = {slow}\n"
+              f"  ours -> {got}\n  expected: line 1 invalid (timeout), line 2 a match (its gold runs under 30 s)"
+              f" -> {'as expected' if got == [(False, 'invalid'), (True, 'match')] else 'DIFFERENT (a bug in ours)'}")
+    return 1 if main_dis else 0
+
+
+def is_edge(name: str) -> bool:
+    return name.startswith("edge_")
 
 
 if __name__ == "__main__":

@@ -159,3 +159,18 @@ def test_tiny_model_builds_loads_and_generates(tiny_model_dir, tiny_tokenizer, s
                          batch_size=2, progress=False)
     assert len(out) == 2 and all(isinstance(o, str) for o in out)
     assert out[0] == out[1]  # greedy and batched: deterministic
+
+
+def test_keys_missing_from_the_database_come_from_tables_json(make_db):
+    # Many Spider .sqlite files declare no keys; tables.json annotates them.
+    db = make_db("CREATE TABLE Singer (Singer_ID int, Name text);"
+                 "CREATE TABLE concert (concert_id int, singer_id int, FOREIGN KEY (singer_id) REFERENCES Singer(Singer_ID));")
+    entry = {"db_id": "x", "table_names_original": ["singer", "concert"],
+             "column_names_original": [[-1, "*"], [0, "singer_id"], [0, "name"], [1, "concert_id"], [1, "singer_id"]],
+             "column_types": ["text", "number", "text", "number", "number"],
+             "primary_keys": [1, 3], "foreign_keys": [[4, 1]]}
+    text = utils.schema_from_sqlite(db, tables_entry=entry)
+    assert "CREATE TABLE Singer (\n  Singer_ID INT,\n  Name TEXT,\n  PRIMARY KEY (Singer_ID)\n);" in text
+    assert "PRIMARY KEY (concert_id)" in text
+    assert text.count("FOREIGN KEY (singer_id) REFERENCES") == 1  # declared and annotated: listed once
+    assert "PRIMARY KEY" not in utils.schema_from_sqlite(db)

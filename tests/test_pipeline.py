@@ -126,3 +126,14 @@ def test_grpo_refuses_an_adapter_it_cannot_train(tmp_path):
     assert utils.count_trainable(trained) > 0
     frozen = PeftModel.from_pretrained(utils.load_model(cfg, "hf", trainable=False)[0], str(tmp_path))
     assert utils.count_trainable(frozen) == 0  # what the silent failure looks like; load_model never returns it
+
+
+def test_same_seed_same_lora_initialisation():
+    cfg, _ = parse_config(["--preset", "smoke"])
+    first = utils.load_model(cfg, "hf", trainable=True)[0]
+    second = utils.load_model(cfg, "hf", trainable=True)[0]
+    cfg.seed += 1
+    third = utils.load_model(cfg, "hf", trainable=True)[0]
+    lora = lambda m: [p.detach().clone() for n, p in m.named_parameters() if "lora_A" in n]
+    assert all((a == b).all() for a, b in zip(lora(first), lora(second)))
+    assert not all((a == c).all() for a, c in zip(lora(first), lora(third)))
