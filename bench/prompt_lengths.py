@@ -132,7 +132,7 @@ def main() -> int:
     for db in dev_dbs:
         for _label, k in variants:
             a, b = spider.schema(db, k), spider2.schema(db, k)
-            c = utils.schema_from_sqlite(spider.db_path(db), k) if spider.db_path(db).exists() else a
+            c = utils.schema_from_sqlite(spider.db_path(db), k, spider.tables[db]) if spider.db_path(db).exists() else a
             if not (a == b == c):
                 nondeterministic.append(f"{db} (sample_values={k})")
 

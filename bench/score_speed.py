@@ -97,6 +97,29 @@ def naive_score(preds: list[str], golds: list[tuple[str, str]], db_dir: Path) ->
     return verdicts
 
 
+def _spin(_=None) -> float:
+    start = time.perf_counter()
+    x = 0
+    for i in range(3_000_000):
+        x += i * i
+    return time.perf_counter() - start
+
+
+def effective_cores() -> float:
+    """A pure-Python loop alone, then in two processes at once: ~2.0 on two idle cores, ~1.0 when
+    something else holds a core (then workers=2 cannot beat workers=1)."""
+    import concurrent.futures
+    import multiprocessing
+
+    alone = min(_spin() for _ in range(3))
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(_spin).result()  # start both workers
+        start = time.perf_counter()
+        list(pool.map(_spin, range(2)))
+        both = time.perf_counter() - start
+    return 2 * alone / both
+
+
 def official_env(workdir: Path) -> dict:
     punkt = workdir / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
     punkt.mkdir(parents=True, exist_ok=True)
@@ -217,6 +240,7 @@ def main() -> int:
     print(f"Spider dev: {n} pairs; files in {workdir}; {args.repeats} runs each, median")
     if hasattr(os, "getloadavg"):
         print(f"load average at start: {os.getloadavg()[0]:.2f} (anything else running skews these numbers)")
+    print(f"effective parallel cores (two CPU-bound processes vs one): {effective_cores():.2f}")
     if not args.official:
         print("official evaluator: SKIPPED (no --official DIR given)")
 
@@ -301,8 +325,7 @@ def main() -> int:
         cells = [f"{r[k]:,.0f}" + (f" ({r[k] / off:.1f}x)" if isinstance(off, float) else "")
                  for k in ("fresh object", "new prompts", "cached")]
         print(f"| workers={workers} | " + " | ".join(cells) + " |")
-    if hasattr(os, "getloadavg"):
-        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+    print(f"\neffective parallel cores at the end: {effective_cores():.2f}")
     return 0
 
 
