@@ -534,6 +534,8 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
     trained nothing (adapter loaded frozen) is the most reported silent failure, so this is checked.
     unsloth, when chosen, is imported here, before transformers, peft and TRL are.
     """
+    if backend == "unsloth":
+        import unsloth  # noqa: F401  before transformers, peft and TRL, which it patches on import
     import transformers
 
     if cfg.torch_threads > 0:

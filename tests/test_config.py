@@ -81,3 +81,19 @@ def test_config_module_imports_nothing_heavy():
     result = run_script("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_unsloth_is_imported_before_the_trainer_stack(tmp_path):
+    # A stand-in `unsloth` package that only records what was imported before it, then stops the run.
+    stub = tmp_path / "unsloth"
+    stub.mkdir()
+    (stub / "__init__.py").write_text(
+        "import sys, pathlib\n"
+        "seen = [m for m in ('transformers', 'trl', 'peft') if m in sys.modules]\n"
+        f"pathlib.Path({str(tmp_path / 'seen.txt')!r}).write_text(repr(seen))\n"
+        "raise SystemExit(0)\n")
+    code = ("import sys; sys.path.insert(0, %r); import config, utils; "
+            "cfg, _ = config.parse_config(['--preset', 'smoke']); utils.load_model(cfg, 'unsloth')" % str(tmp_path))
+    result = run_script("-c", code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "seen.txt").read_text() == "[]"
