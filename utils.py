@@ -33,7 +33,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import sqlglot
 from sqlglot import exp
@@ -883,6 +883,8 @@ class ExecResult:
     rows: list[tuple] | None
     kind: str = "ok"
     error: str | None = None
+    seconds: float = 0.0  # how long it ran
+    limit: float = 0.0  # the time limit it ran under
 
     @property
     def ok(self) -> bool:
@@ -940,11 +942,13 @@ def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
     if not _QUERY_START.match(sql):
         return ExecResult(None, "refused", "only SELECT queries are run")
     conn.text_factory = str  # C-speed decoding; invalid UTF-8 falls back to decode_text below
+    start = time.monotonic()
     try:
         result = _run_query(conn, deadline, sql, timeout_s, max_rows)
         if result.kind == "error" and "Could not decode to UTF-8" in (result.error or ""):
             conn.text_factory = decode_text
             result = _run_query(conn, deadline, sql, timeout_s, max_rows)
+        result.seconds, result.limit = time.monotonic() - start, timeout_s
         return result
     finally:
         conn.text_factory = str
@@ -989,12 +993,28 @@ def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_
 # 7. result comparison (the official evaluator's rules) and the reward
 
 
+_TYPE_NAMES = {t: str(t) for t in (int, float, str, bytes, type(None))}
+
+
+def _unorder_key(x: Any) -> str:
+    # The official evaluator's sort key, str(x) + str(type(x)), with the type names looked up once.
+    t = type(x)
+    return str(x) + (_TYPE_NAMES[t] if t in _TYPE_NAMES else str(t))
+
+
 def _unorder_row(row: tuple) -> tuple:
-    # The official evaluator's row normalisation, with its exact sort key.
-    return tuple(sorted(row, key=lambda x: str(x) + str(type(x))))
+    """The official evaluator's row normalisation: values sorted by their key (a stable sort)."""
+    if len(row) == 2:  # the common case, without sorted(): equal keys keep their order, as a stable sort does
+        return row if _unorder_key(row[0]) <= _unorder_key(row[1]) else (row[1], row[0])
+    return tuple(sorted(row, key=_unorder_key))
 
 
-def results_match(gold: list[tuple], pred: list[tuple], order_matters: bool) -> bool:
+def unordered_rows(rows: list[tuple]) -> list[tuple]:
+    return rows if rows and len(rows[0]) == 1 else [_unorder_row(r) for r in rows]
+
+
+def results_match(gold: list[tuple], pred: list[tuple], order_matters: bool, *,
+                  unorder: Callable[[list[tuple]], list[tuple]] | None = None) -> bool:
     """Spider's official execution match on two results (test-suite-sql-eval `result_eq`).
 
     Both empty: match. Otherwise equal row counts and column counts, some permutation of the
@@ -1004,16 +1024,15 @@ def results_match(gold: list[tuple], pred: list[tuple], order_matters: bool) -> 
     """
     if not gold and not pred:
         return True
-    if gold == pred:
-        return True  # the identity permutation: what the full search below would find
+    if gold is pred:
+        return True  # one result object (the same query on the same database): identical values and types
     if len(gold) != len(pred):
         return False
     ncols = len(gold[0])
     if len(pred[0]) != ncols:
         return False
-    unorder = (lambda r: r) if ncols == 1 else _unorder_row
-    gold_unordered = [unorder(r) for r in gold]
-    pred_unordered = [unorder(r) for r in pred]
+    unorder = unorder or unordered_rows  # a caller comparing one result many times can pass a memo
+    gold_unordered, pred_unordered = unorder(gold), unorder(pred)
     if order_matters:
         if gold_unordered != pred_unordered:
             return False
@@ -1064,8 +1083,10 @@ def remove_distinct(sql: str) -> str:
     Same tokens as `sqlparse.parse(sql)[0].flatten()` (grouping never changes the leaf tokens),
     without the grouping pass, which costs 100x more.
     """
-    if ";" not in sql and "distinct" not in sql.lower():
-        return sql  # one statement, nothing to remove: the tokens join back to the exact input
+    if ";" not in sql and "GO" not in sql and "distinct" not in sql.lower():
+        # One statement (sqlparse also splits at the keyword GO), nothing to remove: its tokens join
+        # back to the exact input.
+        return sql
     from sqlparse.engine import FilterStack
 
     first = next(iter(FilterStack().run(sql)), None)
@@ -1268,10 +1289,17 @@ HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
 EMPTY_PREDICTION = "SELECT"  # placeholder written for an empty answer: keeps pred.txt paired, always wrong
 
 
+def _read_lines(path: str | os.PathLike, errors: str = "strict") -> list[str]:
+    """Lines as the official evaluator's readlines() gives them: split at newlines only (str.splitlines
+    would also split at form feeds and other separators inside a query)."""
+    with open(path, encoding="utf-8", errors=errors) as fh:
+        return [line.rstrip("\n") for line in fh]
+
+
 def read_gold_file(path: str | os.PathLike) -> list[tuple[str, str]]:
     """gold.txt: one `SQL<TAB>db_id` a line. Returns (sql, db_id) pairs."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = _read_lines(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read gold file {path}: {exc}") from None
     while lines and not lines[-1].strip():
@@ -1288,7 +1316,7 @@ def read_gold_file(path: str | os.PathLike) -> list[tuple[str, str]]:
 def read_pred_file(path: str | os.PathLike, expected: int | None = None) -> list[str]:
     """pred.txt: one SQL a line (text after a tab ignored, as the official evaluator does)."""
     try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = _read_lines(path, errors="replace")
     except OSError as exc:
         raise UserError(f"cannot read prediction file {path}: {exc}") from None
     if expected is not None:
@@ -1312,11 +1340,32 @@ def _db_files(db_dir: str, db_id: str) -> list[str]:
     return sorted(os.path.join(folder, name) for name in os.listdir(folder) if ".sqlite" in name)
 
 
+def _execute_cached(cache: dict, db_file: str, sql: str, limit: float) -> ExecResult:
+    """execute_sql through a cache shared by gold and predicted queries, which run under different
+    limits: a result is reused only when it is what a run under `limit` would give."""
+    hit = cache.get((db_file, sql))
+    if hit is not None:
+        if hit.kind == "timeout" and hit.limit >= limit:
+            return hit  # it timed out with at least as much time
+        if hit.kind not in ("ok", "timeout") or (hit.ok and hit.seconds <= limit):
+            return hit  # errors are deterministic; rows that came within the limit would come again
+    result = execute_sql(db_file, sql, limit)
+    cache[(db_file, sql)] = result
+    return result
+
+
 def _score_chunk(job: tuple) -> list[dict]:
     """Score (index, pred, gold_sql, db_id) items; runs in a worker process."""
     items, db_dir, timeout_s = job
     results: dict[tuple[str, str], ExecResult] = {}  # (db file, normalised SQL) -> result, for gold and pred alike
     files: dict[str, list[str]] = {}
+    memo: dict[int, list[tuple]] = {}  # normalised rows per result list (kept alive by `results`)
+
+    def unorder(rows: list[tuple]) -> list[tuple]:
+        if id(rows) not in memo:
+            memo[id(rows)] = unordered_rows(rows)
+        return memo[id(rows)]
+
     records = []
     for index, pred, gold_sql, db_id in items:
         if db_id not in files:
@@ -1332,22 +1381,17 @@ def _score_chunk(job: tuple) -> list[dict]:
         pred_norm = official_normalize(pred, is_prediction=True)
         match = True
         for db_file in files[db_id]:
-            gold_key, pred_key = (db_file, gold_norm), (db_file, pred_norm)
-            if gold_key not in results:
-                results[gold_key] = execute_sql(db_file, gold_norm, max(timeout_s, 30.0))
-            gold = results[gold_key]
+            gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
             if not gold.ok:
                 record.update(outcome="gold_error", error=f"gold query fails on {os.path.basename(db_file)}: {gold.error}")
                 match = False
                 break
-            if pred_key not in results:
-                results[pred_key] = execute_sql(db_file, pred_norm, timeout_s)
-            pred_result = results[pred_key]
+            pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
             if not pred_result.ok:
                 record.update(outcome="invalid", error=f"{pred_result.kind}: {pred_result.error}"[:200])
                 match = False
                 break
-            if not results_match(gold.rows, pred_result.rows, ordered):
+            if not results_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
                 match = False
                 break
         if match:

@@ -121,3 +121,15 @@ def test_batched_reward_plain_string_completions_in_process(db):
 def test_gold_that_fails_is_a_clear_error(db):
     with pytest.raises(utils.UserError, match="gold query fails"):
         sql_reward("SELECT 1", "SELECT missing FROM singer", db)
+
+
+def test_official_row_normalisation_rejects_what_python_equality_accepts():
+    # quick_rej sorts each row's values by str(x) + str(type(x)): "1.0<class 'float'>" sorts before
+    # "10<class 'int'>" but "1<class 'int'>" after it, so the official evaluator calls these different.
+    assert not results_match([(1, 10), (2, 25)], [(1.0, 10), (2.0, 25)], order_matters=False)
+    assert results_match([(1,), (2,)], [(1.0,), (2.0,)], order_matters=False)
+
+
+def test_remove_distinct_splits_statements_like_sqlparse():
+    assert utils.remove_distinct("SELECT count(*) FROM singer GO SELECT 1").strip() == "SELECT count(*) FROM singer GO"
+    assert utils.remove_distinct("SELECT name FROM singer") == "SELECT name FROM singer"

@@ -121,3 +121,25 @@ def test_gold_vs_gold_is_perfect(spider):
     golds = [(ex["query"], ex["db_id"]) for ex in dev]
     records = utils.score_predictions([g for g, _ in golds], golds, MINI_SPIDER_DIR / "database", workers=1)
     assert all(r["exec_match"] for r in records)
+
+
+def test_gold_and_prediction_time_limits_are_kept_apart(make_db, tmp_path):
+    # A query that times out as a prediction must still run to completion as a gold query, and vice versa.
+    db_dir = tmp_path / "dbs"
+    (db_dir / "big").mkdir(parents=True)
+    make_db("CREATE TABLE n (x INTEGER);"
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 3000) INSERT INTO n SELECT x FROM c;",
+            name="dbs/big/big.sqlite")
+    slow = "SELECT count(*) FROM n AS a JOIN n AS b ON a.x > b.x"
+    golds = [("SELECT count(*) FROM n", "big"), (slow, "big")]
+    start = utils.execute_sql(db_dir / "big" / "big.sqlite", slow, timeout_s=30)
+    assert start.ok and start.seconds > 0.05
+    records = utils.score_predictions([slow, slow], golds, db_dir, timeout_s=start.seconds / 10, workers=1)
+    assert [r["outcome"] for r in records] == ["invalid", "invalid"]  # both predictions over the limit
+    assert records[0]["error"].startswith("timeout")
+
+
+def test_lines_split_only_at_newlines(tmp_path):
+    pred = tmp_path / "pred.txt"
+    pred.write_text("SELECT 'a\x0cb'\nSELECT 2\n")
+    assert utils.read_pred_file(pred, expected=2) == ["SELECT 'a\x0cb'", "SELECT 2"]
