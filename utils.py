@@ -1183,9 +1183,9 @@ def _completion_text(completion: Any) -> str:
     return completion or ""
 
 
-def _score_job(job: tuple) -> tuple[float, str, str | None]:
-    completion, gold_sql, db_path, gold, timeout_s, values = job
-    return score_completion(completion, gold_sql, db_path, gold=gold, timeout_s=timeout_s, values=values)
+def _score_jobs(jobs: list[tuple]) -> list[tuple[float, str, str | None]]:
+    """Score (completion, gold_sql, db_path, gold result, timeout_s, values) jobs; runs in a worker."""
+    return [score_completion(c, g, d, gold=gold, timeout_s=t, values=v) for c, g, d, gold, t, v in jobs]
 
 
 class SQLExecutionReward:
@@ -1229,18 +1229,22 @@ class SQLExecutionReward:
                 for c, g, d in zip(completions, gold_sqls, db_paths)]
         pool = self._executor()
         if pool is None:
-            return [_score_job(job) for job in jobs]
-        futures = [pool.submit(_score_job, job) for job in jobs]
+            return _score_jobs(jobs)
+        # A few chunks per worker: one future per completion costs more in pickling than these
+        # sub-millisecond queries, and a slow query still leaves the other workers busy.
+        size = max(1, -(-len(jobs) // (self.workers * 4)))
+        chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        futures = [pool.submit(_score_jobs, chunk) for chunk in chunks]
         results = []
         # Each query stops itself at its limit; this outer wait only guards against a wedged worker.
         give_up_at = time.monotonic() + self.timeout_s * (len(jobs) / self.workers + 2) + 10
-        for future in futures:
+        for chunk, future in zip(chunks, futures):
             try:
-                results.append(future.result(timeout=max(0.1, give_up_at - time.monotonic())))
+                results.extend(future.result(timeout=max(0.1, give_up_at - time.monotonic())))
             except UserError:
                 raise
             except Exception as exc:  # timeout or a dead worker: count it, rebuild the pool
-                results.append((self.values.invalid, "invalid", f"worker failed: {type(exc).__name__}"))
+                results.extend([(self.values.invalid, "invalid", f"worker failed: {type(exc).__name__}")] * len(chunk))
                 self.close()
         return results
 
