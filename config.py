@@ -224,8 +224,10 @@ def _build_parser(script: str) -> argparse.ArgumentParser:
     for f in dataclasses.fields(Config):
         default = getattr(defaults, f.name)
         shown = ",".join(default) if isinstance(default, list) else default
+        # A bare boolean flag (`--overwrite`) means true; `--overwrite false` also works.
+        flag_kwargs = dict(nargs="?", const="true") if isinstance(default, bool) else {}
         parser.add_argument(f"--{f.name}", dest=f.name, default=argparse.SUPPRESS, metavar=type(default).__name__.upper(),
-                            help=f"{f.metadata['help']} (default: {shown})")
+                            help=f"{f.metadata['help']} (default: {shown})", **flag_kwargs)
     return parser
 
 

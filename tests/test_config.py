@@ -21,6 +21,11 @@ def test_typed_overrides():
     assert cfg.output_dir == "/tmp/x"
 
 
+def test_bare_boolean_flags_mean_true():
+    cfg, _ = parse_config(["--overwrite", "--resume", "false", "--use_train_others"])
+    assert cfg.overwrite is True and cfg.resume is False and cfg.use_train_others is True
+
+
 def test_preset_then_flags_override_it():
     cfg, _ = parse_config(["--preset", "smoke", "--grpo_max_steps", "7"])
     assert cfg.model_name == PRESETS["smoke"]["model_name"] == "tiny"
