@@ -922,7 +922,7 @@ def _connection(db_path: str) -> tuple[sqlite3.Connection, _Deadline]:
         conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # no ATTACH, and no VACUUM INTO (it attaches)
         conn.set_authorizer(_authorizer)
         deadline = _Deadline()
-        conn.set_progress_handler(deadline, 1000)
+        conn.set_progress_handler(deadline, 10000)  # every 10k VM steps: well under a millisecond
         cache[db_path] = (conn, deadline)
     return cache[db_path]
 
