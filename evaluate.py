@@ -87,8 +87,7 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
                                         fast_inference=backend == "unsloth")
-    prompts = [utils.render_prompt(tokenizer, utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values),
-                                                                   ex["question"])) for ex in examples]
+    prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
     lengths = utils.prompt_lengths(tokenizer, prompts)
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]

@@ -45,9 +45,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
           f"skipped_over_max_seq_length={skipped}; {utils.length_report(lengths)}")
     if not rows:
         raise utils.UserError("no training example fits in --max_seq_length")
-    # The longest example first: an out-of-memory error shows up at step 1, not hours in.
     longest = max(range(len(rows)), key=lengths.__getitem__)
-    rows.insert(0, rows.pop(longest))
 
     on_cuda = utils.cuda_available()
     args = SFTConfig(
@@ -73,7 +71,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
-    info = {"stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
+    info = {"longest_example": longest, "stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
             "skipped_examples": skipped, "config": cfg.to_dict()}
     return trainer, info
 
@@ -83,6 +81,9 @@ def main() -> None:
     out = Path(cfg.output_dir) / "sft"
     resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
     trainer, info = build_trainer(cfg, out, resume_from)
+    # The trainer shuffles, so the longest example could come hours in: try a full batch of it now,
+    # and an out-of-memory error shows in the first minute.
+    utils.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size)
     start = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
     utils.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,

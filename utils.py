@@ -342,6 +342,12 @@ def render_prompt(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
 
 
+def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
+    """The prompt chat of one Spider example, as training saw it (rendered to text with `tokenizer`)."""
+    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"])
+    return render_prompt(tokenizer, messages) if tokenizer is not None else messages
+
+
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
 _FENCE = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
 _SQL_START_UPPER = re.compile(r"\b(SELECT|WITH)\b")
@@ -734,12 +740,6 @@ def plot_metrics(metrics_path: Path, png_path: Path, stage: str) -> None:
     plt.close(fig)
 
 
-def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
-    """The chat of one example (rendered with `tokenizer` when given)."""
-    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"])
-    return render_prompt(tokenizer, messages) if tokenizer is not None else messages
-
-
 def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: list[list[dict]],
                   dtype: str = "bfloat16") -> dict:
     """Merge a LoRA adapter into its base and save a 16-bit checkpoint loadable without peft.
@@ -785,6 +785,28 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
             "merged_answers": merged_answers, "adapter_answers": adapter_answers}
     (out / "export_info.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def memory_probe(trainer, index: int, batch_size: int) -> None:
+    """One forward and backward pass on a full batch of one (the longest) training example; gradients
+    are cleared after, so training is unchanged. Raises a clear error when it does not fit."""
+    import torch
+
+    model = trainer.model
+    batch = trainer.data_collator([trainer.train_dataset[index]] * batch_size)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+    try:
+        model.train()
+        loss = model(**batch).loss
+        loss.backward()
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(f"the longest training example does not fit in GPU memory at --sft_batch_size {batch_size}: "
+                        "lower it (and raise --sft_grad_accum), or --max_seq_length, or use --load_in_4bit") from None
+    finally:
+        model.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
