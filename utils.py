@@ -795,7 +795,9 @@ def memory_probe(trainer, index: int, batch_size: int) -> None:
     model = trainer.model
     batch = trainer.data_collator([trainer.train_dataset[index]] * batch_size)
     device = next(model.parameters()).device
-    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+    # Only the model's own inputs: a collator may add bookkeeping keys the forward does not take.
+    inputs = ("input_ids", "attention_mask", "position_ids", "labels")
+    batch = {k: v.to(device) for k, v in batch.items() if k in inputs}
     try:
         model.train()
         loss = model(**batch).loss
