@@ -22,6 +22,7 @@ from typing import Any
 
 REPO_DIR = Path(__file__).resolve().parent
 MINI_SPIDER_DIR = REPO_DIR / "data" / "mini_spider"
+MINI_BIRD_DIR = REPO_DIR / "data" / "mini_bird"
 TINY_MODEL_NAME = "tiny"  # resolved to a ~100k-parameter Qwen3 built locally (utils.ensure_tiny_model)
 
 try:  # .env is optional; python-dotenv is in both requirement sets, but config must never crash on it
@@ -47,6 +48,8 @@ class Config:
     # --- paths ---
     model_name: str = _f("unsloth/Qwen3-4B-Instruct-2507", "base model: hub name or local folder ('tiny' = the local test model)")
     spider_dir: str = _f(os.environ.get("SPIDER_DIR", "data/spider"), "Spider release folder (train_spider.json, dev.json, tables.json, database/); env SPIDER_DIR")
+    benchmark: str = _f("spider", "spider | bird: which benchmark's files, prompt extras, match rule and output formats (benchmarks.py)")
+    bird_dir: str = _f(os.environ.get("BIRD_DIR", "data/bird"), "BIRD release folder (train/, dev/, mini_dev_sqlite.json); env BIRD_DIR")
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
     overwrite: bool = _f(False, "allow replacing a finished adapter or evaluation in output_dir")
     resume: bool = _f(False, "continue training from the last checkpoint in output_dir")
@@ -59,6 +62,8 @@ class Config:
     schema_sample_values: int = _f(0, "distinct sample values shown per column in the schema prompt (0 = none)")
     max_train_examples: int = _f(0, "use at most this many training examples (0 = all)")
     max_eval_examples: int = _f(0, "evaluate at most this many dev examples (0 = all)")
+    eval_split: str = _f("dev", "the split evaluate.py scores: dev, or mini_dev (BIRD's 500-question mini-dev)")
+    bird_column_descriptions: bool = _f(False, "BIRD: add each column's description from database_description/*.csv to the schema prompt")
 
     # --- model and LoRA ---
     max_seq_length: int = _f(2048, "longest prompt + answer the model handles (vLLM max_model_len)")
@@ -125,6 +130,8 @@ class Config:
             raise ConfigError(f"--vllm_mode must be colocate or server, not {self.vllm_mode!r}")
         if self.export_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
+        if self.benchmark not in ("spider", "bird"):
+            raise ConfigError(f"--benchmark must be spider or bird, not {self.benchmark!r}")
         if self.num_generations < 2:
             raise ConfigError("--num_generations must be >= 2 (GRPO compares completions within a group)")
         completions = self.grpo_prompts_per_step * self.num_generations
@@ -154,11 +161,20 @@ class Config:
         return dataclasses.asdict(self)
 
 
+# Defaults that differ per benchmark, applied when --benchmark names it, before a preset and the
+# command line (which win). BIRD: measured by bench/bird_prompt_lengths.py (README, "BIRD"); BIRD's own
+# evaluator allows 30 s per question.
+BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bird": dict(max_seq_length=4096, max_prompt_length=3584, sql_timeout_s=30.0),
+}
+
+
 # A tiny configuration for CPU: the shipped mini-Spider and the tiny local model, seconds per stage.
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         model_name=TINY_MODEL_NAME,
         spider_dir=str(MINI_SPIDER_DIR),
+        bird_dir=str(MINI_BIRD_DIR),
         output_dir="outputs/smoke",
         backend="hf",
         torch_threads=1,  # measured: a 2-layer model gains nothing from more threads and loses 3-4x on a busy CPU
@@ -255,6 +271,9 @@ def parse_config(argv: list[str] | None = None, script: str = "sql-rlvr",
     cfg = Config()
     values = vars(args)
     preset = values.pop("preset", None)
+    benchmark = values.get("benchmark") or PRESETS.get(preset or "", {}).get("benchmark") or cfg.benchmark
+    for key, value in BENCHMARK_DEFAULTS.get(benchmark, {}).items():
+        setattr(cfg, key, value)
     if preset:
         for key, value in PRESETS[preset].items():
             setattr(cfg, key, value)

@@ -190,6 +190,18 @@ class Spider:
         return self._schema_cache[key]
 
 
+def open_benchmark(cfg: Config):
+    """The dataset of --benchmark (Spider or BIRD; see benchmarks.py): examples(split), schema, db_path."""
+    return benchmark_spec(cfg).open(cfg)
+
+
+def benchmark_spec(cfg: Config):
+    """The description of --benchmark: files, match rule, difficulty, output formats (benchmarks.Benchmark)."""
+    import benchmarks  # it builds on this module, so it is imported when first needed
+
+    return benchmarks.get(cfg.benchmark)
+
+
 # ======================================================================
 # 3. schema serialisation, prompts, extract_sql
 
@@ -258,13 +270,15 @@ def keys_from_tables_json(entry: dict) -> tuple[dict[str, list[str]], dict[str, 
     return pks, fks
 
 
-def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None) -> str:
+def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None,
+                       column_comments: dict[tuple[str, str], str] | None = None) -> str:
     """Every table as CREATE TABLE with declared types, primary and foreign keys, in creation order.
 
     Read from the database itself (tables.json has lost the declared types). Keys come from the
     database's declarations and, when `tables_entry` is given, from Spider's annotations too: many
     Spider databases declare no keys at all. With `sample_values` > 0, each column gets a comment
-    with up to that many distinct values.
+    with up to that many distinct values. `column_comments` ({(table, column) lowercased: text}, e.g.
+    BIRD's column descriptions) are added to those comments.
     """
     json_pks, json_fks = keys_from_tables_json(tables_entry) if tables_entry else ({}, {})
     conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro&immutable=1", uri=True)
@@ -278,6 +292,8 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, table
             columns = []
             for _cid, name, ctype, _notnull, _default, _pk in info:
                 comment = _sample_values(conn, table, name, sample_values) if sample_values > 0 else ""
+                if column_comments and column_comments.get((table.lower(), name.lower())):
+                    comment = "; ".join(c for c in (column_comments[(table.lower(), name.lower())], comment) if c)
                 columns.append((name, (ctype or "").upper(), comment))
             pks = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
             column_case = {row[1].lower(): row[1] for row in info}
@@ -328,9 +344,14 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_messages(schema: str, question: str, sql: str | None = None) -> list[dict]:
-    """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL]."""
+def build_messages(schema: str, question: str, sql: str | None = None, evidence: str = "") -> list[dict]:
+    """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL].
+
+    `evidence` (BIRD's external-knowledge hint) follows the question; it is left out when empty.
+    """
     user = f"Database schema:\n{schema}\n\nQuestion: {question.strip()}"
+    if evidence and evidence.strip():
+        user += f"\nExternal knowledge: {evidence.strip()}"
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
     if sql is not None:
         messages.append({"role": "assistant", "content": sql.strip()})
@@ -344,7 +365,8 @@ def render_prompt(tokenizer, messages: list[dict]) -> str:
 
 def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
     """The prompt chat of one Spider example, as training saw it (rendered to text with `tokenizer`)."""
-    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"])
+    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"],
+                              evidence=example.get("evidence", ""))
     return render_prompt(tokenizer, messages) if tokenizer is not None else messages
 
 
@@ -909,6 +931,7 @@ class ExecResult:
     error: str | None = None
     seconds: float = 0.0  # how long it ran
     limit: float = 0.0  # the time limit it ran under
+    lossy_text: bool = False  # some text was not UTF-8 and was read with those bytes dropped (BIRD counts it an error)
 
     @property
     def ok(self) -> bool:
@@ -972,6 +995,7 @@ def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
         if result.kind == "error" and "Could not decode to UTF-8" in (result.error or ""):
             conn.text_factory = decode_text
             result = _run_query(conn, deadline, sql, timeout_s, max_rows)
+            result.lossy_text = result.ok
         result.seconds, result.limit = time.monotonic() - start, timeout_s
         return result
     finally:
@@ -1134,6 +1158,13 @@ def order_matters(gold_sql: str) -> bool:
     return "order by" in official_normalize(gold_sql, is_prediction=False).lower()
 
 
+def match_rule(name: str = "spider"):
+    """The benchmark's result comparison by name ("spider" | "bird"): benchmarks.MatchRule."""
+    import benchmarks
+
+    return benchmarks.MATCH_RULES[name]
+
+
 @dataclass
 class RewardValues:
     exact: float = 5.0
@@ -1147,41 +1178,44 @@ class RewardValues:
 
 
 def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: str | os.PathLike,
-                     timeout_s: float) -> tuple[str, float, str | None]:
+                     timeout_s: float, rule: str = "spider") -> tuple[str, float, str | None]:
     """Execute a prediction and compare it with an executed gold: (outcome, F1, error).
 
     outcome is match / partial / wrong / invalid (no SQL, error, refusal, timeout). The comparison
-    is the official evaluator's, so reward and metric can never disagree on a match.
+    is the official evaluator's of the benchmark (`rule`), so reward and metric can never disagree on a match.
     """
     if not pred_sql.strip():
         return "invalid", 0.0, "no SQL"
-    result = execute_sql(db_path, official_normalize(pred_sql, is_prediction=True), timeout_s)
+    comparison = match_rule(rule)
+    result = execute_sql(db_path, comparison.prepare(pred_sql, True), timeout_s)
     if not result.ok:
         return "invalid", 0.0, f"{result.kind}: {result.error}"
+    if comparison.result_error(result):
+        return "invalid", 0.0, comparison.result_error(result)
     assert gold.rows is not None
-    if results_match(gold.rows, result.rows, order_matters(gold_sql)):
+    if not comparison.result_error(gold) and comparison.rows_match(gold.rows, result.rows, order_matters(gold_sql)):
         return "match", 1.0, None
     f1 = result_f1(gold.rows, result.rows)
     return ("partial" if f1 > 0 else "wrong"), f1, None
 
 
-def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float) -> ExecResult:
+def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float, rule: str = "spider") -> ExecResult:
     # Gold gets a generous limit: a slow gold query is the dataset's cost, not the model's fault.
-    return execute_sql(db_path, official_normalize(gold_sql, is_prediction=False), max(timeout_s, 30.0))
+    return execute_sql(db_path, match_rule(rule).prepare(gold_sql, False), max(timeout_s, 30.0))
 
 
 def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike, *,
                      gold: ExecResult | None = None, timeout_s: float = 2.0,
-                     values: RewardValues = RewardValues()) -> tuple[float, str, str | None]:
-    """(reward, outcome, error) for one raw model answer. See sql_reward for the values."""
+                     values: RewardValues = RewardValues(), rule: str = "spider") -> tuple[float, str, str | None]:
+    """(reward, outcome, error) for one raw model answer under the benchmark's match rule. See sql_reward."""
     if not completion or not completion.strip():
         return values.empty, "empty", "empty answer"
     if gold is None:
-        gold = execute_gold(db_path, gold_sql, timeout_s)
+        gold = execute_gold(db_path, gold_sql, timeout_s, rule)
     if not gold.ok:
         raise UserError(f"gold query fails on {db_path}: {gold.error}: {gold_sql[:200]}")
     sql = extract_sql(completion)
-    outcome, f1, error = judge_prediction(sql, gold_sql, gold, db_path, timeout_s)
+    outcome, f1, error = judge_prediction(sql, gold_sql, gold, db_path, timeout_s, rule)
     reward = {"match": values.exact, "invalid": values.invalid}.get(outcome, values.partial_max * f1)
     return reward, outcome, error
 
@@ -1208,8 +1242,8 @@ def _completion_text(completion: Any) -> str:
 
 
 def _score_jobs(jobs: list[tuple]) -> list[tuple[float, str, str | None]]:
-    """Score (completion, gold_sql, db_path, gold result, timeout_s, values) jobs; runs in a worker."""
-    return [score_completion(c, g, d, gold=gold, timeout_s=t, values=v) for c, g, d, gold, t, v in jobs]
+    """Score (completion, gold_sql, db_path, gold result, timeout_s, values, rule) jobs; runs in a worker."""
+    return [score_completion(c, g, d, gold=gold, timeout_s=t, values=v, rule=r) for c, g, d, gold, t, v, r in jobs]
 
 
 class SQLExecutionReward:
@@ -1223,7 +1257,8 @@ class SQLExecutionReward:
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
 
     def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = RewardValues(),
-                 num_samples: int = 2) -> None:
+                 num_samples: int = 2, rule: str = "spider") -> None:
+        self.rule = rule  # the benchmark's match rule decides the +5 (benchmarks.MATCH_RULES)
         self.timeout_s = timeout_s
         self.workers = workers
         self.values = values
@@ -1245,11 +1280,11 @@ class SQLExecutionReward:
     def gold_result(self, gold_sql: str, db_path: str) -> ExecResult:
         key = (str(db_path), gold_sql)
         if key not in self._gold:
-            self._gold[key] = execute_gold(db_path, gold_sql, self.timeout_s)
+            self._gold[key] = execute_gold(db_path, gold_sql, self.timeout_s, self.rule)
         return self._gold[key]
 
     def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str]) -> list[tuple[float, str, str | None]]:
-        jobs = [(c, g, str(d), self.gold_result(g, str(d)), self.timeout_s, self.values)
+        jobs = [(c, g, str(d), self.gold_result(g, str(d)), self.timeout_s, self.values, self.rule)
                 for c, g, d in zip(completions, gold_sqls, db_paths)]
         pool = self._executor()
         if pool is None:
@@ -1384,7 +1419,8 @@ def _execute_cached(cache: dict, db_file: str, sql: str, limit: float) -> ExecRe
 
 def _score_chunk(job: tuple) -> list[dict]:
     """Score (index, pred, gold_sql, db_id) items; runs in a worker process."""
-    items, db_dir, timeout_s = job
+    items, db_dir, timeout_s, rule = job
+    comparison = match_rule(rule)
     results: dict[tuple[str, str], ExecResult] = {}  # (db file, normalised SQL) -> result, for gold and pred alike
     files: dict[str, list[str]] = {}
     memo: dict[int, list[tuple]] = {}  # normalised rows per result list (kept alive by `results`)
@@ -1398,7 +1434,7 @@ def _score_chunk(job: tuple) -> list[dict]:
     for index, pred, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
-        gold_norm = official_normalize(gold_sql, is_prediction=False)
+        gold_norm = comparison.prepare(gold_sql, False)
         ordered = "order by" in gold_norm.lower()
         record = {"index": index, "db_id": db_id, "exec_match": False, "hardness": spider_hardness(gold_sql),
                   "outcome": "wrong", "error": None}
@@ -1406,7 +1442,7 @@ def _score_chunk(job: tuple) -> list[dict]:
             record.update(outcome="empty", error="empty prediction")
             records.append(record)
             continue
-        pred_norm = official_normalize(pred, is_prediction=True)
+        pred_norm = comparison.prepare(pred, True)
         match = True
         for db_file in files[db_id]:
             gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
@@ -1414,12 +1450,17 @@ def _score_chunk(job: tuple) -> list[dict]:
                 record.update(outcome="gold_error", error=f"gold query fails on {os.path.basename(db_file)}: {gold.error}")
                 match = False
                 break
-            pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
-            if not pred_result.ok:
-                record.update(outcome="invalid", error=f"{pred_result.kind}: {pred_result.error}"[:200])
+            if comparison.result_error(gold):  # BIRD's evaluator scores such a question 0, whatever is predicted
+                record.update(error=f"gold result: {comparison.result_error(gold)}")
                 match = False
                 break
-            if not results_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
+            pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
+            if not pred_result.ok or comparison.result_error(pred_result):
+                record.update(outcome="invalid", error=(comparison.result_error(pred_result) if pred_result.ok else
+                                                        f"{pred_result.kind}: {pred_result.error}")[:200])
+                match = False
+                break
+            if not comparison.rows_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
                 match = False
                 break
         if match:
@@ -1429,8 +1470,9 @@ def _score_chunk(job: tuple) -> list[dict]:
 
 
 def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
-                      timeout_s: float = 2.0, workers: int = 2) -> list[dict]:
-    """Execution match of each prediction against its gold, with the official evaluator's verdicts.
+                      timeout_s: float = 2.0, workers: int = 2, rule: str = "spider") -> list[dict]:
+    """Execution match of each prediction against its gold, with the official evaluator's verdicts
+    (`rule`: the benchmark's match rule, "spider" or "bird"; see benchmarks.MATCH_RULES).
 
     Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
     The one intended difference from the official evaluator: a prediction over `timeout_s` is wrong
@@ -1449,7 +1491,7 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
     size = -(-len(items) // workers)
     chunks = [items[k:k + size] for k in range(0, len(items), size)]  # contiguous: a database stays in one worker
     if workers == 1:
-        records = _score_chunk((items, db_dir, timeout_s))
+        records = _score_chunk((items, db_dir, timeout_s, rule))
     else:
         import concurrent.futures
         import multiprocessing
@@ -1457,7 +1499,7 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
         # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
         method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            records = [r for chunk in pool.map(_score_chunk, [(c, db_dir, timeout_s) for c in chunks]) for r in chunk]
+            records = [r for chunk in pool.map(_score_chunk, [(c, db_dir, timeout_s, rule) for c in chunks]) for r in chunk]
     records.sort(key=lambda r: r["index"])
     failed_gold = [r for r in records if r["outcome"] == "gold_error"]
     if failed_gold:

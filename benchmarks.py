@@ -1,0 +1,415 @@
+"""What differs between the benchmarks sql-rlvr trains and evaluates on, in one place.
+
+A `Benchmark` describes one benchmark: how its release folder is opened (file layout, field names),
+the match rule that decides "same result" (for the metric and for GRPO's +5 alike), where the
+difficulty labels come from, and the file formats of its official evaluator. The scripts reach it
+through `utils.open_benchmark(cfg)` / `utils.benchmark_spec(cfg)`; utils' reward and scorer take the
+rule by name (`rule="spider" | "bird"`) and look it up here.
+
+    spider   Spider's release (utils.Spider); test-suite-sql-eval's execution match (DISTINCT
+             removed, `value` rewritten, column permutations, order when the gold says ORDER BY);
+             hardness computed from the gold SQL; pred.txt / gold.txt.
+    bird     BIRD's release (train/, dev/, mini_dev_sqlite.json); BIRD's rule, exactly as
+             bird-bench/mini_dev evaluation/evaluation_ex.py: set(pred) == set(gold) on the raw
+             rows, with sqlite3's strict UTF-8 text; difficulty from the data; predict_dev.json
+             and dev_gold.sql.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import utils
+from config import Config
+
+# ======================================================================
+# match rules
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """How one benchmark decides that a prediction's result equals the gold's.
+
+    prepare(sql, is_prediction): the text actually executed (Spider's evaluator rewrites it first).
+    rows_match(gold_rows, pred_rows, order_matters, unorder): the verdict on two executed results.
+    strict_utf8: a result holding text that is not valid UTF-8 is an error (sqlite3's default text
+    decoding raises on it), instead of being read with the invalid bytes dropped.
+    """
+
+    name: str
+    prepare: Callable[[str, bool], str]
+    rows_match: Callable[..., bool]
+    strict_utf8: bool = False
+
+    def result_error(self, result: "utils.ExecResult") -> str | None:
+        """Why an executed (ok) result counts as an error under this rule, or None."""
+        if self.strict_utf8 and result.ok and result.lossy_text:
+            return "error: Could not decode to UTF-8 (the result holds text that is not UTF-8)"
+        return None
+
+
+def bird_rows_match(gold: list[tuple], pred: list[tuple], order_matters: bool = False, unorder: Any = None) -> bool:
+    """BIRD's verdict (mini_dev evaluation_ex.py `calculate_ex`): `set(pred) == set(gold)`.
+
+    Rows are compared as Python tuples, so row order and duplicates are ignored and Python equality
+    decides values (1 == 1.0, '1' != 1); columns are compared in their order, never permuted.
+    `order_matters` and `unorder` are Spider's and are ignored here.
+    """
+    return set(pred) == set(gold)
+
+
+def _spider_rows_match(gold: list[tuple], pred: list[tuple], order_matters: bool, unorder: Any = None) -> bool:
+    return utils.results_match(gold, pred, order_matters, unorder=unorder)
+
+
+MATCH_RULES: dict[str, MatchRule] = {
+    "spider": MatchRule("spider", lambda sql, is_prediction: utils.official_normalize(sql, is_prediction=is_prediction),
+                        _spider_rows_match),
+    # BIRD executes both queries as written: no DISTINCT removal, no `value` rewrite.
+    "bird": MatchRule("bird", lambda sql, is_prediction: sql, bird_rows_match, strict_utf8=True),
+}
+
+
+# ======================================================================
+# BIRD's release layout
+
+
+class BirdDataError(utils.UserError):
+    pass
+
+
+BIRD_HOWTO = (
+    "get BIRD from https://bird-bench.github.io (train.zip and dev.zip; mini-dev from github.com/bird-bench/mini_dev), "
+    "unzip them and point --bird_dir (or BIRD_DIR in .env) at the folder holding train/ and dev/"
+)
+BIRD_DIFFICULTIES = ("simple", "moderate", "challenging")
+# Where each split's files lie under --bird_dir: (questions, tables file, database folder).
+BIRD_SPLITS = {
+    "train": ("train/train.json", "train/train_tables.json", "train/train_databases"),
+    "dev": ("dev/dev.json", "dev/dev_tables.json", "dev/dev_databases"),
+    "mini_dev": ("mini_dev_sqlite.json", "dev/dev_tables.json", "dev/dev_databases"),
+}
+# mini-dev's question file is found at the top of --bird_dir or beside dev.json.
+MINI_DEV_PLACES = ("mini_dev_sqlite.json", "dev/mini_dev_sqlite.json")
+BIRD_SEPARATOR = "\t----- bird -----\t"  # predict_dev.json: "SQL<sep>db_id"
+
+
+def _read_bird_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise BirdDataError(f"missing {path}: {BIRD_HOWTO}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BirdDataError(f"{path} is not valid JSON ({exc})") from None
+
+
+def decode_csv_bytes(raw: bytes) -> str:
+    """BIRD's description CSVs come in several encodings: UTF-8 (with or without a BOM), and Windows-1252
+    or Latin-1 for many. Try them in that order; Latin-1 decodes any byte string."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+def read_column_descriptions(db_folder: Path) -> dict[tuple[str, str], str]:
+    """{(table, column) lowercased: "description (values)"} from `database_description/<table>.csv`.
+
+    Columns: original_column_name, column_name, column_description, data_format, value_description.
+    A missing folder, an unreadable file or a row without a column name is skipped: descriptions
+    are an aid to the prompt, never a reason to stop.
+    """
+    notes: dict[tuple[str, str], str] = {}
+    folder = db_folder / "database_description"
+    if not folder.is_dir():
+        return notes
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            text = decode_csv_bytes(path.read_bytes())
+        except OSError:
+            continue
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error:
+            continue
+        for row in rows:
+            row = {(k or "").strip().lower(): " ".join((v or "").split()) for k, v in row.items() if isinstance(v, str)}
+            column = row.get("original_column_name", "")
+            if not column:
+                continue
+            description = row.get("column_description", "")
+            values = row.get("value_description", "")
+            parts = [p for p in (description, f"values: {values}" if values else "") if p]
+            if parts:
+                notes[(path.stem.strip().lower(), column.lower())] = "; ".join(parts)
+    return notes
+
+
+@dataclass
+class Bird:
+    """A BIRD release folder, read through the same interface as utils.Spider (examples, schema, db_path).
+
+    Examples keep BIRD's fields and get `query` (= `SQL`, the key the scripts read), `evidence`
+    (default "") and `difficulty` (from the data; "unknown" when absent, as in train.json).
+    """
+
+    root: Path
+    column_descriptions: bool = False
+    tables: dict[str, dict] = field(default_factory=dict)
+    _db_dirs: dict[str, Path] = field(default_factory=dict, repr=False)
+    _schema_cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, column_descriptions: bool = False) -> "Bird":
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise BirdDataError(f"BIRD folder {path} does not exist: {BIRD_HOWTO}")
+        return cls(root=path, column_descriptions=column_descriptions)
+
+    def split_files(self, split: str) -> tuple[Path, Path, Path]:
+        if split not in BIRD_SPLITS:
+            raise BirdDataError(f"unknown BIRD split {split!r}: use {', '.join(BIRD_SPLITS)}")
+        questions, tables, databases = (self.root / p for p in BIRD_SPLITS[split])
+        if split == "mini_dev":
+            found = [self.root / p for p in MINI_DEV_PLACES if (self.root / p).exists()]
+            if not found:
+                raise BirdDataError(f"missing mini_dev_sqlite.json in {self.root} or {self.root / 'dev'}: get it from "
+                                    "github.com/bird-bench/mini_dev (minidev.zip, MINIDEV/) and put it there")
+            questions = found[0]
+        return questions, tables, databases
+
+    def _load_tables(self, tables_path: Path, databases: Path) -> None:
+        entries = _read_bird_json(tables_path)
+        if not isinstance(entries, list) or not all(isinstance(t, dict) and "db_id" in t for t in entries):
+            raise BirdDataError(f"{tables_path} is not a list of schemas with db_id")
+        utils.ensure_databases_built(databases)  # the shipped mini-BIRD keeps its databases as .sql text
+        for entry in entries:
+            self.tables[entry["db_id"]] = entry
+            self._db_dirs[entry["db_id"]] = databases
+
+    def examples(self, split: str, use_train_others: bool = True) -> list[dict]:
+        """Questions of `split` (train, dev or mini_dev). `use_train_others` is Spider's and is ignored."""
+        questions, tables_path, databases = self.split_files(split)
+        self._load_tables(tables_path, databases)
+        data = _read_bird_json(questions)
+        if not isinstance(data, list):
+            raise BirdDataError(f"{questions} should hold a list of questions")
+        examples = []
+        for j, ex in enumerate(data):
+            if not (isinstance(ex, dict) and all(isinstance(ex.get(k), str) for k in ("db_id", "question", "SQL"))):
+                raise BirdDataError(f"{questions} question {j} lacks a string db_id, question or SQL")
+            evidence = ex.get("evidence")
+            examples.append({**ex, "query": ex["SQL"], "evidence": evidence if isinstance(evidence, str) else "",
+                             "difficulty": ex.get("difficulty") if isinstance(ex.get("difficulty"), str) else "unknown"})
+        missing = sorted({ex["db_id"] for ex in examples} - set(self.tables))
+        if missing:
+            raise BirdDataError(f"{split} questions use databases absent from {tables_path}: {', '.join(missing[:5])}")
+        return examples
+
+    def db_dir(self, split: str) -> Path:
+        return self.split_files(split)[2]
+
+    def db_path(self, db_id: str) -> Path:
+        if db_id not in self._db_dirs:
+            raise BirdDataError(f"database {db_id!r} is not in a loaded BIRD split under {self.root}")
+        return self._db_dirs[db_id] / db_id / f"{db_id}.sqlite"
+
+    def schema(self, db_id: str, sample_values: int = 0) -> str:
+        """CREATE TABLE text from the database (keys also from the tables file), with each column's
+        description from database_description/*.csv when `column_descriptions` is on."""
+        key = (db_id, sample_values)
+        if key not in self._schema_cache:
+            path = self.db_path(db_id)
+            if not path.exists():
+                raise BirdDataError(f"missing {path}: {BIRD_HOWTO}")
+            notes = read_column_descriptions(path.parent) if self.column_descriptions else None
+            self._schema_cache[key] = utils.schema_from_sqlite(path, sample_values, self.tables.get(db_id),
+                                                               column_comments=notes)
+        return self._schema_cache[key]
+
+
+# ======================================================================
+# BIRD's files: predict_dev.json, dev_gold.sql, the question file
+
+
+def write_bird_predictions(path: Path, preds: list[str], db_ids: list[str]) -> None:
+    """predict_dev.json: {"0": "SQL\\t----- bird -----\\tdb_id", ...} in question order (BIRD pairs by order)."""
+    entries = {str(i): f"{utils.flatten_sql(sql)}{BIRD_SEPARATOR}{db}" for i, (sql, db) in enumerate(zip(preds, db_ids))}
+    path.write_text(json.dumps(entries, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_bird_predictions(path: str | os.PathLike, expected: int | None = None) -> list[str]:
+    """Predictions from BIRD's JSON (read as BIRD does: entries in file order, SQL before the separator;
+    a non-string entry is an empty prediction), or from a text file with one SQL a line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise utils.UserError(f"cannot read prediction file {path}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        preds = []
+        for value in data.values():
+            if not isinstance(value, str):
+                preds.append(" ")  # as BIRD: a space, which never runs as a query
+            else:  # as BIRD's package_sqls: exactly one separator, else the whole string is the SQL
+                parts = value.split(BIRD_SEPARATOR)
+                preds.append(parts[0] if len(parts) == 2 else value.strip())
+        if expected is not None and len(preds) != expected:
+            raise utils.UserError(f"{path} has {len(preds)} predictions but the gold has {expected}: they pair in order")
+        return preds
+    return utils.read_pred_file(path, expected)
+
+
+def read_bird_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[str]]:
+    """(SQL, db_id) pairs and difficulties from BIRD's question file (dev.json, mini_dev_sqlite.json),
+    or from a gold file with one `SQL<TAB>db_id` a line (difficulty then 'unknown')."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise utils.UserError(f"cannot read gold file {path}: {exc}") from None
+    if text.lstrip()[:1] != "[":
+        golds = utils.read_gold_file(path)
+        return golds, ["unknown"] * len(golds)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise utils.UserError(f"{path} is not valid JSON ({exc})") from None
+    golds, difficulties = [], []
+    for j, ex in enumerate(data if isinstance(data, list) else []):
+        if not (isinstance(ex, dict) and isinstance(ex.get("SQL"), str) and isinstance(ex.get("db_id"), str)):
+            raise utils.UserError(f"{path} question {j} lacks a string SQL and db_id")
+        golds.append((utils.flatten_sql(ex["SQL"]), ex["db_id"]))
+        difficulties.append(ex["difficulty"] if isinstance(ex.get("difficulty"), str) else "unknown")
+    if not golds:
+        raise utils.UserError(f"{path} holds no BIRD questions (a JSON list with SQL and db_id)")
+    return golds, difficulties
+
+
+# ======================================================================
+# the benchmark descriptions
+
+
+def summarize_by(records: list[dict], key: str, levels: tuple[str, ...]) -> dict:
+    """Execution accuracy overall ('all') and per level of records[key], with counts."""
+    summary = {}
+    for level in levels + ("all",):
+        rows = [r for r in records if level == "all" or r.get(key) == level]
+        hits = sum(r["exec_match"] for r in rows)
+        summary[level] = {"count": len(rows), "exec_match": hits, "ex": hits / len(rows) if rows else 0.0}
+    return summary
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark's differences, read by the scripts (see the module docstring)."""
+
+    name: str
+    open: Callable[[Config], Any]  # -> a dataset with root, examples(split), schema(db_id, k), db_path(db_id)
+    rule: str  # key of MATCH_RULES: the metric's and GRPO's +5 verdict
+    label_key: str  # the record field holding the difficulty level
+    levels: tuple[str, ...]
+    write_eval_files: Callable[[Path, list[dict], list[str]], tuple[Path, Path]]  # (out, examples, preds) -> (pred, gold)
+    read_predictions: Callable[..., list[str]]
+    read_gold: Callable[[str | os.PathLike], tuple[list[tuple[str, str]], list[str] | None]]
+    official_command: Callable[..., str]
+    format_table: Callable[[dict], str]
+    db_dir: Callable[[Any, str], Path]  # (dataset, split) -> the folder of <db_id>/<db_id>.sqlite
+    comparator: str
+
+    def label(self, records: list[dict], labels: list[str] | None) -> None:
+        """Give each record its difficulty: from the data (BIRD) or as the scorer computed it (Spider)."""
+        if labels is None:
+            return
+        for record, level in zip(records, labels):
+            record.pop("hardness", None)
+            record[self.label_key] = level
+
+    def summarize(self, records: list[dict]) -> dict:
+        return summarize_by(records, self.label_key, self.levels)
+
+
+def format_bird_table(summary: dict) -> str:
+    """BIRD's own table shape (mini_dev `print_data`): simple / moderate / challenging / total, EX in percent."""
+    levels = BIRD_DIFFICULTIES + ("all",)
+    names = BIRD_DIFFICULTIES + ("total",)
+    return "\n".join([f"{'':<20}" + "".join(f"{n:<20}" for n in names),
+                      f"{'count':<20}" + "".join(f"{summary[lv]['count']:<20}" for lv in levels),
+                      f"{'EX':<20}" + "".join(f"{100 * summary[lv]['ex']:<20.2f}" for lv in levels)])
+
+
+def _gold_lines(path: Path, examples: list[dict]) -> None:
+    # Spider's gold.txt and BIRD's dev_gold.sql share the format: `SQL<TAB>db_id` a line.
+    path.write_text("".join(f"{utils.flatten_sql(ex['query'])}\t{ex['db_id']}\n" for ex in examples), encoding="utf-8")
+
+
+def _write_spider_files(out: Path, examples: list[dict], preds: list[str]) -> tuple[Path, Path]:
+    """pred.txt (one SQL a line) and gold.txt, as test-suite-sql-eval reads them."""
+    pred_path, gold_path = out / "pred.txt", out / "gold.txt"
+    pred_path.write_text("\n".join(utils.flatten_sql(p) for p in preds) + "\n", encoding="utf-8")
+    _gold_lines(gold_path, examples)
+    return pred_path, gold_path
+
+
+def _write_bird_files(out: Path, examples: list[dict], preds: list[str]) -> tuple[Path, Path]:
+    """predict_dev.json, dev_gold.sql and dev_difficulty.jsonl (what BIRD's evaluator reads with
+    --diff_json_path: one {"difficulty": ...} a line), all in question order."""
+    pred_path, gold_path = out / "predict_dev.json", out / "dev_gold.sql"
+    write_bird_predictions(pred_path, preds, [ex["db_id"] for ex in examples])
+    _gold_lines(gold_path, examples)
+    (out / "dev_difficulty.jsonl").write_text("".join(json.dumps({"difficulty": ex["difficulty"]}) + "\n" for ex in examples))
+    return pred_path, gold_path
+
+
+def _spider_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], None]:
+    return utils.read_gold_file(path), None
+
+
+def _spider_command(pred: Path, gold: Path, db_dir: Path, dataset: Any, out: Path, split: str) -> str:
+    return (f"python evaluation.py --gold {gold} --pred {pred} --db {db_dir} --table {Path(dataset.root) / 'tables.json'} "
+            "--etype exec   # in a checkout of github.com/taoyds/test-suite-sql-eval")
+
+
+def _bird_command(pred: Path, gold: Path, db_dir: Path, dataset: Any, out: Path, split: str) -> str:
+    # BIRD's evaluator joins paths by string concatenation (db_root_path + db_id): the folder needs its slash.
+    return (f"python3 -u evaluation_ex.py --db_root_path {db_dir}/ --predicted_sql_path {pred} "
+            f"--ground_truth_path {gold} --diff_json_path {out / 'dev_difficulty.jsonl'} --num_cpus 4 "
+            f"--meta_time_out 30.0 --sql_dialect SQLite --output_log_path {out / 'bird_official.txt'}"
+            "   # in evaluation/ of a checkout of github.com/bird-bench/mini_dev (it imports func_timeout, psycopg2, pymysql)")
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "spider": Benchmark(
+        name="spider", open=lambda cfg: utils.Spider.open(cfg.spider_dir), rule="spider", label_key="hardness",
+        levels=utils.HARDNESS_LEVELS,
+        write_eval_files=_write_spider_files, read_predictions=utils.read_pred_file, read_gold=_spider_gold,
+        official_command=_spider_command, format_table=utils.format_score_table,
+        db_dir=lambda dataset, split: Path(dataset.root) / "database",
+        comparator="sql-rlvr execution match = test-suite-sql-eval exec rules, default flags"),
+    "bird": Benchmark(
+        name="bird", open=lambda cfg: Bird.open(cfg.bird_dir, cfg.bird_column_descriptions), rule="bird",
+        label_key="difficulty", levels=BIRD_DIFFICULTIES,
+        write_eval_files=_write_bird_files, read_predictions=read_bird_predictions, read_gold=read_bird_gold,
+        official_command=_bird_command, format_table=format_bird_table,
+        db_dir=lambda dataset, split: dataset.db_dir(split),
+        comparator="sql-rlvr execution match = BIRD's evaluation_ex.py rule: set(pred) == set(gold), strict UTF-8"),
+}
+
+
+def get(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise utils.UserError(f"unknown benchmark {name!r}: use {' or '.join(BENCHMARKS)}")
+    return BENCHMARKS[name]
+

@@ -1,0 +1,256 @@
+"""BIRD: the shipped mini-BIRD in BIRD's release layout, the prompt extras, BIRD's match rule, its files."""
+
+import json
+import shutil
+
+import pytest
+
+import benchmarks
+import utils
+from config import BENCHMARK_DEFAULTS, MINI_BIRD_DIR, parse_config
+
+DB = "food_inspection"
+
+
+@pytest.fixture(scope="module")
+def bird() -> benchmarks.Bird:
+    return benchmarks.Bird.open(MINI_BIRD_DIR)
+
+
+@pytest.fixture(scope="module")
+def dev(bird):
+    return bird.examples("dev")
+
+
+# ---------------------------------------------------------------- loader
+
+
+def test_loader_reads_birds_layout_and_fields(bird, dev):
+    train = bird.examples("train")
+    mini = bird.examples("mini_dev")
+    raw_dev = json.loads((MINI_BIRD_DIR / "dev" / "dev.json").read_text())
+    assert len(dev) == len(raw_dev) and 0 < len(mini) < len(dev)
+    assert {ex["db_id"] for ex in train}.isdisjoint({ex["db_id"] for ex in dev})  # BIRD's dev databases are unseen
+    for ex, raw in zip(dev, raw_dev):
+        assert ex["query"] == raw["SQL"] and ex["evidence"] == raw["evidence"]
+        assert ex["difficulty"] == raw["difficulty"]  # from the data, never computed
+    assert {ex["difficulty"] for ex in dev} == set(benchmarks.BIRD_DIFFICULTIES)
+    assert {ex["difficulty"] for ex in train} == {"unknown"}  # BIRD's train.json has no difficulty
+    assert any(ex["evidence"] for ex in dev) and any(not ex["evidence"] for ex in dev)
+    for ex in train + dev:
+        assert bird.db_path(ex["db_id"]).exists()  # built from the shipped .sql
+    assert bird.db_path(DB).parent.parent == MINI_BIRD_DIR / "dev" / "dev_databases"
+    assert [ex["question_id"] for ex in mini] == [ex["question_id"] for ex in dev if ex["question_id"] in
+                                                  {m["question_id"] for m in mini}]
+
+
+def test_missing_bird_files_are_one_line_naming_them(tmp_path):
+    with pytest.raises(benchmarks.BirdDataError, match="bird-bench.github.io"):
+        benchmarks.Bird.open(tmp_path / "nowhere")
+    (tmp_path / "dev").mkdir()
+    empty = benchmarks.Bird.open(tmp_path)
+    with pytest.raises(benchmarks.BirdDataError, match=r"missing .*dev_tables\.json.*--bird_dir"):
+        empty.examples("dev")
+    with pytest.raises(benchmarks.BirdDataError, match="mini_dev_sqlite.json"):
+        empty.examples("mini_dev")
+    with pytest.raises(benchmarks.BirdDataError, match="unknown BIRD split"):
+        empty.examples("test")
+    shutil.copytree(MINI_BIRD_DIR / "dev", tmp_path / "dev", dirs_exist_ok=True)
+    (tmp_path / "dev" / "dev.json").write_text('[{"db_id": "food_inspection", "question": "q", "query": "SELECT 1"}]')
+    with pytest.raises(benchmarks.BirdDataError, match="lacks a string db_id, question or SQL"):
+        benchmarks.Bird.open(tmp_path).examples("dev")
+
+
+# ---------------------------------------------------------------- prompt
+
+
+def test_prompt_has_the_evidence_after_the_question_and_omits_it_when_empty(bird, dev):
+    cfg, _ = parse_config(["--preset", "smoke", "--benchmark", "bird"])
+    with_evidence = next(ex for ex in dev if ex["evidence"])
+    user = utils.render_prompt_for(bird, with_evidence, cfg)[1]["content"]
+    assert user.endswith(f"Question: {with_evidence['question']}\nExternal knowledge: {with_evidence['evidence']}")
+    without = next(ex for ex in dev if not ex["evidence"])
+    user = utils.render_prompt_for(bird, without, cfg)[1]["content"]
+    assert user.endswith(f"Question: {without['question']}") and "External knowledge" not in user
+    # training sees the same prompt, with the SQL as the answer
+    messages = utils.build_messages(bird.schema(DB), with_evidence["question"], with_evidence["query"],
+                                    evidence=with_evidence["evidence"])
+    assert messages[:2] == utils.render_prompt_for(bird, with_evidence, cfg)
+    assert messages[2]["content"] == with_evidence["query"]
+
+
+def test_column_descriptions_are_optional_and_read_from_any_encoding(bird):
+    plain = bird.schema(DB)
+    described = benchmarks.Bird.open(MINI_BIRD_DIR, column_descriptions=True)
+    described.examples("dev")
+    text = described.schema(DB)
+    assert "--" not in plain
+    assert plain.replace(" ", "").split() != text.replace(" ", "").split()
+    raw = (MINI_BIRD_DIR / "dev" / "dev_databases" / DB / "database_description" / "businesses.csv").read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")  # the shipped file really is Windows-1252
+    assert "  name TEXT, -- name of the café or restaurant\n" in text
+    assert "values: H24: restaurant; H25: café; H07: bakery" in text
+    assert "score INTEGER, -- inspection score; values: 0-100" in text
+    # a CSV with a byte-order mark: its first column's name still matches
+    described.examples("train")
+    station = described.schema("bike_rental")
+    assert "station_id INTEGER, -- unique id of the station" in station
+    assert benchmarks.decode_csv_bytes("é".encode("latin-1")) == "é"
+    assert benchmarks.decode_csv_bytes("\ufeffé".encode("utf-8")) == "é"
+
+
+def test_descriptions_never_stop_a_run(tmp_path):
+    folder = tmp_path / "db"
+    (folder / "database_description").mkdir(parents=True)
+    (folder / "database_description" / "t.csv").write_bytes(b"\xff\xfe\x00garbage\x00\n,,,\n")
+    (folder / "database_description" / "u.csv").write_text("original_column_name,column_description\n a ,x\n")
+    assert benchmarks.read_column_descriptions(folder) == {("u", "a"): "x"}
+    assert benchmarks.read_column_descriptions(tmp_path / "none") == {}
+
+
+# ---------------------------------------------------------------- BIRD's match rule
+
+
+def test_bird_rule_is_set_equality_on_raw_rows():
+    match = benchmarks.bird_rows_match
+    assert match([(1, "a"), (2, "b")], [(2, "b"), (1, "a")])  # order ignored
+    assert match([(1,), (1,), (2,)], [(2,), (1,)])  # duplicates ignored
+    assert match([(1,)], [(1.0,)])  # Python equality: 1 == 1.0
+    assert not match([("1",)], [(1,)])
+    assert not match([(1, "a")], [("a", 1)])  # columns are never permuted
+    assert match([], [])
+    assert not match([(None,)], [])
+
+
+@pytest.fixture
+def food_db(bird):
+    bird.examples("dev")
+    return str(bird.db_path(DB))
+
+
+def judge(pred, gold_sql, db, rule):
+    gold = utils.execute_gold(db, gold_sql, 2.0, rule)
+    return utils.judge_prediction(pred, gold_sql, gold, db, 2.0, rule)[0]
+
+
+@pytest.mark.parametrize("gold, pred, spider_verdict, bird_verdict", [
+    # Spider orders when the gold says ORDER BY; BIRD compares sets
+    ("SELECT name FROM businesses ORDER BY business_id", "SELECT name FROM businesses ORDER BY business_id DESC",
+     "partial", "match"),
+    # Spider removes DISTINCT (inside aggregates too); BIRD executes both as written
+    ("SELECT COUNT(DISTINCT city) FROM businesses", "SELECT COUNT(city) FROM businesses", "match", "wrong"),
+    # Spider permutes columns; BIRD does not
+    ("SELECT name, city FROM businesses", "SELECT city, name FROM businesses", "match", "partial"),
+    # Spider rewrites `value` in the prediction to 1; BIRD does not
+    ("SELECT 'value'", "SELECT 'value'", "wrong", "match"),
+    # 1 == 1.0 under both
+    ("SELECT COUNT(*) FROM businesses", "SELECT CAST(COUNT(*) AS REAL) FROM businesses", "match", "match"),
+])
+def test_spider_and_bird_rules_differ_where_their_evaluators_do(food_db, gold, pred, spider_verdict, bird_verdict):
+    assert judge(pred, gold, food_db, "spider") == spider_verdict
+    assert judge(pred, gold, food_db, "bird") == bird_verdict
+
+
+def test_text_that_is_not_utf8_is_an_error_under_birds_rule_only(food_db):
+    gold = "SELECT owner_name FROM businesses WHERE business_id = 3"
+    result = utils.execute_sql(food_db, gold)
+    assert result.ok and result.lossy_text and result.rows == [("Jose Munoz",)]  # Spider's reading: the Latin-1 byte dropped
+    assert judge(gold, gold, food_db, "spider") == "match"
+    gold_ok = "SELECT owner_name FROM businesses WHERE business_id = 1"
+    outcome, _, error = utils.judge_prediction("SELECT owner_name FROM businesses", gold_ok,
+                                               utils.execute_gold(food_db, gold_ok, 2.0, "bird"), food_db, 2.0, "bird")
+    assert outcome == "invalid" and "UTF-8" in error
+    # a gold whose result is not UTF-8 can never be matched (BIRD's evaluator scores it 0)
+    assert judge(gold, gold, food_db, "bird") != "match"
+    records = utils.score_predictions([gold, "SELECT owner_name FROM businesses"], [(gold, DB), (gold_ok, DB)],
+                                      MINI_BIRD_DIR / "dev" / "dev_databases", workers=1, rule="bird")
+    assert [r["exec_match"] for r in records] == [False, False]
+    assert "gold result" in records[0]["error"] and records[1]["outcome"] == "invalid"
+
+
+def test_grpo_reward_gives_plus_five_by_the_benchmarks_rule(food_db):
+    gold = "SELECT name FROM businesses ORDER BY business_id"
+    answer = "SELECT name FROM businesses ORDER BY business_id DESC"
+    for rule, expected in (("bird", 5.0), ("spider", None)):
+        reward = utils.SQLExecutionReward(workers=1, rule=rule)
+        value = reward([None], [[{"role": "assistant", "content": answer}]], gold_sql=[gold], db_path=[food_db])[0]
+        assert value == 5.0 if expected else 0 < value < 5.0  # Spider: right rows, wrong order -> partial credit
+
+
+def test_gold_against_gold_scores_every_question(dev):
+    golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in dev]
+    records = utils.score_predictions([g for g, _ in golds], golds, MINI_BIRD_DIR / "dev" / "dev_databases",
+                                      workers=1, rule="bird")
+    assert all(r["exec_match"] for r in records)
+
+
+# ---------------------------------------------------------------- BIRD's files
+
+
+def official_package_sqls(path):
+    """What BIRD's evaluator (mini_dev evaluation_utils.package_sqls, mode 'pred') reads from predict_dev.json."""
+    sqls = []
+    for _, sql_str in json.load(open(path)).items():
+        if isinstance(sql_str, str):
+            try:
+                sql, _db = sql_str.split("\t----- bird -----\t")
+            except ValueError:
+                sql = sql_str.strip()
+        else:
+            sql = " "
+        sqls.append(sql)
+    return sqls
+
+
+def test_prediction_file_round_trip(tmp_path, dev):
+    spec = benchmarks.get("bird")
+    preds = ["SELECT name\nFROM\tbusinesses", "", "SELECT 'a\tb'"] + [ex["query"] for ex in dev[3:]]
+    pred_path, gold_path = spec.write_eval_files(tmp_path, dev, preds)
+    assert (pred_path.name, gold_path.name) == ("predict_dev.json", "dev_gold.sql")
+    data = json.loads(pred_path.read_text())
+    assert list(data) == [str(i) for i in range(len(dev))]
+    assert data["0"] == f"SELECT name FROM businesses\t----- bird -----\t{DB}"
+    read = spec.read_predictions(pred_path, len(dev))
+    assert read == official_package_sqls(pred_path)
+    assert read[0] == "SELECT name FROM businesses" and read[1] == utils.EMPTY_PREDICTION
+    golds, difficulties = spec.read_gold(MINI_BIRD_DIR / "dev" / "dev.json")
+    assert utils.read_gold_file(gold_path) == golds and difficulties == [ex["difficulty"] for ex in dev]
+    lines = [json.loads(line) for line in (tmp_path / "dev_difficulty.jsonl").read_text().splitlines()]
+    assert [r["difficulty"] for r in lines] == difficulties
+    # BIRD's reader on entries written by others: no separator, two separators, a non-string
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"0": " SELECT 1 ", "1": "SELECT 2\t----- bird -----\tx\t----- bird -----\ty", "2": 0}))
+    assert spec.read_predictions(odd) == official_package_sqls(odd) == [
+        "SELECT 1", "SELECT 2\t----- bird -----\tx\t----- bird -----\ty", " "]
+    lines_file = tmp_path / "pred.txt"
+    lines_file.write_text("SELECT 1\nSELECT 2\n")
+    assert spec.read_predictions(lines_file, 2) == ["SELECT 1", "SELECT 2"]
+    with pytest.raises(utils.UserError, match="pair in order"):
+        spec.read_predictions(pred_path, len(dev) + 1)
+
+
+def test_summary_is_by_birds_difficulty(dev):
+    spec = benchmarks.get("bird")
+    records = [{"exec_match": i % 2 == 0} for i in range(len(dev))]
+    spec.label(records, [ex["difficulty"] for ex in dev])
+    summary = spec.summarize(records)
+    assert set(summary) == {"simple", "moderate", "challenging", "all"}
+    assert sum(summary[level]["count"] for level in benchmarks.BIRD_DIFFICULTIES) == summary["all"]["count"] == len(dev)
+    table = spec.format_table(summary)
+    assert table.splitlines()[0].split() == ["simple", "moderate", "challenging", "total"]
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_bird_defaults_apply_unless_set():
+    cfg, _ = parse_config(["--benchmark", "bird"])
+    assert (cfg.max_seq_length, cfg.max_prompt_length, cfg.sql_timeout_s) == tuple(
+        BENCHMARK_DEFAULTS["bird"][k] for k in ("max_seq_length", "max_prompt_length", "sql_timeout_s"))
+    cfg, _ = parse_config(["--benchmark", "bird", "--max_prompt_length", "1000"])
+    assert cfg.max_prompt_length == 1000 and cfg.max_seq_length == BENCHMARK_DEFAULTS["bird"]["max_seq_length"]
+    cfg, _ = parse_config(["--preset", "smoke", "--benchmark", "bird"])
+    assert cfg.max_seq_length == 1024 and cfg.bird_dir == str(MINI_BIRD_DIR)  # the preset's own value wins
+    spider, _ = parse_config([])
+    assert spider.benchmark == "spider" and spider.max_seq_length == 2048 and spider.sql_timeout_s == 2.0
