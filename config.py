@@ -162,10 +162,11 @@ class Config:
 
 
 # Defaults that differ per benchmark, applied when --benchmark names it, before a preset and the
-# command line (which win). BIRD: measured by bench/bird_prompt_lengths.py (README, "BIRD"); BIRD's own
-# evaluator allows 30 s per question.
+# command line (which win). BIRD, measured in Qwen tokens by bench/bird_prompt_lengths.py on the 500
+# mini-dev questions: prompts (schema + question + evidence) max 1893, gold SQL max 480 (README,
+# "BIRD"); BIRD's own evaluator allows 30 s per question.
 BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bird": dict(max_seq_length=4096, max_prompt_length=3584, sql_timeout_s=30.0),
+    "bird": dict(max_seq_length=2560, max_prompt_length=2048, max_completion_length=512, sql_timeout_s=30.0),
 }
 
 
