@@ -321,13 +321,16 @@ class Benchmark:
     rule: str  # key of MATCH_RULES: the metric's and GRPO's +5 verdict
     label_key: str  # the record field holding the difficulty level
     levels: tuple[str, ...]
-    write_eval_files: Callable[[Path, list[dict], list[str]], tuple[Path, Path]]  # (out, examples, preds) -> (pred, gold)
-    read_predictions: Callable[..., list[str]]
-    read_gold: Callable[[str | os.PathLike], tuple[list[tuple[str, str]], list[str] | None]]
-    official_command: Callable[..., str]
+    difficulty_from_data: bool  # BIRD's questions carry it; Spider's hardness is computed from the gold SQL
+    read_predictions: Callable[..., list[str]]  # (path, expected count) -> SQL strings
+    read_gold: Callable[[str | os.PathLike], tuple[list[tuple[str, str]], list[str] | None]]  # -> (SQL, db_id), levels
+    summarize: Callable[[list[dict]], dict]
     format_table: Callable[[dict], str]
     db_dir: Callable[[Any, str], Path]  # (dataset, split) -> the folder of <db_id>/<db_id>.sqlite
     comparator: str
+    # The official evaluator's files: None = evaluate.py's pred.txt / gold.txt and its Spider command.
+    write_eval_files: Callable[[Path, list[dict], list[str]], tuple[Path, Path]] | None = None  # (out, examples, preds)
+    official_command: Callable[..., str] | None = None  # (pred, gold, db_dir, out) -> a shell command
 
     def label(self, records: list[dict], labels: list[str] | None) -> None:
         """Give each record its difficulty: from the data (BIRD) or as the scorer computed it (Spider)."""
@@ -337,8 +340,10 @@ class Benchmark:
             record.pop("hardness", None)
             record[self.label_key] = level
 
-    def summarize(self, records: list[dict]) -> dict:
-        return summarize_by(records, self.label_key, self.levels)
+    def label_from(self, records: list[dict], examples: list[dict]) -> None:
+        """Difficulty from the questions themselves, where the benchmark has it."""
+        if self.difficulty_from_data:
+            self.label(records, [ex.get(self.label_key, "unknown") for ex in examples])
 
 
 def format_bird_table(summary: dict) -> str:
@@ -355,14 +360,6 @@ def _gold_lines(path: Path, examples: list[dict]) -> None:
     path.write_text("".join(f"{utils.flatten_sql(ex['query'])}\t{ex['db_id']}\n" for ex in examples), encoding="utf-8")
 
 
-def _write_spider_files(out: Path, examples: list[dict], preds: list[str]) -> tuple[Path, Path]:
-    """pred.txt (one SQL a line) and gold.txt, as test-suite-sql-eval reads them."""
-    pred_path, gold_path = out / "pred.txt", out / "gold.txt"
-    pred_path.write_text("\n".join(utils.flatten_sql(p) for p in preds) + "\n", encoding="utf-8")
-    _gold_lines(gold_path, examples)
-    return pred_path, gold_path
-
-
 def _write_bird_files(out: Path, examples: list[dict], preds: list[str]) -> tuple[Path, Path]:
     """predict_dev.json, dev_gold.sql and dev_difficulty.jsonl (what BIRD's evaluator reads with
     --diff_json_path: one {"difficulty": ...} a line), all in question order."""
@@ -377,12 +374,7 @@ def _spider_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], None]:
     return utils.read_gold_file(path), None
 
 
-def _spider_command(pred: Path, gold: Path, db_dir: Path, dataset: Any, out: Path, split: str) -> str:
-    return (f"python evaluation.py --gold {gold} --pred {pred} --db {db_dir} --table {Path(dataset.root) / 'tables.json'} "
-            "--etype exec   # in a checkout of github.com/taoyds/test-suite-sql-eval")
-
-
-def _bird_command(pred: Path, gold: Path, db_dir: Path, dataset: Any, out: Path, split: str) -> str:
+def _bird_command(pred: Path, gold: Path, db_dir: Path, out: Path) -> str:
     # BIRD's evaluator joins paths by string concatenation (db_root_path + db_id): the folder needs its slash.
     return (f"python3 -u evaluation_ex.py --db_root_path {db_dir}/ --predicted_sql_path {pred} "
             f"--ground_truth_path {gold} --diff_json_path {out / 'dev_difficulty.jsonl'} --num_cpus 4 "
@@ -393,18 +385,18 @@ def _bird_command(pred: Path, gold: Path, db_dir: Path, dataset: Any, out: Path,
 BENCHMARKS: dict[str, Benchmark] = {
     "spider": Benchmark(
         name="spider", open=lambda cfg: utils.Spider.open(cfg.spider_dir), rule="spider", label_key="hardness",
-        levels=utils.HARDNESS_LEVELS,
-        write_eval_files=_write_spider_files, read_predictions=utils.read_pred_file, read_gold=_spider_gold,
-        official_command=_spider_command, format_table=utils.format_score_table,
-        db_dir=lambda dataset, split: Path(dataset.root) / "database",
+        levels=utils.HARDNESS_LEVELS, difficulty_from_data=False,
+        read_predictions=utils.read_pred_file, read_gold=_spider_gold, summarize=utils.summarize_scores,
+        format_table=utils.format_score_table, db_dir=lambda dataset, split: Path(dataset.root) / "database",
         comparator="sql-rlvr execution match = test-suite-sql-eval exec rules, default flags"),
     "bird": Benchmark(
         name="bird", open=lambda cfg: Bird.open(cfg.bird_dir, cfg.bird_column_descriptions), rule="bird",
-        label_key="difficulty", levels=BIRD_DIFFICULTIES,
-        write_eval_files=_write_bird_files, read_predictions=read_bird_predictions, read_gold=read_bird_gold,
-        official_command=_bird_command, format_table=format_bird_table,
-        db_dir=lambda dataset, split: dataset.db_dir(split),
-        comparator="sql-rlvr execution match = BIRD's evaluation_ex.py rule: set(pred) == set(gold), strict UTF-8"),
+        label_key="difficulty", levels=BIRD_DIFFICULTIES, difficulty_from_data=True,
+        read_predictions=read_bird_predictions, read_gold=read_bird_gold,
+        summarize=lambda records: summarize_by(records, "difficulty", BIRD_DIFFICULTIES),
+        format_table=format_bird_table, db_dir=lambda dataset, split: dataset.db_dir(split),
+        comparator="sql-rlvr execution match = BIRD's evaluation_ex.py rule: set(pred) == set(gold), strict UTF-8",
+        write_eval_files=_write_bird_files, official_command=_bird_command),
 }
 
 

@@ -11,6 +11,8 @@ predictions.jsonl (question, gold, raw answer, prediction, match, hardness, erro
 (execution accuracy overall and by hardness, the model, the adapter and its hash, the config).
 Execution match follows Spider's official evaluator (test-suite-sql-eval, default flags) exactly,
 except that a prediction over --sql_timeout_s is wrong where the official one hangs.
+With --benchmark bird (benchmarks.py): BIRD's rule, predict_dev.json / dev_gold.sql, EX by difficulty;
+--eval_split mini_dev scores BIRD's mini-dev.
 """
 
 import argparse
@@ -43,17 +45,19 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
     missing = [flag for flag in ("pred", "gold", "db_dir") if not getattr(args, flag)]
     if missing:
         raise utils.UserError("--score_only needs " + ", ".join(f"--{m}" for m in missing))
-    golds = utils.read_gold_file(args.gold)
-    preds = utils.read_pred_file(args.pred, expected=len(golds))
+    spec = utils.benchmark_spec(cfg)  # its file formats, match rule and difficulty levels
+    golds, labels = spec.read_gold(args.gold)
+    preds = spec.read_predictions(args.pred, expected=len(golds))
     if not Path(args.db_dir).is_dir():
         raise utils.UserError(f"--db_dir {args.db_dir} is not a folder (expected <db_dir>/<db_id>/<db_id>.sqlite)")
     start = time.time()
-    records = utils.score_predictions(preds, golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers)
+    records = utils.score_predictions(preds, golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers, rule=spec.rule)
+    spec.label(records, labels)
     seconds = time.time() - start
     results = Path(args.results) if args.results else Path(args.pred).with_name("results.jsonl")
     write_results(results, records)
-    summary = utils.summarize_scores(records)
-    print(utils.format_score_table(summary))
+    summary = spec.summarize(records)
+    print(spec.format_table(summary))
     print(f"scored {len(records)} predictions in {seconds:.2f} s; per-example results in {results}")
 
 
@@ -79,8 +83,9 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     out = Path(cfg.output_dir) / "eval" / label
     if (out / "metrics.json").exists() and not cfg.overwrite:
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
-    spider = utils.Spider.open(cfg.spider_dir)
-    examples = spider.examples("dev")
+    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
+    spec = utils.benchmark_spec(cfg)
+    examples = spider.examples(cfg.eval_split)
     if cfg.max_eval_examples > 0:
         examples = examples[: cfg.max_eval_examples]
 
@@ -110,33 +115,37 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
     pred_path.write_text("\n".join(preds) + "\n", encoding="utf-8")
     gold_path.write_text("\n".join(f"{sql}\t{db}" for sql, db in golds) + "\n", encoding="utf-8")
+    if spec.write_eval_files is not None:  # the benchmark's own formats (BIRD: predict_dev.json, dev_gold.sql)
+        pred_path, gold_path = spec.write_eval_files(out, examples, preds)
 
     # Score the files just written, exactly as --score_only (and the official evaluator) would read them.
     golds_read = utils.read_gold_file(gold_path)
-    records = utils.score_predictions(utils.read_pred_file(pred_path, len(golds_read)), golds_read,
-                                      spider.root / "database", cfg.sql_timeout_s, cfg.reward_workers)
+    records = utils.score_predictions(spec.read_predictions(pred_path, len(golds_read)), golds_read,
+                                      spec.db_dir(spider, cfg.eval_split), cfg.sql_timeout_s, cfg.reward_workers,
+                                      rule=spec.rule)
+    spec.label_from(records, examples)
     for record, ex, answer, pred in zip(records, examples, answers, preds):
         record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred)
     write_results(out / "predictions.jsonl", records)
 
-    summary = utils.summarize_scores(records)
+    summary = spec.summarize(records)
     adapter_sha = (hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
                    if adapter else None)
     metrics = {
         "ex": summary["all"]["ex"],
-        "by_hardness": summary,
-        "comparator": "sql-rlvr execution match = test-suite-sql-eval exec rules, default flags "
-                      f"(timeout {cfg.sql_timeout_s:g} s counts as wrong)",
+        f"by_{spec.label_key}": summary,
+        "comparator": f"{spec.comparator} (timeout {cfg.sql_timeout_s:g} s counts as wrong)",
         "model": cfg.model_name, "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_sha,
         "backend": backend, "examples": len(examples), "prompts_over_limit": too_long,
         "generation_seconds": round(gen_seconds, 1), "config": cfg.to_dict(),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(utils.format_score_table(summary))
+    print(spec.format_table(summary))
     print(f"[eval] wrote {pred_path}, {gold_path}, {out / 'predictions.jsonl'}, {out / 'metrics.json'}")
-    print("official evaluator on the same files:\n  " +
-          official_command(pred_path.resolve(), gold_path.resolve(), (spider.root / "database").resolve(),
-                           (spider.root / "tables.json").resolve()))
+    db_dir = spec.db_dir(spider, cfg.eval_split).resolve()
+    print("official evaluator on the same files:\n  " + (
+        spec.official_command(pred_path.resolve(), gold_path.resolve(), db_dir, out.resolve()) if spec.official_command
+        else official_command(pred_path.resolve(), gold_path.resolve(), db_dir, (spider.root / "tables.json").resolve())))
 
 
 def load_run(metrics_path: str) -> tuple[dict, list[dict]]:
@@ -179,8 +188,8 @@ def export(cfg: Config) -> None:
     out = Path(cfg.output_dir) / "merged" / label
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise utils.UserError(f"{out} already holds an export; pass --overwrite to replace it")
-    spider = utils.Spider.open(cfg.spider_dir)
-    examples = spider.examples("dev")[:4]
+    spider = utils.open_benchmark(cfg)
+    examples = spider.examples(cfg.eval_split)[:4]
     chats = [utils.render_prompt_for(spider, ex, cfg) for ex in examples]
     info = utils.export_merged(cfg, utils.pick_backend(cfg), adapter, out, chats, cfg.export_dtype)
     print(f"[export] merged {adapter} into {cfg.model_name} -> {out} ({info['dtype']}); greedy answers equal to "
@@ -196,8 +205,8 @@ def export(cfg: Config) -> None:
 def main() -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--score_only", action="store_true", help="score an existing pred.txt; no model is loaded")
-    extra.add_argument("--pred", help="--score_only: predictions, one SQL a line")
-    extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line")
+    extra.add_argument("--pred", help="--score_only: predictions, one SQL a line (--benchmark bird: or BIRD's predict_dev.json)")
+    extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line (--benchmark bird: or BIRD's dev.json)")
     extra.add_argument("--db_dir", help="--score_only: folder of <db_id>/<db_id>.sqlite")
     extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred)")
     extra.add_argument("--compare", nargs=2, metavar=("METRICS_A", "METRICS_B"),

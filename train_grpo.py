@@ -33,7 +33,7 @@ def main() -> None:
                               "--output_dir (and --preset) first")
     resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
 
-    spider = utils.Spider.open(cfg.spider_dir)
+    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = spider.examples("train", cfg.use_train_others)
     if cfg.max_train_examples > 0:
         examples = examples[: cfg.max_train_examples]
@@ -48,7 +48,8 @@ def main() -> None:
 
     rows, lengths, skipped = [], [], 0
     for ex in examples:
-        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"])
+        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"],
+                                        evidence=ex.get("evidence", ""))
         n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_prompt_length:
             skipped += 1
@@ -60,7 +61,7 @@ def main() -> None:
         raise utils.UserError("no training prompt fits in --max_prompt_length")
 
     reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, utils.RewardValues.from_config(cfg),
-                                      num_samples=cfg.num_completions_to_log)
+                                      num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
     # Fail now, not at step 1000, if a gold query does not run on its database.
     for row in rows:
         gold = reward.gold_result(row["gold_sql"], row["db_path"])

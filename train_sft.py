@@ -18,7 +18,7 @@ from config import Config, parse_config
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
     # Data first: a missing dataset fails in a second, before any model is loaded.
-    spider = utils.Spider.open(cfg.spider_dir)
+    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = spider.examples("train", cfg.use_train_others)
     if cfg.max_train_examples > 0:
         examples = examples[: cfg.max_train_examples]
@@ -33,7 +33,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     # included, with any chat template (Qwen's has no {% generation %} markers for assistant_only_loss).
     rows, lengths, skipped = [], [], 0
     for ex in examples:
-        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"])
+        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"],
+                                        evidence=ex.get("evidence", ""))
         full = tokenizer.apply_chat_template(messages, tokenize=False)
         n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_seq_length:

@@ -235,9 +235,11 @@ def test_summary_is_by_birds_difficulty(dev):
     records = [{"exec_match": i % 2 == 0} for i in range(len(dev))]
     spec.label(records, [ex["difficulty"] for ex in dev])
     summary = spec.summarize(records)
+    assert [r["difficulty"] for r in records] == [ex["difficulty"] for ex in dev] and "hardness" not in records[0]
     assert set(summary) == {"simple", "moderate", "challenging", "all"}
     assert sum(summary[level]["count"] for level in benchmarks.BIRD_DIFFICULTIES) == summary["all"]["count"] == len(dev)
     table = spec.format_table(summary)
+    assert spec.summarize(records) == summary
     assert table.splitlines()[0].split() == ["simple", "moderate", "challenging", "total"]
 
 
@@ -254,3 +256,42 @@ def test_bird_defaults_apply_unless_set():
     assert cfg.max_seq_length == 1024 and cfg.bird_dir == str(MINI_BIRD_DIR)  # the preset's own value wins
     spider, _ = parse_config([])
     assert spider.benchmark == "spider" and spider.max_seq_length == 2048 and spider.sql_timeout_s == 2.0
+
+
+# ---------------------------------------------------------------- score-only on BIRD's own files
+
+
+def test_score_only_reads_birds_files(tmp_path, dev):
+    from conftest import run_script
+
+    preds = [ex["query"] for ex in dev]
+    preds[0] = "SELECT COUNT(DISTINCT business_id) FROM businesses"  # same rows: match
+    preds[1] = "SELECT name FROM businesses WHERE city = 'Westbay' ORDER BY name DESC"  # order ignored: match
+    preds[2] = "SELECT owner_name FROM businesses"  # text that is not UTF-8: an error under BIRD's rule
+    preds[3] = ""  # empty: wrong
+    pred_path = tmp_path / "predict_dev.json"
+    benchmarks.write_bird_predictions(pred_path, preds, [ex["db_id"] for ex in dev])
+    results = tmp_path / "R"
+    run = run_script("evaluate.py", "--score_only", "--benchmark", "bird", "--pred", str(pred_path),
+                     "--gold", str(MINI_BIRD_DIR / "dev" / "dev.json"),
+                     "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"), "--results", str(results))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines()[0].split() == ["simple", "moderate", "challenging", "total"]
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["exec_match"] for r in records] == [True, True, False, False] + [True] * (len(dev) - 4)
+    assert [r["difficulty"] for r in records] == [ex["difficulty"] for ex in dev]
+    assert "UTF-8" in records[2]["error"] and records[3]["outcome"] == "empty"
+    ex_line = next(line for line in run.stdout.splitlines() if line.startswith("EX"))
+    assert ex_line.split()[-1] == f"{100 * (len(dev) - 2) / len(dev):.2f}"
+    # one SQL a line, and BIRD's gold lines, work too
+    lines = tmp_path / "pred.txt"
+    lines.write_text("\n".join(utils.flatten_sql(p) for p in preds) + "\n")
+    run = run_script("evaluate.py", "--score_only", "--benchmark", "bird", "--pred", str(lines),
+                     "--gold", str(MINI_BIRD_DIR / "dev" / "dev.sql"),
+                     "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"), "--results", str(results))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [json.loads(line)["exec_match"] for line in results.read_text().splitlines()][:4] == [True, True, False, False]
+    bad = run_script("evaluate.py", "--score_only", "--benchmark", "bird", "--pred", str(pred_path),
+                     "--gold", str(MINI_BIRD_DIR / "mini_dev_sqlite.json"),
+                     "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"))
+    assert bad.returncode == 2 and "pair in order" in bad.stderr and "Traceback" not in bad.stderr
