@@ -132,6 +132,8 @@ class Config:
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
         if self.benchmark not in ("spider", "bird"):
             raise ConfigError(f"--benchmark must be spider or bird, not {self.benchmark!r}")
+        if self.eval_split == "mini_dev" and self.benchmark != "bird":
+            raise ConfigError("--eval_split mini_dev is BIRD's mini-dev: add --benchmark bird")
         if self.num_generations < 2:
             raise ConfigError("--num_generations must be >= 2 (GRPO compares completions within a group)")
         completions = self.grpo_prompts_per_step * self.num_generations

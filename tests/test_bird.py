@@ -7,7 +7,7 @@ import pytest
 
 import benchmarks
 import utils
-from config import BENCHMARK_DEFAULTS, MINI_BIRD_DIR, parse_config
+from config import BENCHMARK_DEFAULTS, MINI_BIRD_DIR, ConfigError, parse_config
 
 DB = "food_inspection"
 
@@ -256,6 +256,9 @@ def test_bird_defaults_apply_unless_set():
     assert cfg.max_seq_length == 1024 and cfg.bird_dir == str(MINI_BIRD_DIR)  # the preset's own value wins
     spider, _ = parse_config([])
     assert spider.benchmark == "spider" and spider.max_seq_length == 2048 and spider.sql_timeout_s == 2.0
+    for argv, message in ((["--benchmark", "bard"], "spider or bird"), (["--eval_split", "mini_dev"], "--benchmark bird")):
+        with pytest.raises(ConfigError, match=message):
+            parse_config(argv)
 
 
 # ---------------------------------------------------------------- score-only on BIRD's own files

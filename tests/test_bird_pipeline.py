@@ -1,4 +1,4 @@
-"""`--preset smoke --benchmark bird`: the three scripts end to end on the shipped mini-BIRD (about 3 minutes
+"""`--preset smoke --benchmark bird`: the three scripts end to end on the shipped mini-BIRD (about 2 minutes
 on 2 busy cores: SFT keeps the preset's 200 steps, fewer leave every GRPO group scoring the same)."""
 
 import hashlib
@@ -64,3 +64,15 @@ def test_evaluation_writes_birds_files(bird_smoke):
     assert again.returncode == 0, again.stderr[-2000:]
     rescored = [json.loads(line) for line in (out / "R").read_text().splitlines()]
     assert [r["exec_match"] for r in rescored] == [r["exec_match"] for r in records]
+
+
+def test_evaluation_on_birds_mini_dev_split(bird_smoke):
+    out, _ = bird_smoke
+    run = run_script("evaluate.py", "--preset", "smoke", "--benchmark", "bird", "--output_dir", str(out),
+                     "--adapter", "sft", "--eval_split", "mini_dev")
+    assert run.returncode == 0, run.stderr[-2000:]
+    mini = json.loads((MINI_BIRD_DIR / "mini_dev_sqlite.json").read_text())
+    predict = json.loads((out / "eval" / "sft" / "predict_dev.json").read_text())
+    assert [v.split("\t----- bird -----\t")[1] for v in predict.values()] == [ex["db_id"] for ex in mini]
+    metrics = json.loads((out / "eval" / "sft" / "metrics.json").read_text())
+    assert metrics["by_difficulty"]["all"]["count"] == len(mini) and metrics["config"]["eval_split"] == "mini_dev"
