@@ -102,7 +102,7 @@ BIRD_SEPARATOR = "\t----- bird -----\t"  # predict_dev.json: "SQL<sep>db_id"
 
 def _read_bird_json(path: Path) -> Any:
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark is tolerated
             return json.load(fh)
     except FileNotFoundError:
         raise BirdDataError(f"missing {path}: {BIRD_HOWTO}") from None
@@ -251,7 +251,7 @@ def read_bird_predictions(path: str | os.PathLike, expected: int | None = None) 
     """Predictions from BIRD's JSON (read as BIRD does: entries in file order, SQL before the separator;
     a non-string entry is an empty prediction), or from a text file with one SQL a line."""
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise utils.UserError(f"cannot read prediction file {path}: {exc}") from None
     try:
@@ -277,7 +277,7 @@ def read_bird_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list
     or from a gold file with one `SQL<TAB>db_id` a line (difficulty then 'unknown')."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise utils.UserError(f"cannot read gold file {path}: {exc}") from None
     if text.lstrip()[:1] != "[":

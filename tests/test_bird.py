@@ -228,6 +228,9 @@ def test_prediction_file_round_trip(tmp_path, dev):
     assert spec.read_predictions(lines_file, 2) == ["SELECT 1", "SELECT 2"]
     with pytest.raises(utils.UserError, match="pair in order"):
         spec.read_predictions(pred_path, len(dev) + 1)
+    bom = tmp_path / "dev_bom.json"  # a question file saved with a byte-order mark
+    bom.write_bytes(b"\xef\xbb\xbf" + (MINI_BIRD_DIR / "dev" / "dev.json").read_bytes())
+    assert spec.read_gold(bom) == (golds, difficulties)
 
 
 def test_summary_is_by_birds_difficulty(dev):
