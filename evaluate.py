@@ -163,9 +163,12 @@ def compare(path_a: str, path_b: str) -> None:
     """EX by hardness side by side, and the questions whose verdict flipped between two evaluations."""
     (a, rec_a), (b, rec_b) = load_run(path_a), load_run(path_b)
     print(f"{'':<10}{'A':>10}{'B':>10}{'B - A':>10}   A = {path_a}\n{'':<10}{'':>30}   B = {path_b}")
-    for level in utils.HARDNESS_LEVELS + ("all",):
-        ea, eb = a["by_hardness"][level]["ex"], b["by_hardness"][level]["ex"]
-        print(f"{level:<10}{ea:>10.3f}{eb:>10.3f}{eb - ea:>+10.3f}   (n={a['by_hardness'][level]['count']})")
+    by = next((k for k in ("by_hardness", "by_difficulty") if k in a and k in b), None)  # Spider's or BIRD's levels
+    if by is None:
+        raise utils.UserError("the two metrics.json files have no common by_hardness / by_difficulty table")
+    for level in a[by]:
+        ea, eb = a[by][level]["ex"], b[by].get(level, {}).get("ex", 0.0)
+        print(f"{level:<10}{ea:>10.3f}{eb:>10.3f}{eb - ea:>+10.3f}   (n={a[by][level]['count']})")
     if not rec_a or not rec_b:
         print("no predictions.jsonl beside both metrics files: cannot list flipped questions")
         return
@@ -176,7 +179,7 @@ def compare(path_a: str, path_b: str) -> None:
     for title, pairs in ((f"fixed by B ({len(gained)})", gained), (f"broken by B ({len(lost)})", lost)):
         print(f"\n{title}:")
         for x, y in pairs:
-            print(f"  #{x['index']} [{x['hardness']}] {x.get('question', '')}\n      A: {x.get('prediction', '')}\n"
+            print(f"  #{x['index']} [{x.get('hardness', x.get('difficulty'))}] {x.get('question', '')}\n      A: {x.get('prediction', '')}\n"
                   f"      B: {y.get('prediction', '')}")
 
 

@@ -64,6 +64,8 @@ def test_evaluation_writes_birds_files(bird_smoke):
     assert again.returncode == 0, again.stderr[-2000:]
     rescored = [json.loads(line) for line in (out / "R").read_text().splitlines()]
     assert [r["exec_match"] for r in rescored] == [r["exec_match"] for r in records]
+    compared = run_script("evaluate.py", "--compare", str(ev / "metrics.json"), str(ev / "metrics.json"))
+    assert compared.returncode == 0 and "challenging" in compared.stdout, compared.stderr[-2000:]
 
 
 def test_evaluation_on_birds_mini_dev_split(bird_smoke):
