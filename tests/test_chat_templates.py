@@ -138,6 +138,29 @@ def test_sft_labels_and_prompts_agree_on_the_real_template(family, make_family, 
         "SELECT count(*) FROM singer"
 
 
+@pytest.mark.parametrize("family", ["qwen3", "gemma"])
+def test_grpo_trainer_prompts_are_the_evaluation_prompts(family, make_family, spider, tmp_path):
+    # GRPOTrainer renders conversational prompts itself, with GRPOConfig.chat_template_kwargs (as
+    # train_grpo.py passes them). `_tokenize_prompts` is its own prompt tokenization (trl 1.15 and 1.16).
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    model_dir = make_family(family, FAMILIES[family][0])
+    tokenizer = load_tokenizer(model_dir)
+    kwargs = utils.check_chat_template(tokenizer, family)
+    prompts = [utils.build_messages(spider.schema(ex["db_id"]), ex["question"], tokenizer=tokenizer)
+               for ex in spider.examples("train")[:2]]
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2, bf16=False,
+                      use_cpu=True, max_completion_length=4, chat_template_kwargs=kwargs or None, report_to=[])
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args, processing_class=tokenizer,
+                          reward_funcs=[lambda prompts, completions, **_: [0.0] * len(prompts)],
+                          train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]))
+    grpo_ids = [[int(t) for t in ids] for ids in trainer._tokenize_prompts(prompts)[0]]
+    assert grpo_ids == [tokenizer(utils.render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]
+                        for p in prompts]
+
+
 def test_qwen3_hybrid_with_thinking_left_on_fails_loudly(make_family):
     tokenizer = load_tokenizer(make_family("qwen3", FAMILIES["qwen3"][0]))
     with pytest.raises(utils.UserError) as err:
