@@ -467,6 +467,11 @@ def check_chat_template(tokenizer, model_name: str, stop_ids: list[int] | None =
             raise UserError(f"the {where} ends the answer with {tokenizer.decode(end_tokens[:1])!r}, which is not "
                             f"one of the model's stop tokens {tokenizer.convert_ids_to_tokens(list(stop_ids))}: "
                             "generation would not stop where training ends")
+    notes = [f"template kwargs {kwargs}"] if kwargs else []
+    if not template_has_system_role(tokenizer):
+        notes.append("no system role, the instructions open the user turn")
+    if notes:
+        print(f"[chat] {model_name}: " + "; ".join(notes) + " (in SFT, GRPO and evaluation alike)")
     return kwargs
 
 

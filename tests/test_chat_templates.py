@@ -129,7 +129,7 @@ def test_sft_labels_and_prompts_agree_on_the_real_template(family, make_family, 
                                                  return_dict=True, **kwargs)["input_ids"][0]
         assert grpo_ids == prompt_ids
         # the instructions reach the model in every family, in the user turn where there is no system role
-        assert utils.SYSTEM_PROMPT in prompt
+        assert utils.SYSTEM_PROMPT in prompt and "You are Qwen" not in prompt  # Qwen2.5's default system prompt
         assert (messages[0]["role"] == "user") == folded
         if family.startswith("gemma"):  # Gemma 2 folded by us, Gemma 3 by its template: the same text
             assert f"<start_of_turn>user\n{utils.SYSTEM_PROMPT}\n\nDatabase schema:" in prompt
@@ -205,3 +205,10 @@ def test_generation_stops_at_the_generation_config_stop_tokens(tiny_model_dir, t
     assert utils.stop_token_ids(model, tiny_tokenizer) == [first, tiny_tokenizer.eos_token_id]
     assert utils.generate(model, tiny_tokenizer, [prompt], "hf", adapter_dir=None, max_new_tokens=6,
                           progress=False) == [""]
+
+
+def test_a_base_model_without_chat_template_is_one_clear_error(tiny_model_dir):
+    tokenizer = load_tokenizer(Path(tiny_model_dir))
+    tokenizer.chat_template = None
+    with pytest.raises(utils.UserError, match="has no chat template"):
+        utils.check_chat_template(tokenizer, "Qwen/Qwen3-4B-Base")
