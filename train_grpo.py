@@ -46,9 +46,12 @@ def main() -> None:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    # The same check and template kwargs as SFT and evaluation: GRPO prompts render as evaluation's do.
+    template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     rows, lengths, skipped = [], [], 0
     for ex in examples:
-        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"])
+        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"],
+                                        tokenizer=tokenizer)
         n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_prompt_length:
             skipped += 1
@@ -92,6 +95,7 @@ def main() -> None:
         temperature=cfg.temperature,
         beta=cfg.beta,
         max_completion_length=cfg.max_completion_length,
+        chat_template_kwargs=template_kwargs or None,  # GRPOTrainer applies the template to the prompts itself
         # unsloth: its own colocated vLLM (fast_inference). hf: plain generate, or TRL's vLLM server mode,
         # where `trl vllm-serve` generates on its own GPUs and the trainer syncs LoRA-merged weights to it.
         use_vllm=backend == "unsloth" or cfg.vllm_mode == "server",

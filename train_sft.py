@@ -31,16 +31,21 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
 
     # Conversational prompt-completion: TRL puts the loss on the completion only, end-of-turn token
     # included, with any chat template (Qwen's has no {% generation %} markers for assistant_only_loss).
+    # The model's own template is checked first: the labels must be exactly the SQL + end of turn.
+    template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     rows, lengths, skipped = [], [], 0
     for ex in examples:
-        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"])
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"],
+                                        tokenizer=tokenizer)
+        full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
         n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_seq_length:
             skipped += 1  # never cut through a schema: a truncated example teaches the wrong thing
             continue
         lengths.append(n_tokens)
-        rows.append({"prompt": messages[:2], "completion": messages[2:]})
+        rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
+        if template_kwargs:  # TRL (1.15 and 1.16) reads per-example template kwargs from this column
+            rows[-1]["chat_template_kwargs"] = template_kwargs
     print(f"[sft] backend={backend} model={cfg.model_name} examples={len(rows)} "
           f"skipped_over_max_seq_length={skipped}; {utils.length_report(lengths)}")
     if not rows:

@@ -328,24 +328,151 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_messages(schema: str, question: str, sql: str | None = None) -> list[dict]:
-    """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL]."""
+def build_messages(schema: str, question: str, sql: str | None = None, tokenizer=None) -> list[dict]:
+    """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL].
+
+    With `tokenizer`, a template that has no system role (Gemma 1/2) gets the instructions at the top
+    of the user turn instead, the way Gemma 3's own template folds them: the same text in every stage.
+    """
     user = f"Database schema:\n{schema}\n\nQuestion: {question.strip()}"
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
     if sql is not None:
         messages.append({"role": "assistant", "content": sql.strip()})
-    return messages
+    return fit_to_template(tokenizer, messages) if tokenizer is not None else messages
 
 
-def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The prompt text the model sees before it answers (chat template + generation prompt)."""
-    return tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
+def render_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None = None) -> str:
+    """The prompt text the model sees before it answers (chat template + generation prompt).
+
+    `messages` may end with the assistant answer (dropped here). `template_kwargs` default to
+    chat_template_kwargs(tokenizer), the ones training passes to TRL.
+    """
+    if messages and messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    kwargs = chat_template_kwargs(tokenizer) if template_kwargs is None else template_kwargs
+    return tokenizer.apply_chat_template(fit_to_template(tokenizer, messages), tokenize=False,
+                                         add_generation_prompt=True, **kwargs)
 
 
 def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
     """The prompt chat of one Spider example, as training saw it (rendered to text with `tokenizer`)."""
     messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"])
     return render_prompt(tokenizer, messages) if tokenizer is not None else messages
+
+
+# Chat templates of other base models (--model_name). Each must render the project's chat so that the
+# generation prompt is a token prefix of the full chat, and what follows it is the answer plus only
+# the template's end-of-turn tokens: that is what SFT learns (TRL's completion mask) and what
+# evaluation and GRPO prompt with. check_chat_template verifies it on the model's own tokenizer.
+
+_SYSTEM_ROLE: dict[str, bool] = {}  # chat template text -> whether it renders a system turn
+
+
+def chat_template_kwargs(tokenizer) -> dict:
+    """Keyword arguments every apply_chat_template of this model gets (SFT, GRPO, evaluation).
+
+    - enable_thinking=False for hybrid-thinking templates (Qwen3): left on, the full chat holds an
+      empty `<think>` block before the answer that the generation prompt lacks, so SFT would train it
+      and inference never prompt it. Off, the prompt ends with that block and the answer is plain SQL.
+    - date_string pinned for templates that write today's date into the system turn (Llama 3.2):
+      training and evaluation on different days would otherwise see different prompts.
+    """
+    template = getattr(tokenizer, "chat_template", None) or ""
+    kwargs: dict = {}
+    if "enable_thinking" in template:
+        kwargs["enable_thinking"] = False
+    if "strftime_now" in template and "date_string" in template:
+        kwargs["date_string"] = "26 Jul 2024"  # the date Llama 3.x templates fall back to
+    return kwargs
+
+
+def template_has_system_role(tokenizer) -> bool:
+    """Whether the chat template renders a system message (Gemma 1/2 raise on one; some drop it)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if template not in _SYSTEM_ROLE:
+        probe = "sql-rlvr system probe"
+        try:
+            text = tokenizer.apply_chat_template(
+                [{"role": "system", "content": probe}, {"role": "user", "content": "hello"}],
+                tokenize=False, add_generation_prompt=True, **chat_template_kwargs(tokenizer))
+            _SYSTEM_ROLE[template] = probe in text
+        except Exception:  # the template's raise_exception("System role not supported") (a jinja2 TemplateError)
+            _SYSTEM_ROLE[template] = False
+    return _SYSTEM_ROLE[template]
+
+
+def fit_to_template(tokenizer, messages: list[dict]) -> list[dict]:
+    """`messages` as this tokenizer's template takes them: a leading system turn is folded into the
+    first user turn ("instructions\n\nuser text") when the template has no system role."""
+    if not messages or messages[0]["role"] != "system" or template_has_system_role(tokenizer):
+        return messages
+    system, rest = messages[0], [dict(m) for m in messages[1:]]
+    if rest and rest[0]["role"] == "user":
+        rest[0]["content"] = f"{system['content']}\n\n{rest[0]['content']}"
+    return rest
+
+
+# Answers that start as Spider's do (SELECT, lower-case select, WITH): the boundary between the
+# generation prompt and the answer is where tokens could merge.
+_CHECK_SCHEMA = 'CREATE TABLE "singer" (\n  "singer_id" INTEGER PRIMARY KEY,\n  "name" TEXT,\n  "age" INTEGER\n)'
+_CHECK_EXAMPLES = (
+    ("How many singers are there?", "SELECT count(*) FROM singer"),
+    ("What are the names of singers older than 30?", "select name from singer where age > 30"),
+    ("List the names in alphabetical order.", "WITH s AS (SELECT name FROM singer) SELECT name FROM s ORDER BY name"),
+)
+
+
+def check_chat_template(tokenizer, model_name: str, stop_ids: list[int] | None = None,
+                        template_kwargs: dict | None = None) -> dict:
+    """Verify the model's own chat template on a few examples; return the template kwargs to use everywhere.
+
+    For each example: the generation prompt (what evaluation and GRPO prompt with) must be a token
+    prefix of the full chat (what SFT trains on), and the text between them must be exactly the SQL
+    followed only by end-of-turn tokens, the first of which is one of `stop_ids` (the tokens
+    generation stops at) when given. Anything else raises a one-line UserError naming the model and
+    showing where the two renders differ. `template_kwargs` default to chat_template_kwargs(tokenizer).
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"{model_name} has no chat template: use an instruct/chat model as --model_name")
+    kwargs = chat_template_kwargs(tokenizer) if template_kwargs is None else dict(template_kwargs)
+    where = f"chat template of {model_name}" + (f" (with {kwargs})" if kwargs else "")
+    added = set(tokenizer.added_tokens_decoder)
+    for question, sql in _CHECK_EXAMPLES:
+        chat = build_messages(_CHECK_SCHEMA, question, sql, tokenizer=tokenizer)
+        try:
+            prompt = render_prompt(tokenizer, chat, kwargs)
+            full = tokenizer.apply_chat_template(chat, tokenize=False, **kwargs)
+        except Exception as exc:  # a template error: show it in one line, whatever its type
+            raise UserError(f"the {where} fails on the project's chat: {type(exc).__name__}: {exc}") from None
+        if SYSTEM_PROMPT not in prompt:
+            raise UserError(f"the {where} drops the instructions (system turn) from the prompt")
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        if full_ids[:len(prompt_ids)] != prompt_ids or not full.startswith(prompt):
+            n = len(os.path.commonprefix([prompt, full]))
+            raise UserError(f"the {where} renders the generation prompt differently from the start of the full "
+                            f"chat: after {prompt[max(0, n - 40):n]!r} the prompt has {prompt[n:n + 40]!r} "
+                            f"but the training chat has {full[n:n + 40]!r} (see README, base models)")
+        between = full[len(prompt):]
+        if not between.startswith(sql):
+            injected = between[:between.find(sql)] if sql in between else between[:60]
+            raise UserError(f"the {where} puts {injected!r} into the assistant turn before the answer, which the "
+                            f"generation prompt (ending {prompt[-30:]!r}) lacks: SFT would train it, inference "
+                            "never prompt it (see README, base models)")
+        end = between[len(sql):]
+        end_tokens = [t for t in tokenizer(end, add_special_tokens=False)["input_ids"] if tokenizer.decode([t]).strip()]
+        if not end_tokens or any(t not in added for t in end_tokens):
+            raise UserError(f"the {where} follows the answer with {end!r}, not only end-of-turn tokens")
+        if stop_ids is not None and end_tokens[0] not in stop_ids:
+            raise UserError(f"the {where} ends the answer with {tokenizer.decode(end_tokens[:1])!r}, which is not "
+                            f"one of the model's stop tokens {tokenizer.convert_ids_to_tokens(list(stop_ids))}: "
+                            "generation would not stop where training ends")
+    notes = [f"template kwargs {kwargs}"] if kwargs else []
+    if not template_has_system_role(tokenizer):
+        notes.append("no system role, the instructions open the user turn")
+    if notes:
+        print(f"[chat] {model_name}: " + "; ".join(notes) + " (in SFT, GRPO and evaluation alike)")
+    return kwargs
 
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
@@ -626,6 +753,23 @@ def _load_hf(cfg: Config, name: str, lora: dict, adapter, trainable: bool):
     return model, tokenizer
 
 
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end the model's turn: its generation config's eos_token_id (an int or a list:
+    Llama 3's <|eot_id|>, Gemma's <end_of_turn>, Phi-3's <|end|>), plus the tokenizer's eos."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _answer_text(tokenizer, ids, stop: list[int]) -> str:
+    """Decode generated ids up to the first stop token (which may be a non-special token, e.g. Phi-3's)."""
+    ids = list(ids)
+    cut = next((i for i, t in enumerate(ids) if t in stop), len(ids))
+    return tokenizer.decode(ids[:cut], skip_special_tokens=True)
+
+
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
              progress: bool = True) -> list[str]:
@@ -640,9 +784,10 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
         lora_request = model.load_lora(str(adapter_dir)) if adapter_dir is not None else None
         if adapter_dir is not None and lora_request is None:
             raise UserError(f"vLLM could not load the adapter {adapter_dir}")
-        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens)
+        stop = stop_token_ids(model, tokenizer)
+        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, stop_token_ids=stop)
         outputs = model.fast_generate(prompts, sampling_params=params, lora_request=lora_request)
-        return [out.outputs[0].text for out in outputs]
+        return [_answer_text(tokenizer, out.outputs[0].token_ids, stop) for out in outputs]
 
     import torch
     from tqdm.auto import tqdm
@@ -650,6 +795,7 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     if adapter_dir is not None and not hasattr(model, "peft_config"):
         raise UserError("generation was asked for an adapter, but the model has none loaded")
     tokenizer.padding_side = "left"
+    stop = stop_token_ids(model, tokenizer)  # the model's own end-of-turn tokens, not only tokenizer.eos
     device = next(model.parameters()).device
     answers: list[str] = []
     batches = range(0, len(prompts), batch_size)
@@ -659,9 +805,9 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
         sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, **sampling)
+                                 eos_token_id=stop, **sampling)
         new_tokens = out[:, batch["input_ids"].shape[1]:]
-        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        answers.extend(_answer_text(tokenizer, row, stop) for row in new_tokens.tolist())
     return answers
 
 
