@@ -143,6 +143,7 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
 
 
 def evaluate(cfg: Config, args: argparse.Namespace) -> None:
+    utils.check_eval_split(cfg.eval_split)
     adapter, label = resolve_adapter(cfg)
     out = Path(cfg.output_dir) / "eval" / label
     if cfg.eval_split != "dev":

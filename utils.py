@@ -136,6 +136,11 @@ SPIDER_EVAL_SPLITS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def check_eval_split(split: str) -> None:
+    if split not in SPIDER_EVAL_SPLITS:
+        raise UserError(f"--eval_split {split!r} is not a Spider split: use one of {', '.join(SPIDER_EVAL_SPLITS)}")
+
+
 def ensure_test_suite_built(folder: Path, source_dir: Path) -> None:
     """Build a test-suite folder from shipped SQL (the mini-Spider's): for each `<folder>/<db_id>/`,
     `<db_id>.sqlite` from `<source_dir>/<db_id>/<db_id>.sql`, and `<name>.sqlite` for each
@@ -182,8 +187,7 @@ class Spider:
     @classmethod
     def open(cls, root: str | os.PathLike, split: str = "dev") -> "Spider":
         path = Path(root).expanduser()
-        if split not in SPIDER_EVAL_SPLITS:
-            raise UserError(f"--eval_split {split!r} is not a Spider split: use one of {', '.join(SPIDER_EVAL_SPLITS)}")
+        check_eval_split(split)
         if not path.is_dir():
             raise SpiderDataError(f"Spider folder {path} does not exist: {SPIDER_HOWTO}")
         questions, tables_file, db_folder = SPIDER_EVAL_SPLITS[split]
