@@ -128,6 +128,10 @@ def test_sampled_candidates_are_voted_and_the_greedy_one_is_the_greedy_run(runs)
         assert [c["k"] for c in row["candidates"]] == [0, 1, 2, 3, 4]
         assert row["candidates"][0]["sql"] == greedy and row["candidates"][row["chosen"]]["sql"] == pred
         assert {"answer", "sql", "outcome", "exec_match", "group"} <= set(row["candidates"][0])
+        groups = [c["group"] for c in row["candidates"]]
+        sizes = {g: groups.count(g) for g in groups if g is not None}
+        expected = min((g for g in sizes if sizes[g] == max(sizes.values())), default=0)  # the voting rule
+        assert (row["chosen"], row["votes"], row["executed"]) == (expected, max(sizes.values(), default=0), sum(sizes.values()))
     metrics = json.loads((voted / "metrics.json").read_text())
     for key in ("ex_greedy", "ex_vote", "pass_at_k", "ts", "ts_by_hardness", "ex_vote_by_hardness", "pass_at_k_by_hardness"):
         assert key in metrics, key
