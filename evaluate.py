@@ -95,6 +95,8 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
         records = utils.vote_predictions([list(c) for c in zip(*pred_lists)], golds, args.db_dir, cfg.sql_timeout_s,
                                          cfg.reward_workers, keep_distinct=cfg.keep_distinct)
     seconds = time.time() - start
+    for record in records:  # the scored (or chosen) prediction, for --compare's list of flipped questions
+        record["prediction"] = pred_lists[record.get("chosen", 0)][record["index"]]
     write_results(results, records)
     summary = utils.summarize_scores(records)
     metrics = {
