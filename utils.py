@@ -9,7 +9,7 @@ Sections, top to bottom:
   5. model loading     unsloth (CUDA) or transformers + peft (anywhere)
   6. safe execution    execute_sql: read-only, time-limited, bounded
   7. reward            result comparison, F1 partial credit, the batched GRPO reward
-  8. scoring           official-evaluator normalisation, hardness, score_predictions
+  8. scoring           official-evaluator normalisation, hardness, score_predictions, vote_predictions
 
 Heavy libraries (torch, transformers, peft, TRL, unsloth) are imported inside functions only:
 unsloth must be imported before the others when it is used, and the reward workers and the
