@@ -107,7 +107,7 @@ def runs(tmp_path_factory):
         "greedy": ["evaluate.py", *smoke, "--adapter", "sft"],
         "voted": ["evaluate.py", "--preset", "smoke", "--output_dir", str(out / "voted"), "--adapter", str(out / "sft"),
                   "--num_samples", "4", "--ts_db_dir", str(SUITE)],
-        "test": ["evaluate.py", *smoke, "--adapter", "sft", "--eval_split", "test"],
+        "test": ["evaluate.py", *smoke, "--adapter", "sft", "--eval_split", "test", "--keep_distinct"],
     }
     results = {}
     for name, args in steps.items():
@@ -160,3 +160,5 @@ def test_eval_split_test_end_to_end(runs):
     assert metrics["split"] == "test" and metrics["by_hardness"]["all"]["count"] == len(test)
     assert str((MINI_SPIDER_DIR / "test_database").resolve()) in results["test"].stdout  # the official command
     assert "test_tables.json" in results["test"].stdout
+    # --keep_distinct reaches generation mode: recorded, and passed on to the official command
+    assert metrics["keep_distinct"] is True and "--etype exec --keep_distinct" in results["test"].stdout
