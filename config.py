@@ -108,6 +108,11 @@ class Config:
     eval_temperature: float = _f(0.0, "0 = greedy decoding")
     adapter: str = _f("grpo", "evaluate.py: sft | grpo | none | PATH to a PEFT adapter folder")
     export_dtype: str = _f("bfloat16", "evaluate.py --export merged: bfloat16 | float16 | float32 weights")
+    eval_split: str = _f("dev", "evaluate.py: Spider split to evaluate on: dev | test (test.json, test_tables.json, test_database/)")
+    num_samples: int = _f(0, "evaluate.py: sampled answers per question besides the greedy one, voted on by execution (0 = greedy only)")
+    sample_temperature: float = _f(0.8, "evaluate.py --num_samples: sampling temperature (top_p 0.95, seeded with --seed)")
+    keep_distinct: bool = _f(False, "scoring and voting keep DISTINCT (the official evaluator's --keep_distinct; default: removed)")
+    ts_db_dir: str = _f("", "evaluate.py: a test-suite database folder (<dir>/<db_id>/*.sqlite); also report test-suite accuracy (ts)")
 
     # --- logging and checkpoints ---
     logging_steps: int = _f(10, "log every N optimizer steps")
@@ -125,6 +130,10 @@ class Config:
             raise ConfigError(f"--vllm_mode must be colocate or server, not {self.vllm_mode!r}")
         if self.export_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
+        if self.num_samples < 0:
+            raise ConfigError("--num_samples must be >= 0 (0 = greedy only)")
+        if self.num_samples > 0 and self.sample_temperature <= 0:
+            raise ConfigError("--sample_temperature must be positive when --num_samples > 0")
         if self.num_generations < 2:
             raise ConfigError("--num_generations must be >= 2 (GRPO compares completions within a group)")
         completions = self.grpo_prompts_per_step * self.num_generations

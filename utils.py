@@ -9,7 +9,7 @@ Sections, top to bottom:
   5. model loading     unsloth (CUDA) or transformers + peft (anywhere)
   6. safe execution    execute_sql: read-only, time-limited, bounded
   7. reward            result comparison, F1 partial credit, the batched GRPO reward
-  8. scoring           official-evaluator normalisation, hardness, score_predictions
+  8. scoring           official-evaluator normalisation, hardness, score_predictions, vote_predictions
 
 Heavy libraries (torch, transformers, peft, TRL, unsloth) are imported inside functions only:
 unsloth must be imported before the others when it is used, and the reward workers and the
@@ -128,34 +128,102 @@ def ensure_databases_built(database_dir: Path) -> None:
         stamp.write_text(digest + "\n")
 
 
+# Evaluation splits the Spider loader knows: (questions, schemas, database folder) in the release folder.
+# train uses the dev split's schemas and databases (train_spider.json + train_others.json).
+SPIDER_EVAL_SPLITS: dict[str, tuple[str, str, str]] = {
+    "dev": ("dev.json", "tables.json", "database"),
+    "test": ("test.json", "test_tables.json", "test_database"),  # the current release holds the test set
+}
+
+
+def check_eval_split(split: str) -> None:
+    if split not in SPIDER_EVAL_SPLITS:
+        raise UserError(f"--eval_split {split!r} is not a Spider split: use one of {', '.join(SPIDER_EVAL_SPLITS)}")
+
+
+def ensure_test_suite_built(folder: Path, source_dir: Path) -> None:
+    """Build a test-suite folder from shipped SQL (the mini-Spider's): for each `<folder>/<db_id>/`,
+    `<db_id>.sqlite` from `<source_dir>/<db_id>/<db_id>.sql`, and `<name>.sqlite` for each
+    `<name>.perturb.sql` beside it from that same script followed by the perturbation (rows deleted,
+    duplicated, numbers shifted). Rebuilt when either script changes, atomically like the others."""
+    if not folder.is_dir():
+        return
+    for db_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        source = source_dir / db_folder.name / f"{db_folder.name}.sql"
+        if not source.is_file():
+            continue
+        base = source.read_text(encoding="utf-8")
+        targets = [(db_folder / f"{db_folder.name}.sqlite", "")]
+        targets += [(db_folder / (p.name[: -len(".perturb.sql")] + ".sqlite"), p.read_text(encoding="utf-8"))
+                    for p in sorted(db_folder.glob("*.perturb.sql"))]
+        for sqlite_path, perturbation in targets:
+            script = base + "\n" + perturbation
+            stamp = sqlite_path.with_name(sqlite_path.stem + ".built.sha256")  # no ".sqlite" in the name
+            digest = hashlib.sha256(script.encode()).hexdigest()
+            if sqlite_path.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+                continue
+            tmp_sql = sqlite_path.with_name(f".{sqlite_path.stem}.{os.getpid()}.script")
+            try:
+                # no journal or fsync per INSERT: the file is built aside and renamed into place
+                tmp_sql.write_text("PRAGMA journal_mode = OFF;\nPRAGMA synchronous = OFF;\n" + script, encoding="utf-8")
+                build_sqlite_from_sql(tmp_sql, sqlite_path)
+            finally:
+                tmp_sql.unlink(missing_ok=True)
+            stamp.write_text(digest + "\n")
+
+
 @dataclass
 class Spider:
-    """A Spider release folder: examples per split, schemas from tables.json, database paths."""
+    """A Spider release folder: examples per split, schemas from tables.json, database paths.
+
+    Opened for an evaluation split (SPIDER_EVAL_SPLITS): 'dev' (the default, also used for
+    training) reads tables.json and database/; 'test' reads test_tables.json and test_database/.
+    """
 
     root: Path
     tables: dict[str, dict] = field(default_factory=dict)
     _schema_cache: dict = field(default_factory=dict, repr=False)
+    split: str = "dev"
 
     @classmethod
-    def open(cls, root: str | os.PathLike) -> "Spider":
+    def open(cls, root: str | os.PathLike, split: str = "dev") -> "Spider":
         path = Path(root).expanduser()
+        check_eval_split(split)
         if not path.is_dir():
             raise SpiderDataError(f"Spider folder {path} does not exist: {SPIDER_HOWTO}")
-        tables = _read_json(path / "tables.json")
+        questions, tables_file, db_folder = SPIDER_EVAL_SPLITS[split]
+        if split != "dev":
+            missing = [name for name in (questions, tables_file, db_folder + "/") if not (path / name).exists()]
+            if missing:
+                raise SpiderDataError(f"--eval_split {split} needs {', '.join(missing)} in {path} (not found): "
+                                      "the current Spider release (spider_data.zip) holds the test set")
+        tables = _read_json(path / tables_file)
         if not isinstance(tables, list) or not all(isinstance(t, dict) and "db_id" in t for t in tables):
-            raise SpiderDataError(f"{path / 'tables.json'} is not a list of Spider schemas with db_id")
-        ensure_databases_built(path / "database")
-        return cls(root=path, tables={t["db_id"]: t for t in tables})
+            raise SpiderDataError(f"{path / tables_file} is not a list of Spider schemas with db_id")
+        ensure_databases_built(path / db_folder)
+        ensure_test_suite_built(path / "test_suite", path / "database")  # the mini-Spider's; absent in Spider
+        return cls(root=path, tables={t["db_id"]: t for t in tables}, split=split)
+
+    @property
+    def database_dir(self) -> Path:
+        return self.root / SPIDER_EVAL_SPLITS[self.split][2]
+
+    @property
+    def tables_path(self) -> Path:
+        return self.root / SPIDER_EVAL_SPLITS[self.split][1]
 
     def db_path(self, db_id: str) -> Path:
-        return self.root / "database" / db_id / f"{db_id}.sqlite"
+        return self.database_dir / db_id / f"{db_id}.sqlite"
 
     def examples(self, split: str, use_train_others: bool = True) -> list[dict]:
-        """Examples of `split` ('train' or 'dev') as dicts with db_id, question, query (and the rest)."""
+        """Examples of `split` ('train', or an evaluation split: 'dev', 'test') as dicts with db_id,
+        question, query (and the rest). An evaluation split other than dev needs the Spider opened for it."""
         if split == "train":
             files = ["train_spider.json"] + (["train_others.json"] if use_train_others else [])
-        elif split == "dev":
-            files = ["dev.json"]
+        elif split in SPIDER_EVAL_SPLITS:
+            if split != "dev" and split != self.split:
+                raise ValueError(f"open the Spider folder with split={split!r} to read its examples")
+            files = [SPIDER_EVAL_SPLITS[split][0]]
         else:
             raise ValueError(f"unknown split {split!r}")
         examples: list[dict] = []
@@ -172,7 +240,7 @@ class Spider:
                 examples.append(ex)
         missing = sorted({ex["db_id"] for ex in examples} - set(self.tables))
         if missing:
-            raise SpiderDataError(f"{split} examples use databases absent from tables.json: {', '.join(missing[:5])}")
+            raise SpiderDataError(f"{split} examples use databases absent from {self.tables_path.name}: {', '.join(missing[:5])}")
         return examples
 
     def schema(self, db_id: str, sample_values: int = 0) -> str:
@@ -772,12 +840,16 @@ def _answer_text(tokenizer, ids, stop: list[int]) -> str:
 
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
-             progress: bool = True) -> list[str]:
+             progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0,
+             seed: int | None = None) -> list[str]:
     """Answers for rendered prompts, always with the adapter when there is one.
 
     unsloth: vLLM batched generation with the adapter's lora_request (without it vLLM silently uses
     the base model). hf: the PeftModel itself, batched `generate` with left padding.
+    num_return_sequences=n > 1 (sampling, temperature > 0): n answers per prompt, prompt-major (the
+    answers of prompt i are [i*n, (i+1)*n)); top_p and seed apply to sampling.
     """
+    n = num_return_sequences
     if backend == "unsloth":
         from vllm import SamplingParams
 
@@ -785,9 +857,10 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
         if adapter_dir is not None and lora_request is None:
             raise UserError(f"vLLM could not load the adapter {adapter_dir}")
         stop = stop_token_ids(model, tokenizer)
-        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, stop_token_ids=stop)
+        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p, seed=seed,
+                                stop_token_ids=stop)
         outputs = model.fast_generate(prompts, sampling_params=params, lora_request=lora_request)
-        return [_answer_text(tokenizer, out.outputs[0].token_ids, stop) for out in outputs]
+        return [_answer_text(tokenizer, o.token_ids, stop) for out in outputs for o in out.outputs[:n]]
 
     import torch
     from tqdm.auto import tqdm
@@ -798,11 +871,16 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     stop = stop_token_ids(model, tokenizer)  # the model's own end-of-turn tokens, not only tokenizer.eos
     device = next(model.parameters()).device
     answers: list[str] = []
+    if seed is not None:
+        torch.manual_seed(seed)
+    batch_size = max(1, batch_size // n)  # n sequences per prompt: about the same rows per forward pass
     batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
         sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
+        if temperature > 0 and (n > 1 or top_p < 1.0):
+            sampling.update(top_p=top_p, num_return_sequences=n)
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=stop, **sampling)
@@ -1266,12 +1344,17 @@ def remove_distinct(sql: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def official_normalize(sql: str, *, is_prediction: bool) -> str:
-    """The rewriting the official evaluator does before executing a query (default flags)."""
+def official_normalize(sql: str, *, is_prediction: bool, keep_distinct: bool = False) -> str:
+    """The rewriting the official evaluator does before executing a query (default flags).
+
+    keep_distinct=True is its --keep_distinct: remove_distinct is skipped altogether, so DISTINCT
+    stays and the text is not cut to its first statement either (the official code does the same).
+    """
     if is_prediction:
         sql = sql.replace("value", "1")  # evaluation.py, on every prediction, case-sensitive
     sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
-    sql = remove_distinct(sql)
+    if not keep_distinct:
+        sql = remove_distinct(sql)
     return _CUR_YEAR.sub("2020", sql)
 
 
@@ -1528,11 +1611,30 @@ def _execute_cached(cache: dict, db_file: str, sql: str, limit: float) -> ExecRe
     return result
 
 
-def _score_chunk(job: tuple) -> list[dict]:
-    """Score (index, pred, gold_sql, db_id) items; runs in a worker process."""
-    items, db_dir, timeout_s = job
+def _score_one(pred: str, gold_norm: str, ordered: bool, db_files: list[str], results: dict,
+               unorder: Callable[[list[tuple]], list[tuple]], timeout_s: float,
+               keep_distinct: bool = False) -> tuple[str, str | None]:
+    """(outcome, error) of one prediction on every database file of its folder, as the official
+    evaluator judges it: the first file where the gold and the prediction differ decides (no later
+    file runs). Gold and predicted results are cached per (database file, normalised SQL)."""
+    if not pred.strip() or pred.strip() == EMPTY_PREDICTION:
+        return "empty", "empty prediction"
+    pred_norm = official_normalize(pred, is_prediction=True, keep_distinct=keep_distinct)
+    for db_file in db_files:
+        gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
+        if not gold.ok:
+            return "gold_error", f"gold query fails on {os.path.basename(db_file)}: {gold.error}"
+        pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
+        if not pred_result.ok:
+            return "invalid", f"{pred_result.kind}: {pred_result.error}"[:200]
+        if not results_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
+            return "wrong", None
+    return "match", None
+
+
+def _chunk_state() -> tuple[dict, dict, Callable[[list[tuple]], list[tuple]]]:
+    """Per-worker caches: query results, database files per db_id, and unordered rows per result."""
     results: dict[tuple[str, str], ExecResult] = {}  # (db file, normalised SQL) -> result, for gold and pred alike
-    files: dict[str, list[str]] = {}
     memo: dict[int, list[tuple]] = {}  # normalised rows per result list (kept alive by `results`)
 
     def unorder(rows: list[tuple]) -> list[tuple]:
@@ -1540,62 +1642,104 @@ def _score_chunk(job: tuple) -> list[dict]:
             memo[id(rows)] = unordered_rows(rows)
         return memo[id(rows)]
 
+    return results, {}, unorder
+
+
+def _score_chunk(job: tuple) -> list[dict]:
+    """Score (index, pred, gold_sql, db_id) items; runs in a worker process.
+
+    job = (items, db_dir, timeout_s[, keep_distinct]).
+    """
+    items, db_dir, timeout_s, *rest = job
+    keep_distinct = bool(rest and rest[0])
+    results, files, unorder = _chunk_state()
     records = []
     for index, pred, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
-        gold_norm = official_normalize(gold_sql, is_prediction=False)
-        ordered = "order by" in gold_norm.lower()
-        record = {"index": index, "db_id": db_id, "exec_match": False, "hardness": spider_hardness(gold_sql),
-                  "outcome": "wrong", "error": None}
-        if not pred.strip() or pred.strip() == EMPTY_PREDICTION:
-            record.update(outcome="empty", error="empty prediction")
-            records.append(record)
-            continue
-        pred_norm = official_normalize(pred, is_prediction=True)
-        match = True
-        for db_file in files[db_id]:
-            gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
-            if not gold.ok:
-                record.update(outcome="gold_error", error=f"gold query fails on {os.path.basename(db_file)}: {gold.error}")
-                match = False
-                break
-            pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
-            if not pred_result.ok:
-                record.update(outcome="invalid", error=f"{pred_result.kind}: {pred_result.error}"[:200])
-                match = False
-                break
-            if not results_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
-                match = False
-                break
-        if match:
-            record.update(exec_match=True, outcome="match")
-        records.append(record)
+        gold_norm = official_normalize(gold_sql, is_prediction=False, keep_distinct=keep_distinct)
+        outcome, error = _score_one(pred, gold_norm, "order by" in gold_norm.lower(), files[db_id], results,
+                                    unorder, timeout_s, keep_distinct)
+        records.append({"index": index, "db_id": db_id, "exec_match": outcome == "match",
+                        "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error})
     return records
 
 
-def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
-                      timeout_s: float = 2.0, workers: int = 2) -> list[dict]:
-    """Execution match of each prediction against its gold, with the official evaluator's verdicts.
+def _rows_key(rows: list[tuple]) -> tuple:
+    """The multiset of a result's rows, hashable: row order ignored, column order kept, and each
+    value as SQLite returned it (repr tells 1 from 1.0 and from '1')."""
+    return tuple(sorted(map(repr, rows)))
 
-    Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
-    The one intended difference from the official evaluator: a prediction over `timeout_s` is wrong
-    (the official one hangs).
+
+def _vote_chunk(job: tuple) -> list[dict]:
+    """Vote among (index, candidates, gold_sql, db_id) items and score every candidate; a worker.
+
+    The voting rule (README, "Self-consistency"): each candidate runs as the scorer runs a prediction
+    (same rewrites, sandbox and time limit) on <db_dir>/<db_id>/<db_id>.sqlite; empty or failing
+    candidates do not vote; candidates with equal row multisets form a group; the largest group wins,
+    a tie goes to the group holding the earliest candidate; the chosen prediction is that group's
+    earliest candidate, or candidate 0 when none ran. Identical SQL texts run once.
     """
-    if len(preds) != len(golds):
-        raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")
-    db_dir = os.fspath(db_dir)
-    missing = sorted({db for _, db in golds if not (os.path.isdir(os.path.join(db_dir, db)) and _db_files(db_dir, db))})
-    if missing:
-        raise UserError(f"no database for {', '.join(missing[:5])} under {db_dir} (expected {db_dir}/<db_id>/<db_id>.sqlite)")
-    items = [(i, p, g, db) for i, (p, (g, db)) in enumerate(zip(preds, golds))]
+    items, db_dir, timeout_s, keep_distinct = job
+    results, files, unorder = _chunk_state()
+    records = []
+    for index, candidates, gold_sql, db_id in items:
+        if db_id not in files:
+            files[db_id] = _db_files(db_dir, db_id)
+        original = os.path.join(db_dir, db_id, f"{db_id}.sqlite")
+        vote_db = original if original in files[db_id] else files[db_id][0]
+        gold_norm = official_normalize(gold_sql, is_prediction=False, keep_distinct=keep_distinct)
+        ordered = "order by" in gold_norm.lower()
+        keys: dict[int, tuple] = {}  # id(result rows) -> multiset key, computed once per distinct result
+        groups: dict[tuple, list[int]] = {}
+        group_of: list[int | None] = []
+        for k, cand in enumerate(candidates):
+            if not cand.strip() or cand.strip() == EMPTY_PREDICTION:
+                group_of.append(None)
+                continue
+            result = _execute_cached(results, vote_db,
+                                     official_normalize(cand, is_prediction=True, keep_distinct=keep_distinct), timeout_s)
+            if not result.ok:
+                group_of.append(None)
+                continue
+            if id(result.rows) not in keys:
+                keys[id(result.rows)] = _rows_key(result.rows)
+            members = groups.setdefault(keys[id(result.rows)], [])
+            members.append(k)
+            group_of.append(members[0])
+        # dicts keep insertion order, so groups come by their earliest candidate: max() keeps the first of equals
+        winner = max(groups.values(), key=len, default=[0])
+        chosen = winner[0]
+        verdicts: dict[str, tuple[str, str | None]] = {}
+        for cand in candidates:
+            if cand not in verdicts:
+                verdicts[cand] = _score_one(cand, gold_norm, ordered, files[db_id], results, unorder, timeout_s,
+                                            keep_distinct)
+        outcome, error = verdicts[candidates[chosen]]
+        matches = [verdicts[c][0] == "match" for c in candidates]
+        gold_failed = next((v for v in verdicts.values() if v[0] == "gold_error"), None)
+        if gold_failed:
+            outcome, error = gold_failed
+        records.append({"index": index, "db_id": db_id, "exec_match": outcome == "match",
+                        "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error,
+                        "chosen": chosen, "votes": len(winner) if groups else 0,
+                        "executed": sum(g is not None for g in group_of), "any_match": any(matches),
+                        "candidate_matches": matches, "candidate_outcomes": [verdicts[c][0] for c in candidates],
+                        "groups": group_of})
+    return records
+
+
+def _run_chunks(worker: Callable[[tuple], list[dict]], items: list[tuple], db_dir: str, timeout_s: float,
+                workers: int, keep_distinct: bool, queries_per_item: int = 1) -> list[dict]:
+    """Run items (index, ..., db_id) through `worker` in a pool, grouped by database; records in input order."""
     # Group by database so each worker reuses its connections and cached gold results.
-    items.sort(key=lambda item: (item[3], item[0]))
-    workers = max(1, min(workers, len(items) // 200 + 1))  # a process is worth starting only for a few hundred pairs
-    size = -(-len(items) // workers)
+    items = sorted(items, key=lambda item: (item[3], item[0]))
+    # a process is worth starting only for a few hundred queries
+    workers = max(1, min(workers, len(items) * queries_per_item // 200 + 1, len(items)))
+    size = max(1, -(-len(items) // workers))
     chunks = [items[k:k + size] for k in range(0, len(items), size)]  # contiguous: a database stays in one worker
     if workers == 1:
-        records = _score_chunk((items, db_dir, timeout_s))
+        records = worker((items, db_dir, timeout_s, keep_distinct))
     else:
         import concurrent.futures
         import multiprocessing
@@ -1603,7 +1747,8 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
         # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
         method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            records = [r for chunk in pool.map(_score_chunk, [(c, db_dir, timeout_s) for c in chunks]) for r in chunk]
+            jobs = [(c, db_dir, timeout_s, keep_distinct) for c in chunks]
+            records = [r for chunk in pool.map(worker, jobs) for r in chunk]
     records.sort(key=lambda r: r["index"])
     failed_gold = [r for r in records if r["outcome"] == "gold_error"]
     if failed_gold:
@@ -1613,22 +1758,74 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
     return records
 
 
-def summarize_scores(records: list[dict]) -> dict:
-    """Execution accuracy overall and by hardness, with counts."""
+def check_db_dir(db_dir: str | os.PathLike, db_ids: Iterable[str]) -> None:
+    """One line naming the db_ids with no database file under db_dir."""
+    db_dir = os.fspath(db_dir)
+    missing = sorted({db for db in db_ids if not (os.path.isdir(os.path.join(db_dir, db)) and _db_files(db_dir, db))})
+    if missing:
+        raise UserError(f"no database for {', '.join(missing[:5])} under {db_dir} (expected {db_dir}/<db_id>/<db_id>.sqlite)")
+
+
+def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
+                      timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False) -> list[dict]:
+    """Execution match of each prediction against its gold, with the official evaluator's verdicts.
+
+    Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
+    Every `.sqlite` file of `<db_dir>/<db_id>/` is used (a test suite when there are several: right
+    only when right on all of them). keep_distinct: the official --keep_distinct. The one intended
+    difference from the official evaluator: a prediction over `timeout_s` is wrong (the official one hangs).
+    """
+    if len(preds) != len(golds):
+        raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")
+    db_dir = os.fspath(db_dir)
+    check_db_dir(db_dir, (db for _, db in golds))
+    items = [(i, p, g, db) for i, (p, (g, db)) in enumerate(zip(preds, golds))]
+    return _run_chunks(_score_chunk, items, db_dir, timeout_s, workers, keep_distinct)
+
+
+def vote_predictions(candidates: list[list[str]], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
+                     timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False) -> list[dict]:
+    """Self-consistency: for each question, vote among its candidates (see _vote_chunk for the rule)
+    and score the chosen one like any prediction.
+
+    candidates[i] lists question i's candidates in order (c0 first). One record per question:
+    the keys of score_predictions (exec_match and outcome are the chosen candidate's) plus chosen
+    (index of the chosen candidate), votes (size of the winning group), executed (candidates that
+    ran), any_match (some candidate matches: pass@k), candidate_matches and candidate_outcomes (each
+    candidate's own verdict) and groups (per candidate, the index of the earliest candidate with the
+    same result, or None when it did not run).
+    """
+    if len(candidates) != len(golds):
+        raise UserError(f"{len(candidates)} candidate lists but {len(golds)} gold queries: they must pair one to one")
+    if any(not c for c in candidates):
+        raise UserError("every question needs at least one candidate")
+    db_dir = os.fspath(db_dir)
+    check_db_dir(db_dir, (db for _, db in golds))
+    items = [(i, tuple(c), g, db) for i, (c, (g, db)) in enumerate(zip(candidates, golds))]
+    k = max(len(c) for c in candidates)
+    return _run_chunks(_vote_chunk, items, db_dir, timeout_s, workers, keep_distinct, queries_per_item=k)
+
+
+def summarize_scores(records: list[dict], key: str = "exec_match") -> dict:
+    """Execution accuracy overall and by hardness, with counts (of the boolean `key` of each record:
+    exec_match, or any_match for pass@k, ...)."""
     summary = {}
     for level in HARDNESS_LEVELS + ("all",):
         rows = [r for r in records if level == "all" or r["hardness"] == level]
-        hits = sum(r["exec_match"] for r in rows)
+        hits = sum(bool(r[key]) for r in rows)
         summary[level] = {"count": len(rows), "exec_match": hits, "ex": hits / len(rows) if rows else 0.0}
     return summary
 
 
-def format_score_table(summary: dict) -> str:
-    """The official evaluator's table shape: a column per hardness level plus all."""
+def format_score_table(summary: dict, extra_rows: Iterable[tuple[str, dict]] = ()) -> str:
+    """The official evaluator's table shape: a column per hardness level plus all. extra_rows:
+    (label, summary) rows printed below `execution` (pass@k, each candidate file, test suites...)."""
     levels = HARDNESS_LEVELS + ("all",)
     lines = [f"{'':<20}" + "".join(f"{lvl:<12}" for lvl in levels),
              f"{'count':<20}" + "".join(f"{summary[lvl]['count']:<12}" for lvl in levels),
              f"{'execution':<20}" + "".join(f"{summary[lvl]['ex']:<12.3f}" for lvl in levels)]
+    for label, rows in extra_rows:
+        lines.append(f"{label[:19]:<20}" + "".join(f"{rows[lvl]['ex']:<12.3f}" for lvl in levels))
     return "\n".join(lines)
 
 
