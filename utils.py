@@ -97,6 +97,10 @@ def build_sqlite_from_sql(sql_path: Path, sqlite_path: Path) -> None:
     try:
         conn = sqlite3.connect(tmp)
         try:
+            # A scratch file renamed into place when complete: no journal and no fsync per INSERT
+            # (measured: 3.4 s -> milliseconds for the mini-Spider).
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
             conn.executescript(sql_path.read_text(encoding="utf-8"))
             conn.commit()
         finally:

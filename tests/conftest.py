@@ -14,8 +14,10 @@ import utils  # noqa: E402
 from config import MINI_SPIDER_DIR  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def spider() -> utils.Spider:
+    # Autouse: opening the mini-Spider builds its databases from the shipped .sql, which tests that
+    # only name data/mini_spider/database (score-only runs, --compare) rely on in a fresh checkout.
     return utils.Spider.open(MINI_SPIDER_DIR)
 
 
