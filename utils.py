@@ -806,8 +806,16 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
         del model
         saved = json.loads((out / "config.json").read_text())
         if str(saved.get("dtype") or saved.get("torch_dtype")) != dtype:
-            # unsloth writes the model's own 16-bit dtype; the user asked for another one.
-            AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, dtype)).save_pretrained(str(out))
+            # unsloth writes the model's own 16-bit dtype; the user asked for another one. Written beside, then
+            # moved in: the loaded tensors may still be mapped from the files they would overwrite.
+            cast_dir = out.with_name(out.name + ".cast")
+            shutil.rmtree(cast_dir, ignore_errors=True)
+            AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, dtype)).save_pretrained(str(cast_dir))
+            for stale in out.glob("model*.safetensors*"):
+                stale.unlink()
+            for path in cast_dir.iterdir():
+                os.replace(path, out / path.name)
+            cast_dir.rmdir()
     else:
         from peft import PeftModel
 
