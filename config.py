@@ -50,7 +50,8 @@ class Config:
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
     overwrite: bool = _f(False, "allow replacing a finished adapter or evaluation in output_dir")
     resume: bool = _f(False, "continue training from the last checkpoint in output_dir")
-    backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf)")
+    backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf; unsloth without "
+                      "CUDA runs on its CPU backend with --fast_inference false)")
     fast_inference: bool = _f(True, "unsloth backend: vLLM for GRPO rollouts and evaluation (CUDA only); false = "
                               "model.generate and TRL's own GRPO generation (runs on CPU too)")
     seed: int = _f(42, "random seed for data order, LoRA init and sampling")

@@ -65,6 +65,15 @@ def test_grpo_batch_is_derived_so_trl_divisibility_holds():
         Config(grpo_prompts_per_step=1, num_generations=8, grpo_grad_accum=4).validate(world_size=3)
 
 
+def test_recipe_settings_are_checked_when_the_config_loads():
+    for argv in (["--grpo_loss_type", "ppo"], ["--grpo_warmup_ratio", "1.5"], ["--top_p", "0"], ["--top_k", "-1"],
+                 ["--scale_rewards", "yes"], ["--grpo_loss_type", "dr_grpo"]):  # dr_grpo is defined without std scaling
+        with pytest.raises(ConfigError):
+            parse_config(argv)
+    cfg, _ = parse_config(["--grpo_loss_type", "dr_grpo", "--scale_rewards", "none", "--fast_inference", "false"])
+    assert (cfg.grpo_loss_type, cfg.scale_rewards, cfg.fast_inference) == ("dr_grpo", "none", False)
+
+
 @pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
 def test_scripts_list_every_field_in_help(script):
     result = run_script(script, "--help")
