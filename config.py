@@ -50,7 +50,10 @@ class Config:
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
     overwrite: bool = _f(False, "allow replacing a finished adapter or evaluation in output_dir")
     resume: bool = _f(False, "continue training from the last checkpoint in output_dir")
-    backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf)")
+    backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf; unsloth without "
+                      "CUDA runs on its CPU backend with --fast_inference false)")
+    fast_inference: bool = _f(True, "unsloth backend: vLLM for GRPO rollouts and evaluation (CUDA only); false = "
+                              "model.generate and TRL's own GRPO generation (runs on CPU too)")
     seed: int = _f(42, "random seed for data order, LoRA init and sampling")
     torch_threads: int = _f(0, "CPU threads for torch (0 = torch's default); 1 is fastest for tiny models on busy CPUs")
 
@@ -81,6 +84,17 @@ class Config:
     sft_batch_size: int = _f(8, "SFT examples per device per forward pass")
     sft_grad_accum: int = _f(2, "SFT gradient accumulation steps")
     sft_warmup_ratio: float = _f(0.03, "fraction of SFT steps spent warming up the learning rate")
+    sft_lr_scheduler_type: str = _f("cosine", "SFT learning-rate schedule (transformers name): cosine decay to 0 over the run")
+    sft_loss_type: str = _f("nll", "SFT loss: nll = mean token cross-entropy on the completion (TRL's and unsloth's choice, "
+                            "passed so neither TRL version's default can change it)")
+    # Passed explicitly to both trainers: unsloth's rewritten configs have their own defaults
+    # (adamw_8bit, weight_decay 0.001, 10% warm-up), so leaving one out changes the run with the backend.
+    optim: str = _f("adamw_torch_fused", "optimizer, SFT and GRPO: AdamW with torch's fused kernel (CUDA and CPU), the same "
+                    "math as adamw_torch; unsloth's CPU backend turns adamw_torch into it anyway. Not unsloth's adamw_8bit: "
+                    "LoRA's optimizer state is small, so 8 bits save little memory and would change the run")
+    weight_decay: float = _f(0.0, "AdamW weight decay, SFT and GRPO: 0 as in TRL (unsloth's default 0.001 pulls LoRA "
+                             "towards the base model)")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm, SFT and GRPO (transformers' and TRL's default)")
 
     # --- GRPO ---
     grpo_learning_rate: float = _f(5e-6, "GRPO learning rate")
@@ -90,6 +104,21 @@ class Config:
     grpo_grad_accum: int = _f(4, "GRPO gradient accumulation steps; per-device batch is derived from it")
     temperature: float = _f(1.0, "sampling temperature for GRPO rollouts")
     beta: float = _f(0.0, "KL penalty to the base model (0 = none, TRL's default; >0 uses the adapter-disabled model)")
+    top_p: float = _f(1.0, "GRPO rollouts: nucleus sampling (1.0 = off): the policy samples from its full distribution, "
+                      "as the GRPO loss assumes")
+    top_k: int = _f(0, "GRPO rollouts: top-k sampling (0 = off; unsloth hands vLLM its own spelling of off, -1)")
+    grpo_warmup_ratio: float = _f(0.0, "fraction of GRPO steps spent warming up the learning rate (0 = none, TRL's "
+                                  "default; unsloth would otherwise warm up over a tenth of them)")
+    grpo_lr_scheduler_type: str = _f("linear", "GRPO learning-rate schedule (transformers name): TRL's default, linear decay to 0")
+    grpo_loss_type: str = _f("dapo", "GRPO loss (TRL name): dapo = token-level normalisation, TRL's default")
+    epsilon: float = _f(0.2, "GRPO: lower clipping bound of the policy ratio (TRL's default)")
+    epsilon_high: float = _f(0.2, "GRPO: upper clipping bound (0.2 = symmetric, TRL's default; unsloth sets 0.28 when "
+                             "the loss type is given)")
+    mask_truncated_completions: bool = _f(False, "GRPO: drop completions cut at max_completion_length from the loss "
+                                          "(TRL's default off; unsloth turns it on when the loss type is given)")
+    scale_rewards: str = _f("group", "GRPO: divide advantages by the reward std of the group | batch | none (TRL's default group)")
+    vllm_importance_sampling_correction: bool = _f(True, "GRPO with vLLM rollouts: correct for vLLM's log-probs differing "
+                                                   "from the trainer's (TRL's default; unsloth turns it off). No effect without vLLM")
     max_completion_length: int = _f(256, "longest generated answer in tokens (GRPO and evaluation)")
     vllm_mode: str = _f("colocate", "hf backend GRPO rollouts: colocate = plain generate in-process; server = TRL's `trl vllm-serve` on its own GPUs")
     vllm_server_host: str = _f("127.0.0.1", "--vllm_mode server: host of `trl vllm-serve`")
@@ -128,6 +157,17 @@ class Config:
             raise ConfigError(f"--backend must be auto, unsloth or hf, not {self.backend!r}")
         if self.vllm_mode not in ("colocate", "server"):
             raise ConfigError(f"--vllm_mode must be colocate or server, not {self.vllm_mode!r}")
+        if self.grpo_loss_type not in ("dapo", "grpo", "bnpo", "dr_grpo", "cispo"):  # in both TRL 1.15 and 1.16
+            raise ConfigError(f"--grpo_loss_type must be dapo, grpo, bnpo, dr_grpo or cispo, not {self.grpo_loss_type!r}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ConfigError(f"--scale_rewards must be group, batch or none, not {self.scale_rewards!r}")
+        if self.grpo_loss_type == "dr_grpo" and self.scale_rewards != "none":
+            # Dr. GRPO is defined without std scaling, and unsloth would switch it off behind the config's back.
+            raise ConfigError("--grpo_loss_type dr_grpo needs --scale_rewards none")
+        if not 0.0 <= self.grpo_warmup_ratio < 1.0:
+            raise ConfigError("--grpo_warmup_ratio must be in [0, 1): a fraction of the GRPO steps")
+        if not 0.0 < self.top_p <= 1.0 or self.top_k < 0:
+            raise ConfigError("--top_p must be in (0, 1] and --top_k >= 0 (0 = off)")
         if self.export_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
         if self.num_samples < 0:
@@ -161,6 +201,27 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Config field -> the trainer argument it sets. run_info.json records these arguments as the built
+# trainer holds them (after unsloth and TRL have had their say); the tests check they equal the
+# config on both backends.
+_SHARED_TRAINER_ARGS = {"optim": "optim", "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm", "seed": "seed"}
+SFT_TRAINER_ARGS: dict[str, str] = {
+    "sft_learning_rate": "learning_rate", "sft_epochs": "num_train_epochs", "sft_max_steps": "max_steps",
+    "sft_batch_size": "per_device_train_batch_size", "sft_grad_accum": "gradient_accumulation_steps",
+    "sft_warmup_ratio": "warmup_steps", "sft_lr_scheduler_type": "lr_scheduler_type", "sft_loss_type": "loss_type",
+    "max_seq_length": "max_length", **_SHARED_TRAINER_ARGS,
+}
+GRPO_TRAINER_ARGS: dict[str, str] = {
+    "grpo_learning_rate": "learning_rate", "grpo_max_steps": "max_steps", "grpo_grad_accum": "gradient_accumulation_steps",
+    "grpo_warmup_ratio": "warmup_steps", "grpo_lr_scheduler_type": "lr_scheduler_type", "grpo_loss_type": "loss_type",
+    "num_generations": "num_generations", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+    "beta": "beta", "epsilon": "epsilon", "epsilon_high": "epsilon_high",
+    "mask_truncated_completions": "mask_truncated_completions", "scale_rewards": "scale_rewards",
+    "vllm_importance_sampling_correction": "vllm_importance_sampling_correction",
+    "max_completion_length": "max_completion_length", **_SHARED_TRAINER_ARGS,
+}
 
 
 # A tiny configuration for CPU: the shipped mini-Spider and the tiny local model, seconds per stage.

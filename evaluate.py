@@ -20,11 +20,15 @@ metrics.json beside --results. Execution match follows Spider's official evaluat
 --sql_timeout_s is wrong where the official one hangs.
 """
 
+import sys
+
+if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
+    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
+
 import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -166,7 +170,7 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
 
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
-                                        fast_inference=backend == "unsloth")
+                                        fast_inference=backend == "unsloth" and cfg.fast_inference)
     utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
     lengths = utils.prompt_lengths(tokenizer, prompts)
@@ -180,7 +184,7 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     answers = [""] * len(prompts)
     generated = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
                                max_new_tokens=cfg.max_completion_length, temperature=cfg.eval_temperature,
-                               batch_size=cfg.eval_batch_size)
+                               batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference)
     for i, text in zip(fits, generated):
         answers[i] = text
     k = cfg.num_samples
@@ -188,7 +192,8 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     if k > 0:  # candidates c1..cK, sampled in one call besides the greedy one (c0)
         sampled = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
                                  max_new_tokens=cfg.max_completion_length, temperature=cfg.sample_temperature,
-                                 batch_size=cfg.eval_batch_size, num_return_sequences=k, top_p=0.95, seed=cfg.seed)
+                                 batch_size=cfg.eval_batch_size, num_return_sequences=k, top_p=0.95, seed=cfg.seed,
+                                 fast_inference=cfg.fast_inference)
         for j, i in enumerate(fits):
             samples[i] = sampled[j * k:(j + 1) * k]
     gen_seconds = time.time() - start
@@ -356,8 +361,9 @@ def export(cfg: Config) -> None:
     spider = utils.Spider.open(cfg.spider_dir)
     examples = spider.examples("dev")[:4]
     chats = [utils.render_prompt_for(spider, ex, cfg) for ex in examples]
-    info = utils.export_merged(cfg, utils.pick_backend(cfg), adapter, out, chats, cfg.export_dtype)
-    print(f"[export] merged {adapter} into {cfg.model_name} -> {out} ({info['dtype']}); greedy answers equal to "
+    backend = utils.pick_backend(cfg)
+    info = utils.export_merged(cfg, backend, adapter, out, chats, cfg.export_dtype)  # imports unsloth first when used
+    print(f"[export] backend={backend} merged {adapter} into {cfg.model_name} -> {out} ({info['dtype']}); greedy answers equal to "
           f"the adapter's on {info['agreeing_prompts']}/{info['checked_prompts']} dev prompts")
     if info["agreeing_prompts"] != info["checked_prompts"]:
         message = f"the merged model answers differently from the adapter on some prompts: see {out / 'export_info.json'}"

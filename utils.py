@@ -699,22 +699,46 @@ def cuda_available() -> bool:
 
 
 def pick_backend(cfg: Config) -> str:
-    """'unsloth' or 'hf'. auto = unsloth when CUDA and unsloth are both there, else hf."""
+    """'unsloth' or 'hf'. auto = unsloth when CUDA and unsloth are both there, else hf.
+
+    --backend unsloth also runs without CUDA, on unsloth's CPU backend (CI tests it), when vLLM is
+    off (--fast_inference false); vLLM needs a GPU.
+    """
     import importlib.util
 
     has_unsloth = importlib.util.find_spec("unsloth") is not None
     if cfg.backend == "hf":
         return "hf"
     if cfg.backend == "unsloth":
-        if not cuda_available():
-            raise UserError("--backend unsloth needs a CUDA GPU; on this machine use --backend hf")
+        if cfg.fast_inference and not cuda_available():
+            raise UserError("--backend unsloth with --fast_inference true (vLLM) needs a CUDA GPU; on this machine add "
+                            "--fast_inference false (unsloth's CPU backend) or use --backend hf")
         if not has_unsloth:
-            raise UserError("--backend unsloth needs unsloth and vllm: pip install -r requirements.txt "
-                            "(the GPU set), or use --backend hf")
-        return "unsloth"
-    if cuda_available() and has_unsloth:
-        return "unsloth"
-    return "hf"
+            raise UserError("--backend unsloth needs unsloth: pip install -r requirements.txt (the GPU set), or on a CPU "
+                            "pip install --no-deps -r requirements-unsloth-cpu.txt; or use --backend hf")
+    elif not (cuda_available() and has_unsloth):
+        return "hf"
+    if cfg.fast_inference and importlib.util.find_spec("vllm") is None:
+        raise UserError("--fast_inference true needs vllm (pip install -r requirements.txt), or pass --fast_inference false")
+    if os.environ.get("UNSLOTH_ALLOW_CPU", "0") not in ("", "0"):
+        raise UserError("UNSLOTH_ALLOW_CPU is set: it makes unsloth pretend to have CUDA and breaks model loading; unset it "
+                        "(without a GPU sql-rlvr sets UNSLOTH_FORCE_CPU=1 itself)")
+    return "unsloth"
+
+
+def import_unsloth(cpu_bf16: bool = False):
+    """Import unsloth; callers do it before transformers, peft and TRL, which it patches on import.
+
+    Without CUDA it takes its CPU backend (UNSLOTH_FORCE_CPU=1), pinned to no bf16
+    (UNSLOTH_CPU_BF16=0) so a run computes the same on every CPU; `cpu_bf16` only chooses the dtype
+    its 16-bit merge writes (bfloat16, else float16) for --export merged.
+    """
+    if "unsloth" not in sys.modules and not cuda_available():
+        os.environ["UNSLOTH_FORCE_CPU"] = "1"
+        os.environ["UNSLOTH_CPU_BF16"] = "1" if cpu_bf16 else "0"
+    import unsloth
+
+    return unsloth
 
 
 def read_adapter_config(adapter_dir: str | os.PathLike) -> dict:
@@ -732,15 +756,16 @@ def count_trainable(model) -> int:
 
 
 def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = None, *,
-               trainable: bool = True, fast_inference: bool = False):
+               trainable: bool = True, fast_inference: bool = False, dtype: str | None = None):
     """(model, tokenizer) with LoRA: a new adapter (adapter=None, trainable), or the saved one.
 
     With `trainable`, the adapter's weights get gradients: a GRPO run on top of the SFT adapter that
     trained nothing (adapter loaded frozen) is the most reported silent failure, so this is checked.
-    unsloth, when chosen, is imported here, before transformers, peft and TRL are.
+    unsloth, when chosen, is imported here, before transformers, peft and TRL are. `dtype` (unsloth on
+    CUDA): the weights' dtype, by default unsloth's choice; on CPU always float32.
     """
     if backend == "unsloth":
-        import unsloth  # noqa: F401  before transformers, peft and TRL, which it patches on import
+        import_unsloth()  # before transformers, peft and TRL, which it patches on import
     import transformers
 
     if cfg.torch_threads > 0:
@@ -757,7 +782,7 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
                     target_modules=sorted(saved["target_modules"]) if isinstance(saved["target_modules"], list)
                     else saved["target_modules"])
     if backend == "unsloth":
-        model, tokenizer = _load_unsloth(cfg, name, lora, adapter, trainable, fast_inference)
+        model, tokenizer = _load_unsloth(cfg, name, lora, adapter, trainable, fast_inference, dtype)
     else:
         model, tokenizer = _load_hf(cfg, name, lora, adapter, trainable)
     if trainable and count_trainable(model) == 0:
@@ -767,12 +792,18 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
     return model, tokenizer
 
 
-def _load_unsloth(cfg: Config, name: str, lora: dict, adapter, trainable: bool, fast_inference: bool):
+def _load_unsloth(cfg: Config, name: str, lora: dict, adapter, trainable: bool, fast_inference: bool,
+                  dtype: str | None = None):
+    import torch
     from unsloth import FastLanguageModel  # must come before transformers / peft / trl
 
+    # CPU: float32, as the hf backend, whatever the CPU supports (unsloth would pick bf16 where it is native).
+    weights_dtype = getattr(torch, dtype) if dtype else None
+    if not torch.cuda.is_available():
+        weights_dtype = torch.float32
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=name, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit,
+            model_name=name, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit, dtype=weights_dtype,
             fast_inference=fast_inference, gpu_memory_utilization=cfg.gpu_memory_utilization,
             max_lora_rank=lora["r"], random_state=cfg.seed,
         )
@@ -845,16 +876,17 @@ def _answer_text(tokenizer, ids, stop: list[int]) -> str:
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
              progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0,
-             seed: int | None = None) -> list[str]:
+             seed: int | None = None, fast_inference: bool = True) -> list[str]:
     """Answers for rendered prompts, always with the adapter when there is one.
 
-    unsloth: vLLM batched generation with the adapter's lora_request (without it vLLM silently uses
-    the base model). hf: the PeftModel itself, batched `generate` with left padding.
+    unsloth with fast_inference: vLLM batched generation with the adapter's lora_request (without it
+    vLLM silently uses the base model). Otherwise the (PEFT) model itself, batched `generate` with
+    left padding; on unsloth after `for_inference` (its generation mode: KV cache on).
     num_return_sequences=n > 1 (sampling, temperature > 0): n answers per prompt, prompt-major (the
     answers of prompt i are [i*n, (i+1)*n)); top_p and seed apply to sampling.
     """
     n = num_return_sequences
-    if backend == "unsloth":
+    if backend == "unsloth" and fast_inference:
         from vllm import SamplingParams
 
         lora_request = model.load_lora(str(adapter_dir)) if adapter_dir is not None else None
@@ -869,6 +901,10 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     import torch
     from tqdm.auto import tqdm
 
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)
     if adapter_dir is not None and not hasattr(model, "peft_config"):
         raise UserError("generation was asked for an adapter, but the model has none loaded")
     tokenizer.padding_side = "left"
@@ -972,10 +1008,17 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
                   dtype: str = "bfloat16") -> dict:
     """Merge a LoRA adapter into its base and save a 16-bit checkpoint loadable without peft.
 
-    The merge happens in full precision on an unquantized base (merging into a 4-bit base is the
-    usual cause of a merged model worse than its adapter), then the weights are cast to `dtype`.
-    The merged model, reloaded from disk, must give the adapter model's greedy answers on `chats`.
+    The merge happens on an unquantized base (merging into a 4-bit base is the usual cause of a
+    merged model worse than its adapter; --load_in_4bit is ignored here), then the weights are cast
+    to `dtype`. The merged model, reloaded from disk, must give the adapter model's greedy answers on `chats`.
+    unsloth: its `save_pretrained_merged`, which writes 16-bit weights only.
     """
+    if backend == "unsloth":
+        if dtype == "float32":
+            raise UserError("--export_dtype float32 is not available on the unsloth backend (save_pretrained_merged "
+                            "writes 16-bit weights): use bfloat16 or float16, or --backend hf for float32")
+        import_unsloth(cpu_bf16=dtype == "bfloat16")  # before transformers and peft, below
+    import dataclasses
     import shutil
 
     import torch
@@ -985,8 +1028,22 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
         shutil.rmtree(out)
     out.mkdir(parents=True)
     if backend == "unsloth":
-        model, tokenizer = load_model(cfg, backend, adapter=adapter, trainable=False)
+        model, tokenizer = load_model(dataclasses.replace(cfg, load_in_4bit=False), backend, adapter=adapter,
+                                      trainable=False, dtype=dtype)
         model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
+        del model
+        saved = json.loads((out / "config.json").read_text())
+        if str(saved.get("dtype") or saved.get("torch_dtype")) != dtype:
+            # unsloth writes the model's own 16-bit dtype; the user asked for another one. Written beside, then
+            # moved in: the loaded tensors may still be mapped from the files they would overwrite.
+            cast_dir = out.with_name(out.name + ".cast")
+            shutil.rmtree(cast_dir, ignore_errors=True)
+            AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, dtype)).save_pretrained(str(cast_dir))
+            for stale in out.glob("model*.safetensors*"):
+                stale.unlink()
+            for path in cast_dir.iterdir():
+                os.replace(path, out / path.name)
+            cast_dir.rmdir()
     else:
         from peft import PeftModel
 
@@ -1015,12 +1072,19 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
     return info
 
 
-def memory_probe(trainer, index: int, batch_size: int) -> None:
+def memory_probe(trainer, index: int, batch_size: int, backend: str = "hf") -> None:
     """One forward and backward pass on a full batch of one (the longest) training example; gradients
-    are cleared after, so training is unchanged. Raises a clear error when it does not fit."""
+    are cleared after, so training is unchanged. Raises a clear error when it does not fit.
+
+    It runs in the mode `train()` will use: unsloth's SFTTrainer init ends in `for_inference`, which
+    turns gradient checkpointing off; `for_training` turns it back on, as `train()` itself does."""
     import torch
 
     model = trainer.model
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_training(model)
     batch = trainer.data_collator([trainer.train_dataset[index]] * batch_size)
     device = next(model.parameters()).device
     # Only the model's own inputs: a collator may add bookkeeping keys the forward does not take.
@@ -1037,6 +1101,15 @@ def memory_probe(trainer, index: int, batch_size: int) -> None:
         model.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def effective_trainer_args(trainer, names: Iterable[str]) -> dict:
+    """The built trainer's own arguments (after unsloth and TRL have had their say), for run_info.json."""
+    values = {}
+    for name in names:
+        value = getattr(trainer.args, name, None)
+        values[name] = getattr(value, "value", value)  # enums (optim, lr_scheduler_type) as their names
+    return values
 
 
 def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:

@@ -51,3 +51,10 @@ def make_db(tmp_path):
 def run_script(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run an entry script as a user would: `python <script> <args>` from the repo root."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_trainer_args_follow_config(run_info: dict, mapping: dict[str, str]) -> None:
+    """Every config field that sets a trainer argument reached the built trainer unchanged."""
+    got, cfg = run_info["trainer_args"], run_info["config"]
+    mismatched = {field: (cfg[field], got[arg]) for field, arg in mapping.items() if got[arg] != cfg[field]}
+    assert not mismatched, f"config value vs the trainer's own argument: {mismatched}"

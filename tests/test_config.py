@@ -1,7 +1,11 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from config import PRESETS, Config, ConfigError, parse_config
-from conftest import run_script
+from conftest import ROOT, run_script
 
 
 def test_defaults_are_the_real_run():
@@ -61,6 +65,15 @@ def test_grpo_batch_is_derived_so_trl_divisibility_holds():
         Config(grpo_prompts_per_step=1, num_generations=8, grpo_grad_accum=4).validate(world_size=3)
 
 
+def test_recipe_settings_are_checked_when_the_config_loads():
+    for argv in (["--grpo_loss_type", "ppo"], ["--grpo_warmup_ratio", "1.5"], ["--top_p", "0"], ["--top_k", "-1"],
+                 ["--scale_rewards", "yes"], ["--grpo_loss_type", "dr_grpo"]):  # dr_grpo is defined without std scaling
+        with pytest.raises(ConfigError):
+            parse_config(argv)
+    cfg, _ = parse_config(["--grpo_loss_type", "dr_grpo", "--scale_rewards", "none", "--fast_inference", "false"])
+    assert (cfg.grpo_loss_type, cfg.scale_rewards, cfg.fast_inference) == ("dr_grpo", "none", False)
+
+
 @pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
 def test_scripts_list_every_field_in_help(script):
     result = run_script(script, "--help")
@@ -88,17 +101,54 @@ def test_config_module_imports_nothing_heavy():
     assert result.stdout.strip() == "[]"
 
 
-def test_unsloth_is_imported_before_the_trainer_stack(tmp_path):
+UNSLOTH_MODES = {  # every entry path that loads a model, as a user runs it on the unsloth backend
+    "train_sft": ["train_sft.py"],
+    "train_grpo": ["train_grpo.py"],
+    "evaluate": ["evaluate.py", "--adapter", "none"],
+    "export_merged": ["evaluate.py", "--adapter", "{adapter}", "--export", "merged"],
+}
+
+
+@pytest.mark.parametrize("mode", sorted(UNSLOTH_MODES))
+def test_unsloth_is_imported_before_the_trainer_stack(tmp_path, mode):
     # A stand-in `unsloth` package that only records what was imported before it, then stops the run.
-    stub = tmp_path / "unsloth"
-    stub.mkdir()
+    stub = tmp_path / "stub" / "unsloth"
+    stub.mkdir(parents=True)
     (stub / "__init__.py").write_text(
         "import sys, pathlib\n"
         "seen = [m for m in ('transformers', 'trl', 'peft') if m in sys.modules]\n"
         f"pathlib.Path({str(tmp_path / 'seen.txt')!r}).write_text(repr(seen))\n"
         "raise SystemExit(0)\n")
-    code = ("import sys; sys.path.insert(0, %r); import config, utils; "
-            "cfg, _ = config.parse_config(['--preset', 'smoke']); utils.load_model(cfg, 'unsloth')" % str(tmp_path))
-    result = run_script("-c", code)
+    out = tmp_path / "out"
+    if mode == "train_grpo":  # it starts from a finished SFT run
+        (out / "sft").mkdir(parents=True)
+        (out / "sft" / "run_info.json").write_text("{}")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    args = [a.format(adapter=adapter) for a in UNSLOTH_MODES[mode]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_")}
+    result = subprocess.run([sys.executable, *args, "--preset", "smoke", "--output_dir", str(out), "--backend", "unsloth",
+                             "--fast_inference", "false"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**env, "PYTHONPATH": str(tmp_path / "stub")})
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "seen.txt").read_text() == "[]"
+
+
+def test_score_only_loads_no_model_stack(tmp_path):
+    # Scoring needs no model: whatever --backend says, neither unsloth nor the trainer stack is imported.
+    from config import MINI_SPIDER_DIR
+
+    (tmp_path / "pred.txt").write_text("SELECT count(*) FROM book\n")
+    (tmp_path / "gold.txt").write_text("SELECT count(*) FROM book\tbookshop\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import runpy, sys\nsys.path.insert(0, '.')\n"
+        f"sys.argv = ['evaluate.py', '--backend', 'unsloth', '--score_only', '--pred', {str(tmp_path / 'pred.txt')!r}, "
+        f"'--gold', {str(tmp_path / 'gold.txt')!r}, '--db_dir', {str(MINI_SPIDER_DIR / 'database')!r}]\n"
+        "runpy.run_path('evaluate.py', run_name='__main__')\n"
+        "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'unsloth') if m in sys.modules])\n")
+    result = run_script(str(probe))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
