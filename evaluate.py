@@ -78,6 +78,9 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     adapter, label = resolve_adapter(cfg)
     out = Path(cfg.output_dir) / "eval" / label
     if (out / "metrics.json").exists() and not cfg.overwrite:
+        if cfg.resume:  # evaluation has no checkpoints: --resume (as in a rerun chain) accepts a finished one
+            raise utils.StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
+                                      "to resume. Pass --overwrite to evaluate again.")
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
     spider = utils.Spider.open(cfg.spider_dir)
     examples = spider.examples("dev")
