@@ -744,7 +744,7 @@ def readable_progress(trainer, stage: str, keys: tuple[str, ...] = ()) -> None:
     trainer.add_callback(CompactProgress())
 
 
-SUMMARY_KEYS = {"sft": ("loss", "mean_token_accuracy"), "grpo": ("reward",)}
+SUMMARY_KEYS = {"sft": {"loss": "loss", "mean_token_accuracy": "token accuracy"}, "grpo": {"reward": "reward mean"}}
 
 
 def training_summary(stage: str, path: Path, steps: int, seconds: float, extra: tuple[str, ...] = ()) -> str:
@@ -752,11 +752,11 @@ def training_summary(stage: str, path: Path, steps: int, seconds: float, extra: 
     token accuracy; GRPO reward mean and the outcome mix), and the files written."""
     rows = [r for r in read_metrics(path / "metrics.jsonl") if "train_runtime" not in r]
     parts = [f"{steps} steps in {seconds:.0f} s"]
-    for key in SUMMARY_KEYS.get(stage, ()):
+    for key, label in SUMMARY_KEYS.get(stage, {}).items():
         points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         if points:
             (s0, v0), (s1, v1) = points[0], points[-1]
-            parts.append(f"{key} {v0:.3g} (step {s0}) -> {v1:.3g} (step {s1})")
+            parts.append(f"{label} {v0:.4g} (step {s0}) -> {v1:.4g} (step {s1})")
     mix = {}
     for outcome in OUTCOMES:
         values = [v for r in rows for k, v in r.items() if k.endswith(f"outcome/{outcome}") and isinstance(v, (int, float))]
