@@ -75,8 +75,9 @@ def run_main(main) -> None:
 
     try:
         main()
-    except StageFinished as exc:
-        print(exc)  # exit 0: a chain `train_sft.py --resume && train_grpo.py --resume && ...` goes on
+    except StageFinished as exc:  # exit 0: a chain `train_sft.py --resume && train_grpo.py --resume && ...` goes on
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(exc)
     except (UserError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -737,7 +738,10 @@ def readable_progress(trainer, stage: str, keys: tuple[str, ...] = ()) -> None:
                 return
             shown = "  ".join(f"{k} {logs[k]:.4g}" for k in keys if isinstance(logs.get(k), (int, float)))
             line = f"[{stage}] step {step}/{state.max_steps}  {shown}"
-            self.training_bar.write(line) if self.training_bar is not None else print(line)
+            if self.training_bar is not None:
+                self.training_bar.write(line)  # above the bar
+            else:
+                print(line)
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
