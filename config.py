@@ -1,7 +1,7 @@
 """Paths and hyperparameters for sql-rlvr, in plain Python.
 
 Every field of `Config` can be overridden on the command line of every script as `--field value`
-(`--help` lists them all). `--preset smoke` swaps in a tiny CPU configuration (the shipped
+(a script's `--help` lists the fields it uses, by section; see SECTIONS). `--preset smoke` swaps in a tiny CPU configuration (the shipped
 mini-Spider and a tiny locally built model) that runs end to end in seconds.
 
 This module imports nothing heavy (no torch, transformers or TRL): the entry scripts parse their
@@ -48,8 +48,8 @@ class Config:
     model_name: str = _f("unsloth/Qwen3-4B-Instruct-2507", "base model: hub name or local folder ('tiny' = the local test model)")
     spider_dir: str = _f(os.environ.get("SPIDER_DIR", "data/spider"), "Spider release folder (train_spider.json, dev.json, tables.json, database/); env SPIDER_DIR")
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
-    overwrite: bool = _f(False, "allow replacing a finished adapter or evaluation in output_dir")
-    resume: bool = _f(False, "continue training from the last checkpoint in output_dir")
+    overwrite: bool = _f(False, "redo a stage: clears its old checkpoints, metrics and adapter (or evaluation) first")
+    resume: bool = _f(False, "continue a stage from its newest checkpoint; a finished stage says so and exits 0")
     backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf; unsloth without "
                       "CUDA runs on its CPU backend with --fast_inference false)")
     fast_inference: bool = _f(True, "unsloth backend: vLLM for GRPO rollouts and evaluation (CUDA only); false = "
@@ -83,7 +83,7 @@ class Config:
     sft_max_steps: int = _f(-1, "stop SFT after this many optimizer steps (-1 = use sft_epochs)")
     sft_batch_size: int = _f(8, "SFT examples per device per forward pass")
     sft_grad_accum: int = _f(2, "SFT gradient accumulation steps")
-    sft_warmup_ratio: float = _f(0.03, "fraction of SFT steps spent warming up the learning rate")
+    sft_warmup_ratio: float = _f(0.03, "fraction in [0, 1) of the SFT steps spent warming up the learning rate (a ratio, never a step count)")
     sft_lr_scheduler_type: str = _f("cosine", "SFT learning-rate schedule (transformers name): cosine decay to 0 over the run")
     sft_loss_type: str = _f("nll", "SFT loss: nll = mean token cross-entropy on the completion (TRL's and unsloth's choice, "
                             "passed so neither TRL version's default can change it)")
@@ -191,9 +191,36 @@ class Config:
                 f"exceeds max_seq_length ({self.max_seq_length})"
             )
         for name in ("sql_timeout_s", "sft_learning_rate", "grpo_learning_rate", "lora_r", "sft_batch_size",
-                     "sft_grad_accum", "grpo_grad_accum", "eval_batch_size", "reward_workers", "save_steps"):
+                     "sft_grad_accum", "grpo_grad_accum", "eval_batch_size", "reward_workers", "save_steps",
+                     "lora_alpha", "sft_epochs", "grpo_max_steps", "max_seq_length", "max_prompt_length",
+                     "max_completion_length", "logging_steps", "save_total_limit"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive")
+        for name in ("torch_threads", "schema_sample_values", "max_train_examples", "max_eval_examples", "beta",
+                     "eval_temperature", "num_completions_to_log"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be 0 or more")
+        if self.sft_max_steps == 0 or self.sft_max_steps < -1:
+            raise ConfigError("--sft_max_steps must be positive, or -1 to train for --sft_epochs")
+        if self.temperature <= 0:
+            raise ConfigError("--temperature must be positive: GRPO samples a group of different answers per prompt "
+                              "(greedy decoding is --eval_temperature 0, for evaluation)")
+        if not 0 <= self.sft_warmup_ratio < 1:
+            # transformers 5 reads warmup_steps >= 1 as a step count: 3 would silently mean 3 steps
+            raise ConfigError(f"--sft_warmup_ratio must be in [0, 1) (a fraction of the SFT steps), not "
+                              f"{self.sft_warmup_ratio:g}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"--gpu_memory_utilization must be in (0, 1] (a fraction of GPU memory), not "
+                              f"{self.gpu_memory_utilization:g}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora_dropout must be in [0, 1), not {self.lora_dropout:g}")
+        if not self.lora_target_modules:
+            raise ConfigError("--lora_target_modules is empty: name the modules that get LoRA adapters, "
+                              "e.g. q_proj,k_proj,v_proj,o_proj")
+        if not 0 < self.vllm_server_port < 65536:
+            raise ConfigError(f"--vllm_server_port must be a port number (1-65535), not {self.vllm_server_port}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues a stage and --overwrite starts it again: pass one of them")
 
     def grpo_per_device_batch(self, world_size: int = 1) -> int:
         """Completions per device per forward pass, derived so TRL's divisibility rule always holds."""
@@ -259,6 +286,56 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # ----------------------------------------------------------------------
+# Which script reads which fields: each script's --help shows its own, grouped by section, and a
+# checkpoint's run identity covers the fields of its stage. Every script still accepts every field
+# (one command line can serve the whole pipeline). A field missing here counts as shared.
+
+SCRIPTS = ("train_sft.py", "train_grpo.py", "evaluate.py")
+_SFT, _GRPO, _EVAL = ("train_sft.py",), ("train_grpo.py",), ("evaluate.py",)
+SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scripts, fields)
+    ("shared by every script", SCRIPTS,
+     ("model_name", "spider_dir", "output_dir", "overwrite", "resume", "backend", "seed", "torch_threads",
+      "schema_sample_values", "max_seq_length", "load_in_4bit")),
+    ("training (SFT and GRPO)", _SFT + _GRPO, ("use_train_others", "max_train_examples", "gradient_checkpointing",
+                                                 "optim", "weight_decay", "max_grad_norm")),
+    ("LoRA (later stages read it from the adapter)", _SFT,
+     ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")),
+    ("SFT", _SFT, ("sft_learning_rate", "sft_epochs", "sft_max_steps", "sft_batch_size", "sft_grad_accum",
+                   "sft_warmup_ratio", "sft_lr_scheduler_type", "sft_loss_type")),
+    ("GRPO", _GRPO, ("grpo_learning_rate", "grpo_max_steps", "grpo_prompts_per_step", "num_generations",
+                     "grpo_grad_accum", "temperature", "beta", "max_prompt_length", "vllm_mode", "vllm_server_host",
+                     "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",
+                     "grpo_lr_scheduler_type", "grpo_loss_type", "epsilon", "epsilon_high", "mask_truncated_completions",
+                     "scale_rewards", "vllm_importance_sampling_correction")),
+    ("reward", _GRPO, ("reward_exact", "reward_invalid", "reward_empty", "reward_partial_max")),
+    ("generation and SQL execution", _GRPO + _EVAL,
+     ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers")),
+    ("evaluation", _EVAL, ("max_eval_examples", "eval_batch_size", "eval_temperature", "adapter", "export_dtype",
+                            "eval_split", "num_samples", "sample_temperature", "keep_distinct", "ts_db_dir")),
+    ("logging and checkpoints", _SFT + _GRPO, ("logging_steps", "save_steps", "save_total_limit", "wandb_project")),
+]
+# Fields that do not change what a run computes: a resumed run may change them.
+NOT_RUN_DEFINING = {"output_dir", "overwrite", "resume", "torch_threads", "logging_steps", "save_steps",
+                    "save_total_limit", "wandb_project", "num_completions_to_log", "reward_workers",
+                    "gpu_memory_utilization", "vllm_server_host", "vllm_server_port"}
+
+
+def fields_for(script: str) -> list[str]:
+    """The Config fields `script` reads (unknown scripts and fields not in SECTIONS: all of them)."""
+    placed = {name for _, _, names in SECTIONS for name in names}
+    names = [f.name for f in dataclasses.fields(Config)]
+    if script not in SCRIPTS:
+        return names
+    used = {name for _, scripts, group in SECTIONS if script in scripts for name in group}
+    return [name for name in names if name in used or name not in placed]
+
+
+def run_defining_config(cfg: Config, script: str) -> dict:
+    """The fields of `script`'s stage that change what it computes: a checkpoint resumes only under the same."""
+    return {name: getattr(cfg, name) for name in fields_for(script) if name not in NOT_RUN_DEFINING}
+
+
+# ----------------------------------------------------------------------
 # Command line: `--field value` for every field, typed from the dataclass.
 
 def _parse_bool(text: str) -> bool:
@@ -287,17 +364,42 @@ class _OneLineParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _build_parser(script: str) -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog=script, description=f"sql-rlvr {script}. Every field below can be set as --field value.")
+def _build_parser(script: str, extra: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The script's own flags first, then the config fields it uses by section; other fields hidden but accepted.
+
+    No abbreviations: `--temp` must not silently mean `--temperature` (a typo is an error with a suggestion).
+    """
+    own = [a for a in (extra._actions if extra is not None else []) if a.option_strings and a.dest != "help"]
+    short = argparse.ArgumentParser(prog=script, allow_abbrev=False)
+    for action in own:
+        short._add_action(action)
+    short.add_argument("--preset", choices=sorted(PRESETS))
+    usage = short.format_usage().removeprefix("usage: ").rstrip() + " [--FIELD VALUE ...]"
+    parser = _OneLineParser(
+        prog=script, usage=usage, allow_abbrev=False,
+        description=f"sql-rlvr {script}: its own flags, then the config fields it uses (--field value), by section.",
+        epilog="Every config field is accepted by every script, so one command line serves the whole pipeline; "
+               "fields this script does not use are left out above (see the other scripts' --help).")
+    for action in own:
+        parser._add_action(action)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration (flags still override it)")
     defaults = Config()
-    for f in dataclasses.fields(Config):
-        default = getattr(defaults, f.name)
-        shown = ",".join(default) if isinstance(default, list) else default
-        # A bare boolean flag (`--overwrite`) means true; `--overwrite false` also works.
-        flag_kwargs = dict(nargs="?", const="true") if isinstance(default, bool) else {}
-        parser.add_argument(f"--{f.name}", dest=f.name, default=argparse.SUPPRESS, metavar=type(default).__name__.upper(),
-                            help=f"{f.metadata['help']} (default: {shown})", **flag_kwargs)
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    used = fields_for(script)
+    placed = {name for _, _, names in SECTIONS for name in names}
+    groups = [(title, [n for n in names if n in used]) for title, _, names in SECTIONS]
+    groups.append(("other fields", [n for n in fields if n not in placed]))
+    hidden = [n for n in fields if n not in used]
+    for title, names in [(t, n) for t, n in groups if n] + [(None, hidden)]:
+        group = parser.add_argument_group(title) if title else parser
+        for name in names:
+            default = getattr(defaults, name)
+            shown = ",".join(default) if isinstance(default, list) else default
+            # A bare boolean flag (`--overwrite`) means true; `--overwrite false` also works.
+            flag_kwargs = dict(nargs="?", const="true") if isinstance(default, bool) else {}
+            help_text = f"{fields[name].metadata['help']} (default: {shown})" if title else argparse.SUPPRESS
+            group.add_argument(f"--{name}", dest=name, default=argparse.SUPPRESS,
+                               metavar=type(default).__name__.upper(), help=help_text, **flag_kwargs)
     return parser
 
 
@@ -309,17 +411,16 @@ def parse_config(argv: list[str] | None = None, script: str = "sql-rlvr",
     returned namespace.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser(script)
-    if extra is not None:
-        for action in extra._actions:
-            if action.option_strings and action.dest != "help":
-                parser._add_action(action)
+    parser = _build_parser(script, extra)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         flag = unknown[0]
         names = [f"--{f.name}" for f in dataclasses.fields(Config)] + [a for act in parser._actions for a in act.option_strings]
-        close = difflib.get_close_matches(flag.split("=")[0], names, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else " (see --help)"
+        typed = flag.split("=")[0]
+        # An abbreviation names the flags it starts; otherwise suggest the closest spelling.
+        close = sorted({n for n in names if typed.startswith("--") and len(typed) > 3 and n.startswith(typed)})[:3]
+        close = close or difflib.get_close_matches(typed, names, n=1)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else " (see --help)"
         raise ConfigError(f"unknown option {flag}{hint}")
 
     cfg = Config()

@@ -155,6 +155,9 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     if cfg.eval_split != "dev":
         out = out / cfg.eval_split  # eval/<adapter>/test/
     if (out / "metrics.json").exists() and not cfg.overwrite:
+        if cfg.resume:  # evaluation has no checkpoints: --resume (as in a rerun chain) accepts a finished one
+            raise utils.StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
+                                      "to resume. Pass --overwrite to evaluate again.")
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
     spider = utils.Spider.open(cfg.spider_dir, cfg.eval_split)
     examples = spider.examples(cfg.eval_split)

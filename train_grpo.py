@@ -36,7 +36,9 @@ def main() -> None:
     if not (sft_dir / "run_info.json").exists():
         raise utils.UserError(f"no finished SFT adapter in {sft_dir}: run `python train_sft.py` with the same "
                               "--output_dir (and --preset) first")
-    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
+    utils.read_adapter_config(sft_dir)  # a finished marker without a readable adapter: one line, not a traceback
+    # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
+    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": adapter_digest(sft_dir)})
 
     spider = utils.Spider.open(cfg.spider_dir)
     examples = spider.examples("train", cfg.use_train_others)
@@ -137,6 +139,8 @@ def main() -> None:
                              callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
     trainer_args = utils.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
+    trainer.add_callback(utils.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    utils.readable_progress(trainer, "grpo")  # a progress bar; the step lines are the reward and outcomes
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
@@ -154,7 +158,9 @@ def main() -> None:
     if adapter_digest(out) == sft_digest:
         raise utils.UserError(f"the GRPO adapter in {out} is identical to the SFT adapter: no update happened "
                               "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
-    print(f"[grpo] backend={backend} saved adapter to {out} after {trainer.state.global_step} steps")
+    print(utils.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
+                                 (f"backend={backend}",
+                                  f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})")))
 
 
 if __name__ == "__main__":

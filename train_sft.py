@@ -97,6 +97,8 @@ def main() -> None:
     out = Path(cfg.output_dir) / "sft"
     resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
     trainer, info = build_trainer(cfg, out, resume_from)
+    trainer.add_callback(utils.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    utils.readable_progress(trainer, "sft", ("loss", "learning_rate", "mean_token_accuracy"))
     # The trainer shuffles, so the longest example could come hours in: try a full batch of it now,
     # and an out-of-memory error shows in the first minute.
     utils.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size, info["backend"])
@@ -107,7 +109,8 @@ def main() -> None:
     if not trainer.is_world_process_zero():
         return
     utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
-    print(f"[sft] backend={info['backend']} saved adapter to {out} after {trainer.state.global_step} steps")
+    print(utils.training_summary("sft", out, trainer.state.global_step, time.time() - start,
+                                 (f"backend={info['backend']}",)))
 
 
 if __name__ == "__main__":

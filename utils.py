@@ -62,18 +62,41 @@ SPIDER_HOWTO = (
 )
 
 
+class StageFinished(Exception):
+    """`--resume` on a stage that is already finished: the message says so and the script exits 0."""
+
+
+_ACTIVE_STAGE: dict[str, Any] = {}  # the stage folder being trained (prepare_output_dir), for the Ctrl-C message
+
+
 def run_main(main) -> None:
     """Run an entry script's main(); user errors become one line on stderr and exit code 2."""
     from config import ConfigError
 
     try:
         main()
+    except StageFinished as exc:  # exit 0: a chain `train_sft.py --resume && train_grpo.py --resume && ...` goes on
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(exc)
     except (UserError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: checkpoints already written are kept; rerun with --resume to continue", file=sys.stderr)
+        print(interrupted_message(), file=sys.stderr)
         sys.exit(130)
+
+
+def interrupted_message() -> str:
+    """What is true after Ctrl-C: the checkpoint to --resume from, or that none was written yet."""
+    stage = _ACTIVE_STAGE.get("path")
+    if stage is None:
+        return "interrupted before anything was saved; rerun the same command"
+    checkpoints = complete_checkpoints(stage)
+    if checkpoints:
+        return (f"interrupted: {checkpoints[-1]} is kept; rerun the same command with --resume to continue from "
+                f"step {checkpoints[-1].name.split('-')[-1]}")
+    return (f"interrupted before the first checkpoint (one every --save_steps {_ACTIVE_STAGE['save_steps']} steps): "
+            f"nothing to resume in {stage}; rerun without --resume to start again")
 
 
 # ======================================================================
@@ -950,6 +973,11 @@ def metrics_callback(path: Path, resume: bool = False):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if not resume:
                     path.write_text("")
+                else:  # the steps after the checkpoint are trained again: drop their old lines
+                    kept = [r for r in read_metrics(path) if r.get("step", 0) <= state.global_step]
+                    tmp = path.with_name(path.name + ".tmp")
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+                    os.replace(tmp, path)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
@@ -957,6 +985,56 @@ def metrics_callback(path: Path, resume: bool = False):
                     fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
     return MetricsJsonl()
+
+
+def readable_progress(trainer, stage: str, keys: tuple[str, ...] = ()) -> None:
+    """A progress bar and, every few log steps, one compact line of `keys`, instead of transformers
+    printing each whole log dict (200 lines in the smoke SFT). metrics.jsonl still gets every log."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not keys or not state.is_world_process_zero or not logs or "train_runtime" in logs:
+                return
+            every = state.logging_steps * max(1, -(-state.max_steps // (state.logging_steps * 20)))  # ~20 lines a run
+            step = state.global_step
+            if step % every and step > state.logging_steps and step != state.max_steps:
+                return
+            shown = "  ".join(f"{k} {logs[k]:.4g}" for k in keys if isinstance(logs.get(k), (int, float)))
+            line = f"[{stage}] step {step}/{state.max_steps}  {shown}"
+            if self.training_bar is not None:
+                self.training_bar.write(line)  # above the bar
+            else:
+                print(line)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(CompactProgress())
+
+
+SUMMARY_KEYS = {"sft": {"loss": "loss", "mean_token_accuracy": "token accuracy"}, "grpo": {"reward": "reward mean"}}
+
+
+def training_summary(stage: str, path: Path, steps: int, seconds: float, extra: tuple[str, ...] = ()) -> str:
+    """What shows a stage worked, from its metrics.jsonl: first -> last of its key numbers (SFT loss and
+    token accuracy; GRPO reward mean and the outcome mix), and the files written."""
+    rows = [r for r in read_metrics(path / "metrics.jsonl") if "train_runtime" not in r]
+    parts = [f"{steps} steps in {seconds:.0f} s"]
+    for key, label in SUMMARY_KEYS.get(stage, {}).items():
+        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        if points:
+            (s0, v0), (s1, v1) = points[0], points[-1]
+            parts.append(f"{label} {v0:.4g} (step {s0}) -> {v1:.4g} (step {s1})")
+    mix = {}
+    for outcome in OUTCOMES:
+        values = [v for r in rows for k, v in r.items() if k.endswith(f"outcome/{outcome}") and isinstance(v, (int, float))]
+        if values:
+            mix[outcome] = sum(values) / len(values)
+    if mix:
+        parts.append("answers over the run: " + ", ".join(f"{o} {f:.0%}" for o, f in mix.items()))
+    parts.extend(extra)
+    written = [p.name for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    return f"[{stage}] done: " + "; ".join(parts) + f"\n[{stage}] wrote {path}: {', '.join(written)}"
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -1138,27 +1216,146 @@ def report_to(cfg: Config) -> list[str]:
     return ["wandb"]
 
 
-def prepare_output_dir(path: Path, cfg: Config, finished_marker: str) -> str | None:
-    """Refuse to clobber a finished run; return the checkpoint to resume from (or None).
+RUN_FILE = "sql_rlvr_run.json"  # a run's id and run-defining config: in its stage folder and in each checkpoint
+_STAGE_SCRIPTS = {"sft": "train_sft.py", "grpo": "train_grpo.py"}
 
-    finished run + no --overwrite -> error; checkpoints + neither --resume nor --overwrite -> error.
+
+def complete_checkpoints(path: Path) -> list[Path]:
+    """checkpoint-N folders, oldest first, whose trainer_state.json (written after the weights and the
+    optimizer state) exists: a run killed while saving leaves a partial one, which is skipped."""
+    return sorted((p for p in Path(path).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+                   and (p / "trainer_state.json").exists()), key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _config_changes(old: dict, new: dict) -> list[str]:
+    """'field: old -> new' for each run-defining field that differs (JSON round trip: lists, floats)."""
+    new = json.loads(json.dumps(new, default=str))
+    return [f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+
+
+def _clear_stage(path: Path, finished_marker: str) -> list[str]:
+    """Delete what an earlier run left in its stage folder, and nothing else: the finished marker first
+    (a half-cleared folder never looks finished), the adapter, checkpoints, metrics, curves, run file."""
+    removed = []
+    for name in (finished_marker, f".{finished_marker}.tmp", "adapter_model.safetensors", "adapter_config.json",
+                 "metrics.jsonl", "curves.png", RUN_FILE):
+        if (path / name).is_file():
+            (path / name).unlink()
+            removed.append(name)
+    import shutil
+
+    for checkpoint in sorted(path.glob("checkpoint-*")):
+        if checkpoint.is_dir() and checkpoint.name.split("-")[-1].isdigit():
+            shutil.rmtree(checkpoint)
+            removed.append(checkpoint.name)
+    return removed
+
+
+def prepare_output_dir(path: Path, cfg: Config, finished_marker: str, inputs: dict | None = None) -> str | None:
+    """How a training stage starts in `path`: returns the checkpoint to resume from, or None for a new run.
+
+    - finished (marker present): --overwrite redoes it; --resume says it is done (StageFinished: exit 0);
+      neither: error.
+    - --overwrite: the earlier run's checkpoints, metrics.jsonl, marker and adapter are deleted first.
+    - --resume: the newest complete checkpoint, refused (one line) unless it belongs to this folder's run
+      and was trained under the same run-defining config (config.run_defining_config plus `inputs`,
+      e.g. GRPO's SFT adapter hash). A run stopped before its first checkpoint: error, rerun without
+      --resume; a stage never started: a new run.
+    - checkpoints and neither flag: error (never silently restart at step 1).
+    A new run gets a run id in <path>/sql_rlvr_run.json; run_identity_callback copies it into each checkpoint.
     """
-    # A run killed while saving leaves a partial checkpoint-N: resume from the newest complete one.
-    # trainer_state.json is written after the weights and the optimizer state.
-    checkpoints = sorted((p for p in path.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-                          and (p / "trainer_state.json").exists()), key=lambda p: int(p.name.split("-")[-1]))
-    if (path / finished_marker).exists() and not cfg.overwrite:
+    from config import run_defining_config
+
+    stage = path.name
+    identity = {**run_defining_config(cfg, _STAGE_SCRIPTS.get(stage, "")), **(inputs or {})}
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    checkpoints = complete_checkpoints(path)
+    marker = path / finished_marker
+    _ACTIVE_STAGE.update(path=path, save_steps=cfg.save_steps)
+    if marker.exists() and not cfg.overwrite:
+        if cfg.resume:
+            info = _read_json_or_empty(marker)
+            changed = _config_changes({k: v for k, v in info.get("config", {}).items() if k in identity},
+                                      {k: v for k, v in identity.items() if k in info.get("config", {})})
+            note = f" (this command's settings differ: {'; '.join(changed)})" if changed else ""
+            raise StageFinished(f"[{stage}] {path} is already finished: {info.get('global_step', '?')} steps "
+                                f"({marker.name}); nothing to resume{note}. Pass --overwrite to train it again.")
         raise UserError(f"{path} already holds a finished adapter; pass --overwrite to replace it, "
                         "or choose another --output_dir")
-    if cfg.resume:
-        if not checkpoints:
-            raise UserError(f"--resume: no checkpoint-* folder in {path} to resume from")
-        return str(checkpoints[-1])
+    if cfg.resume and checkpoints:
+        return _resumable(path, checkpoints[-1], identity, rank0)
+    if cfg.resume and ((path / RUN_FILE).exists() or (path / "metrics.jsonl").exists()):
+        raise UserError(f"--resume: the run in {path} stopped before its first checkpoint (every --save_steps "
+                        f"{cfg.save_steps} steps), so there is nothing to resume; rerun without --resume to start again")
     if checkpoints and not cfg.overwrite:
         raise UserError(f"{path} has checkpoints of an unfinished run ({checkpoints[-1].name}); pass --resume to "
                         "continue it or --overwrite to start again")
-    path.mkdir(parents=True, exist_ok=True)
+    if rank0:  # one process writes; the others only read (accelerate launch)
+        removed = _clear_stage(path, finished_marker) if path.is_dir() else []
+        if removed and cfg.overwrite:
+            print(f"[{stage}] --overwrite: removed the earlier run's {', '.join(removed)} from {path}")
+        if cfg.resume:
+            print(f"[{stage}] --resume: no run to resume in {path}; starting a new one")
+        path.mkdir(parents=True, exist_ok=True)
+        import uuid
+
+        run = {"run_id": uuid.uuid4().hex, "stage": stage, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "config_hash": hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16],
+               "config": identity}
+        (path / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
     return None
+
+
+def _resumable(path: Path, checkpoint: Path, identity: dict, rank0: bool) -> str:
+    """`checkpoint` if it belongs to the run of `path` and to this config; else a one-line refusal."""
+    run = _read_json_or_empty(path / RUN_FILE)
+    mark = _read_json_or_empty(checkpoint / RUN_FILE)
+    if not mark.get("run_id"):
+        raise UserError(f"--resume: {checkpoint} does not say which run wrote it (no {RUN_FILE}; an older "
+                        "sql-rlvr?): pass --overwrite to start again")
+    if run.get("run_id") and mark["run_id"] != run["run_id"]:
+        raise UserError(f"--resume: {checkpoint.name} belongs to another run (run id {mark['run_id'][:8]}, not "
+                        f"{run['run_id'][:8]} of {path / RUN_FILE}): pass --overwrite to start again")
+    changed = _config_changes(mark.get("config", {}), identity)
+    if changed:
+        raise UserError(f"--resume: {checkpoint.name} was trained with other settings ({'; '.join(changed)}): "
+                        "rerun with the checkpoint's settings, or pass --overwrite to start again")
+    state = _read_json_or_empty(checkpoint / "trainer_state.json")
+    if rank0:
+        if not run:  # keep the run file: the checkpoints saved from here on carry the same run id
+            (path / RUN_FILE).write_text(json.dumps({k: v for k, v in mark.items() if k != "step"}, indent=2))
+        print(f"[{path.name}] resuming from {checkpoint.name} (step {state.get('global_step', '?')} of "
+              f"{state.get('max_steps', '?')})")
+    return str(checkpoint)
+
+
+def run_identity_callback(path: Path):
+    """A TrainerCallback that writes the run file of stage folder `path` into each checkpoint-N.
+
+    It writes when the trainer is about to save (on_step_end with should_save, after transformers'
+    DefaultFlowCallback set it), before the checkpoint's own files: a complete checkpoint
+    (trainer_state.json present) always carries its run's id.
+    """
+    from transformers import TrainerCallback
+
+    class RunIdentity(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save and state.is_world_process_zero:
+                run = _read_json_or_empty(path / RUN_FILE)
+                checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                checkpoint.mkdir(parents=True, exist_ok=True)
+                (checkpoint / RUN_FILE).write_text(json.dumps({**run, "step": state.global_step}, indent=2, default=str))
+
+    return RunIdentity()
 
 
 def save_adapter(trainer, path: Path, info: dict) -> None:

@@ -1,10 +1,11 @@
+import dataclasses
 import os
 import subprocess
 import sys
 
 import pytest
 
-from config import PRESETS, Config, ConfigError, parse_config
+from config import PRESETS, SECTIONS, Config, ConfigError, fields_for, parse_config, run_defining_config
 from conftest import ROOT, run_script
 
 
@@ -74,13 +75,42 @@ def test_recipe_settings_are_checked_when_the_config_loads():
     assert (cfg.grpo_loss_type, cfg.scale_rewards, cfg.fast_inference) == ("dr_grpo", "none", False)
 
 
-@pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
-def test_scripts_list_every_field_in_help(script):
+@pytest.mark.parametrize("script, own, others", [
+    ("train_sft.py", ["--sft_learning_rate", "--lora_r", "--save_steps"], ["--num_generations", "--sql_timeout_s", "--adapter"]),
+    ("train_grpo.py", ["--num_generations", "--reward_exact", "--sql_timeout_s"], ["--sft_learning_rate", "--lora_r", "--eval_batch_size"]),
+    ("evaluate.py", ["--adapter", "--eval_batch_size", "--sql_timeout_s"], ["--sft_learning_rate", "--num_generations", "--save_steps"]),
+])
+def test_help_shows_the_scripts_own_flags_then_its_fields_by_section(script, own, others):
     result = run_script(script, "--help")
     assert result.returncode == 0
-    for name in ("--model_name", "--output_dir", "--preset", "--sql_timeout_s", "--num_generations"):
-        assert name in result.stdout
-    assert "default: unsloth/Qwen3-4B-Instruct-2507" in " ".join(result.stdout.split())
+    text = result.stdout
+    for name in ["--model_name", "--output_dir", "--preset", "--resume", *own]:
+        assert f"  {name} " in text, name
+    for name in others:  # another stage's fields are hidden here ...
+        assert f"  {name} " not in text, name
+    assert "default: unsloth/Qwen3-4B-Instruct-2507" in " ".join(text.split())
+    assert text.index("shared by every script:") < text.index("--model_name")
+    listed = [line for line in text.splitlines() if line.startswith("  --")]
+    assert len(listed) < len(dataclasses.fields(Config))  # not every field of every stage
+    if script == "evaluate.py":  # its own flags come first, before any config field
+        assert text.index("--score_only") < text.index("--pred") < text.index("--preset") < text.index("--model_name")
+        assert "[--score_only]" in text.splitlines()[0]
+
+
+def test_every_field_stays_settable_on_every_script():
+    for script in ("train_sft.py", "train_grpo.py", "evaluate.py"):
+        cfg, _ = parse_config(["--num_generations", "4", "--sft_learning_rate", "0.001", "--adapter", "sft"], script=script)
+        assert (cfg.num_generations, cfg.sft_learning_rate, cfg.adapter) == (4, 0.001, "sft")
+
+
+def test_sections_name_real_fields_once():
+    names = [name for _, _, group in SECTIONS for name in group]
+    assert len(names) == len(set(names))
+    assert set(names) <= {f.name for f in dataclasses.fields(Config)}
+    assert "sft_learning_rate" in fields_for("train_sft.py") and "sft_learning_rate" not in fields_for("train_grpo.py")
+    identity = run_defining_config(Config(), "train_sft.py")
+    assert "sft_learning_rate" in identity and "num_generations" not in identity
+    assert not set(identity) & {"output_dir", "resume", "overwrite", "save_steps", "logging_steps"}
 
 
 @pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
@@ -123,6 +153,8 @@ def test_unsloth_is_imported_before_the_trainer_stack(tmp_path, mode):
     if mode == "train_grpo":  # it starts from a finished SFT run
         (out / "sft").mkdir(parents=True)
         (out / "sft" / "run_info.json").write_text("{}")
+        (out / "sft" / "adapter_config.json").write_text('{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}')
+        (out / "sft" / "adapter_model.safetensors").write_bytes(b"")
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}')
@@ -152,3 +184,43 @@ def test_score_only_loads_no_model_stack(tmp_path):
     result = run_script(str(probe))
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("argv, message", [
+    # No abbreviations: a prefix of a flag is a typo, answered with the flag it starts.
+    (["--temp", "0.5"], "unknown option --temp (did you mean --temperature?)"),
+    (["--grpo_max", "3"], "unknown option --grpo_max (did you mean --grpo_max_steps?)"),
+    (["--overwr"], "unknown option --overwr (did you mean --overwrite?)"),
+    # Values that cannot work.
+    (["--temperature", "0"], "--temperature must be positive"),
+    (["--sft_max_steps", "0"], "--sft_max_steps must be positive, or -1"),
+    (["--grpo_max_steps", "-2"], "--grpo_max_steps must be positive"),
+    (["--max_completion_length", "0"], "--max_completion_length must be positive"),
+    (["--max_prompt_length", "0"], "--max_prompt_length must be positive"),
+    (["--logging_steps", "0"], "--logging_steps must be positive"),
+    (["--gpu_memory_utilization", "1.5"], "--gpu_memory_utilization must be in (0, 1]"),
+    (["--gpu_memory_utilization", "0"], "--gpu_memory_utilization must be in (0, 1]"),
+    (["--lora_target_modules", ""], "--lora_target_modules is empty"),
+    (["--lora_target_modules", " , "], "--lora_target_modules is empty"),
+    (["--lora_dropout", "1"], "--lora_dropout must be in [0, 1)"),
+    (["--sft_warmup_ratio", "3"], "--sft_warmup_ratio must be in [0, 1)"),  # transformers would read 3 as 3 steps
+    (["--eval_temperature", "-0.1"], "--eval_temperature must be 0 or more"),
+    (["--resume", "--overwrite"], "pass one of them"),
+])
+def test_settings_that_cannot_work_are_one_line_errors(argv, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(argv)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_boundary_values_that_work_are_accepted():
+    cfg, _ = parse_config(["--gpu_memory_utilization", "1", "--sft_warmup_ratio", "0.99", "--sft_max_steps", "-1",
+                           "--eval_temperature", "0", "--temperature", "0.1"])
+    assert (cfg.gpu_memory_utilization, cfg.sft_warmup_ratio, cfg.temperature) == (1.0, 0.99, 0.1)
+
+
+def test_abbreviated_flags_fail_on_the_command_line_too():
+    result = run_script("train_grpo.py", "--preset", "smoke", "--temp", "0.5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: unknown option --temp (did you mean --temperature?)"
