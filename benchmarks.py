@@ -36,8 +36,11 @@ from config import Config
 class MatchRule:
     """How one benchmark decides that a prediction's result equals the gold's.
 
-    prepare(sql, is_prediction): the text actually executed (Spider's evaluator rewrites it first).
+    prepare(sql, is_prediction, keep_distinct=False): the text actually executed (Spider's evaluator
+    rewrites it first; keep_distinct is its --keep_distinct).
     rows_match(gold_rows, pred_rows, order_matters, unorder): the verdict on two executed results.
+    group_key(rows): a hashable key, equal for two results exactly when voting counts them as the
+    same answer (utils.vote_predictions).
     strict_utf8: a result holding text that is not valid UTF-8 is an error (sqlite3's default text
     decoding raises on it), instead of being read with the invalid bytes dropped.
     """
@@ -45,6 +48,7 @@ class MatchRule:
     name: str
     prepare: Callable[[str, bool], str]
     rows_match: Callable[..., bool]
+    group_key: Callable[[list[tuple]], Any]
     strict_utf8: bool = False
 
     def result_error(self, result: "utils.ExecResult") -> str | None:
@@ -64,15 +68,24 @@ def bird_rows_match(gold: list[tuple], pred: list[tuple], order_matters: bool = 
     return set(pred) == set(gold)
 
 
+def bird_group_key(rows: list[tuple]) -> frozenset:
+    """Voting's key under BIRD's rule: the set of rows. Two keys are equal exactly when
+    bird_rows_match says the results match, since Python hashes equal numbers alike (1, 1.0 and
+    True hash the same) and frozenset equality is set equality."""
+    return frozenset(rows)
+
+
 def _spider_rows_match(gold: list[tuple], pred: list[tuple], order_matters: bool, unorder: Any = None) -> bool:
     return utils.results_match(gold, pred, order_matters, unorder=unorder)
 
 
 MATCH_RULES: dict[str, MatchRule] = {
-    "spider": MatchRule("spider", lambda sql, is_prediction: utils.official_normalize(sql, is_prediction=is_prediction),
-                        _spider_rows_match),
+    "spider": MatchRule("spider", lambda sql, is_prediction, keep_distinct=False: utils.official_normalize(
+                            sql, is_prediction=is_prediction, keep_distinct=keep_distinct),
+                        _spider_rows_match, utils._rows_key),
     # BIRD executes both queries as written: no DISTINCT removal, no `value` rewrite.
-    "bird": MatchRule("bird", lambda sql, is_prediction: sql, bird_rows_match, strict_utf8=True),
+    "bird": MatchRule("bird", lambda sql, is_prediction, keep_distinct=False: sql, bird_rows_match, bird_group_key,
+                      strict_utf8=True),
 }
 
 
@@ -302,12 +315,13 @@ def read_bird_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list
 # the benchmark descriptions
 
 
-def summarize_by(records: list[dict], key: str, levels: tuple[str, ...]) -> dict:
-    """Execution accuracy overall ('all') and per level of records[key], with counts."""
+def summarize_by(records: list[dict], key: str, levels: tuple[str, ...], value: str = "exec_match") -> dict:
+    """Accuracy overall ('all') and per level of records[key], with counts, of the boolean
+    records[value] (exec_match, or any_match for pass@k, ...)."""
     summary = {}
     for level in levels + ("all",):
         rows = [r for r in records if level == "all" or r.get(key) == level]
-        hits = sum(r["exec_match"] for r in rows)
+        hits = sum(bool(r[value]) for r in rows)
         summary[level] = {"count": len(rows), "exec_match": hits, "ex": hits / len(rows) if rows else 0.0}
     return summary
 
@@ -317,20 +331,50 @@ class Benchmark:
     """One benchmark's differences, read by the scripts (see the module docstring)."""
 
     name: str
-    open: Callable[[Config], Any]  # -> a dataset with root, examples(split), schema(db_id, k), db_path(db_id)
-    rule: str  # key of MATCH_RULES: the metric's and GRPO's +5 verdict
-    label_key: str  # the record field holding the difficulty level
+    title: str  # as the benchmark spells itself in messages
+    # (cfg, split) -> a dataset with root, examples(split), schema(db_id, k), db_path(db_id); `split` is
+    # the evaluation split it is opened for (training reads "train" from any).
+    open: Callable[[Config, str], Any]
+    eval_splits: tuple[str, ...]  # what --eval_split may name
+    rule: str  # key of MATCH_RULES: the metric's, voting's and GRPO's +5 verdict
+    label_key: str  # the record field holding the difficulty level; metrics.json has by_<label_key>
     levels: tuple[str, ...]
     difficulty_from_data: bool  # BIRD's questions carry it; Spider's hardness is computed from the gold SQL
     read_predictions: Callable[..., list[str]]  # (path, expected count) -> SQL strings
     read_gold: Callable[[str | os.PathLike], tuple[list[tuple[str, str]], list[str] | None]]  # -> (SQL, db_id), levels
-    summarize: Callable[[list[dict]], dict]
-    format_table: Callable[[dict], str]
+    summarize: Callable[..., dict]  # (records, key="exec_match") -> accuracy per level and "all"
+    format_table: Callable[..., str]  # (summary, extra_rows=()) -> the official evaluator's table shape
     db_dir: Callable[[Any, str], Path]  # (dataset, split) -> the folder of <db_id>/<db_id>.sqlite
-    comparator: str
+    comparator: Callable[[Config], str]  # what "execution match" means in metrics.json
     # The official evaluator's files: None = evaluate.py's pred.txt / gold.txt and its Spider command.
     write_eval_files: Callable[[Path, list[dict], list[str]], tuple[Path, Path]] | None = None  # (out, examples, preds)
     official_command: Callable[..., str] | None = None  # (pred, gold, db_dir, out) -> a shell command
+    # Options of this benchmark's official evaluator alone (config field -> what it is); with any other
+    # benchmark, setting one is refused (check_options) rather than silently ignored.
+    own_options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def metrics_key(self) -> str:
+        """metrics.json's table of EX per level: by_hardness (Spider) or by_difficulty (BIRD)."""
+        return f"by_{self.label_key}"
+
+    def check_eval_split(self, split: str) -> None:
+        """One line when --eval_split names no split of this benchmark (and which benchmark has it)."""
+        if split in self.eval_splits:
+            return
+        owner = next((b for b in BENCHMARKS.values() if split in b.eval_splits), None)
+        hint = f" ({split} is {owner.title}'s: add --benchmark {owner.name})" if owner else ""
+        raise utils.UserError(f"--eval_split {split!r} is not a {self.title} split: use one of "
+                              f"{', '.join(self.eval_splits)}{hint}")
+
+    def check_options(self, cfg: Config) -> None:
+        """One line when cfg sets an option that only another benchmark's evaluator has."""
+        defaults = Config()
+        for other in BENCHMARKS.values():
+            for option, what in other.own_options:
+                if other is not self and getattr(cfg, option) != getattr(defaults, option):
+                    raise utils.UserError(f"--{option} is {other.title}'s ({what}): {self.title} has no such thing; "
+                                          f"drop it, or use --benchmark {other.name}")
 
     def label(self, records: list[dict], labels: list[str] | None) -> None:
         """Give each record its difficulty: from the data (BIRD) or as the scorer computed it (Spider)."""
@@ -346,13 +390,17 @@ class Benchmark:
             self.label(records, [ex.get(self.label_key, "unknown") for ex in examples])
 
 
-def format_bird_table(summary: dict) -> str:
-    """BIRD's own table shape (mini_dev `print_data`): simple / moderate / challenging / total, EX in percent."""
+def format_bird_table(summary: dict, extra_rows: Any = ()) -> str:
+    """BIRD's own table shape (mini_dev `print_data`): simple / moderate / challenging / total, EX in percent.
+    extra_rows: (label, summary) rows printed below EX (greedy, pass@k, each candidate file...)."""
     levels = BIRD_DIFFICULTIES + ("all",)
     names = BIRD_DIFFICULTIES + ("total",)
-    return "\n".join([f"{'':<20}" + "".join(f"{n:<20}" for n in names),
-                      f"{'count':<20}" + "".join(f"{summary[lv]['count']:<20}" for lv in levels),
-                      f"{'EX':<20}" + "".join(f"{100 * summary[lv]['ex']:<20.2f}" for lv in levels)])
+    lines = [f"{'':<20}" + "".join(f"{n:<20}" for n in names),
+             f"{'count':<20}" + "".join(f"{summary[lv]['count']:<20}" for lv in levels),
+             f"{'EX':<20}" + "".join(f"{100 * summary[lv]['ex']:<20.2f}" for lv in levels)]
+    for label, rows in extra_rows:
+        lines.append(f"{label[:19]:<20}" + "".join(f"{100 * rows[lv]['ex']:<20.2f}" for lv in levels))
+    return "\n".join(lines)
 
 
 def _gold_lines(path: Path, examples: list[dict]) -> None:
@@ -384,18 +432,25 @@ def _bird_command(pred: Path, gold: Path, db_dir: Path, out: Path) -> str:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "spider": Benchmark(
-        name="spider", open=lambda cfg: utils.Spider.open(cfg.spider_dir), rule="spider", label_key="hardness",
+        name="spider", title="Spider", open=lambda cfg, split="dev": utils.Spider.open(cfg.spider_dir, split),
+        eval_splits=tuple(utils.SPIDER_EVAL_SPLITS), rule="spider", label_key="hardness",
         levels=utils.HARDNESS_LEVELS, difficulty_from_data=False,
         read_predictions=utils.read_pred_file, read_gold=_spider_gold, summarize=utils.summarize_scores,
-        format_table=utils.format_score_table, db_dir=lambda dataset, split: Path(dataset.root) / "database",
-        comparator="sql-rlvr execution match = test-suite-sql-eval exec rules, default flags"),
+        format_table=utils.format_score_table, db_dir=lambda dataset, split: dataset.database_dir,
+        comparator=lambda cfg: "sql-rlvr execution match = test-suite-sql-eval exec rules, "
+                               + ("--keep_distinct" if cfg.keep_distinct else "default flags"),
+        own_options=(("ts_db_dir", "test-suite-sql-eval's distilled test-suite databases"),
+                     ("keep_distinct", "test-suite-sql-eval's flag; BIRD's rule never removes DISTINCT"))),
     "bird": Benchmark(
-        name="bird", open=lambda cfg: Bird.open(cfg.bird_dir, cfg.bird_column_descriptions), rule="bird",
+        name="bird", title="BIRD",
+        open=lambda cfg, split="dev": Bird.open(cfg.bird_dir, cfg.bird_column_descriptions),
+        eval_splits=("dev", "mini_dev"), rule="bird",
         label_key="difficulty", levels=BIRD_DIFFICULTIES, difficulty_from_data=True,
         read_predictions=read_bird_predictions, read_gold=read_bird_gold,
-        summarize=lambda records: summarize_by(records, "difficulty", BIRD_DIFFICULTIES),
+        summarize=lambda records, key="exec_match": summarize_by(records, "difficulty", BIRD_DIFFICULTIES, key),
         format_table=format_bird_table, db_dir=lambda dataset, split: dataset.db_dir(split),
-        comparator="sql-rlvr execution match = BIRD's evaluation_ex.py rule: set(pred) == set(gold), strict UTF-8",
+        comparator=lambda cfg: "sql-rlvr execution match = BIRD's evaluation_ex.py rule: set(pred) == set(gold), "
+                               "strict UTF-8",
         write_eval_files=_write_bird_files, official_command=_bird_command),
 }
 

@@ -1,7 +1,7 @@
 """Paths and hyperparameters for sql-rlvr, in plain Python.
 
 Every field of `Config` can be overridden on the command line of every script as `--field value`
-(`--help` lists them all). `--preset smoke` swaps in a tiny CPU configuration (the shipped
+(a script's `--help` lists the fields it uses, by section; see SECTIONS). `--preset smoke` swaps in a tiny CPU configuration (the shipped
 mini-Spider and a tiny locally built model) that runs end to end in seconds.
 
 This module imports nothing heavy (no torch, transformers or TRL): the entry scripts parse their
@@ -51,9 +51,12 @@ class Config:
     benchmark: str = _f("spider", "spider | bird: which benchmark's files, prompt extras, match rule and output formats (benchmarks.py)")
     bird_dir: str = _f(os.environ.get("BIRD_DIR", "data/bird"), "BIRD release folder (train/, dev/, mini_dev_sqlite.json); env BIRD_DIR")
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
-    overwrite: bool = _f(False, "allow replacing a finished adapter or evaluation in output_dir")
-    resume: bool = _f(False, "continue training from the last checkpoint in output_dir")
-    backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf)")
+    overwrite: bool = _f(False, "redo a stage: clears its old checkpoints, metrics and adapter (or evaluation) first")
+    resume: bool = _f(False, "continue a stage from its newest checkpoint; a finished stage says so and exits 0")
+    backend: str = _f("auto", "auto | unsloth | hf  (auto = unsloth when CUDA is available, else hf; unsloth without "
+                      "CUDA runs on its CPU backend with --fast_inference false)")
+    fast_inference: bool = _f(True, "unsloth backend: vLLM for GRPO rollouts and evaluation (CUDA only); false = "
+                              "model.generate and TRL's own GRPO generation (runs on CPU too)")
     seed: int = _f(42, "random seed for data order, LoRA init and sampling")
     torch_threads: int = _f(0, "CPU threads for torch (0 = torch's default); 1 is fastest for tiny models on busy CPUs")
 
@@ -62,7 +65,6 @@ class Config:
     schema_sample_values: int = _f(0, "distinct sample values shown per column in the schema prompt (0 = none)")
     max_train_examples: int = _f(0, "use at most this many training examples (0 = all)")
     max_eval_examples: int = _f(0, "evaluate at most this many dev examples (0 = all)")
-    eval_split: str = _f("dev", "the split evaluate.py scores: dev, or mini_dev (BIRD's 500-question mini-dev)")
     bird_column_descriptions: bool = _f(False, "BIRD: add each column's description from database_description/*.csv to the schema prompt")
 
     # --- model and LoRA ---
@@ -85,7 +87,18 @@ class Config:
     sft_max_steps: int = _f(-1, "stop SFT after this many optimizer steps (-1 = use sft_epochs)")
     sft_batch_size: int = _f(8, "SFT examples per device per forward pass")
     sft_grad_accum: int = _f(2, "SFT gradient accumulation steps")
-    sft_warmup_ratio: float = _f(0.03, "fraction of SFT steps spent warming up the learning rate")
+    sft_warmup_ratio: float = _f(0.03, "fraction in [0, 1) of the SFT steps spent warming up the learning rate (a ratio, never a step count)")
+    sft_lr_scheduler_type: str = _f("cosine", "SFT learning-rate schedule (transformers name): cosine decay to 0 over the run")
+    sft_loss_type: str = _f("nll", "SFT loss: nll = mean token cross-entropy on the completion (TRL's and unsloth's choice, "
+                            "passed so neither TRL version's default can change it)")
+    # Passed explicitly to both trainers: unsloth's rewritten configs have their own defaults
+    # (adamw_8bit, weight_decay 0.001, 10% warm-up), so leaving one out changes the run with the backend.
+    optim: str = _f("adamw_torch_fused", "optimizer, SFT and GRPO: AdamW with torch's fused kernel (CUDA and CPU), the same "
+                    "math as adamw_torch; unsloth's CPU backend turns adamw_torch into it anyway. Not unsloth's adamw_8bit: "
+                    "LoRA's optimizer state is small, so 8 bits save little memory and would change the run")
+    weight_decay: float = _f(0.0, "AdamW weight decay, SFT and GRPO: 0 as in TRL (unsloth's default 0.001 pulls LoRA "
+                             "towards the base model)")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm, SFT and GRPO (transformers' and TRL's default)")
 
     # --- GRPO ---
     grpo_learning_rate: float = _f(5e-6, "GRPO learning rate")
@@ -95,6 +108,21 @@ class Config:
     grpo_grad_accum: int = _f(4, "GRPO gradient accumulation steps; per-device batch is derived from it")
     temperature: float = _f(1.0, "sampling temperature for GRPO rollouts")
     beta: float = _f(0.0, "KL penalty to the base model (0 = none, TRL's default; >0 uses the adapter-disabled model)")
+    top_p: float = _f(1.0, "GRPO rollouts: nucleus sampling (1.0 = off): the policy samples from its full distribution, "
+                      "as the GRPO loss assumes")
+    top_k: int = _f(0, "GRPO rollouts: top-k sampling (0 = off; unsloth hands vLLM its own spelling of off, -1)")
+    grpo_warmup_ratio: float = _f(0.0, "fraction of GRPO steps spent warming up the learning rate (0 = none, TRL's "
+                                  "default; unsloth would otherwise warm up over a tenth of them)")
+    grpo_lr_scheduler_type: str = _f("linear", "GRPO learning-rate schedule (transformers name): TRL's default, linear decay to 0")
+    grpo_loss_type: str = _f("dapo", "GRPO loss (TRL name): dapo = token-level normalisation, TRL's default")
+    epsilon: float = _f(0.2, "GRPO: lower clipping bound of the policy ratio (TRL's default)")
+    epsilon_high: float = _f(0.2, "GRPO: upper clipping bound (0.2 = symmetric, TRL's default; unsloth sets 0.28 when "
+                             "the loss type is given)")
+    mask_truncated_completions: bool = _f(False, "GRPO: drop completions cut at max_completion_length from the loss "
+                                          "(TRL's default off; unsloth turns it on when the loss type is given)")
+    scale_rewards: str = _f("group", "GRPO: divide advantages by the reward std of the group | batch | none (TRL's default group)")
+    vllm_importance_sampling_correction: bool = _f(True, "GRPO with vLLM rollouts: correct for vLLM's log-probs differing "
+                                                   "from the trainer's (TRL's default; unsloth turns it off). No effect without vLLM")
     max_completion_length: int = _f(256, "longest generated answer in tokens (GRPO and evaluation)")
     vllm_mode: str = _f("colocate", "hf backend GRPO rollouts: colocate = plain generate in-process; server = TRL's `trl vllm-serve` on its own GPUs")
     vllm_server_host: str = _f("127.0.0.1", "--vllm_mode server: host of `trl vllm-serve`")
@@ -113,6 +141,14 @@ class Config:
     eval_temperature: float = _f(0.0, "0 = greedy decoding")
     adapter: str = _f("grpo", "evaluate.py: sft | grpo | none | PATH to a PEFT adapter folder")
     export_dtype: str = _f("bfloat16", "evaluate.py --export merged: bfloat16 | float16 | float32 weights")
+    eval_split: str = _f("dev", "evaluate.py: split to evaluate on: Spider dev | test (test.json, test_tables.json, "
+                         "test_database/); BIRD dev | mini_dev (mini_dev_sqlite.json, BIRD's 500-question mini-dev)")
+    num_samples: int = _f(0, "evaluate.py: sampled answers per question besides the greedy one, voted on by execution (0 = greedy only)")
+    sample_temperature: float = _f(0.8, "evaluate.py --num_samples: sampling temperature (top_p 0.95, seeded with --seed)")
+    keep_distinct: bool = _f(False, "scoring and voting keep DISTINCT (the official evaluator's --keep_distinct; default: "
+                             "removed). Spider only: refused with --benchmark bird")
+    ts_db_dir: str = _f("", "evaluate.py: a test-suite database folder (<dir>/<db_id>/*.sqlite); also report test-suite "
+                        "accuracy (ts). Spider only: refused with --benchmark bird")
 
     # --- logging and checkpoints ---
     logging_steps: int = _f(10, "log every N optimizer steps")
@@ -128,12 +164,25 @@ class Config:
             raise ConfigError(f"--backend must be auto, unsloth or hf, not {self.backend!r}")
         if self.vllm_mode not in ("colocate", "server"):
             raise ConfigError(f"--vllm_mode must be colocate or server, not {self.vllm_mode!r}")
+        if self.grpo_loss_type not in ("dapo", "grpo", "bnpo", "dr_grpo", "cispo"):  # in both TRL 1.15 and 1.16
+            raise ConfigError(f"--grpo_loss_type must be dapo, grpo, bnpo, dr_grpo or cispo, not {self.grpo_loss_type!r}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ConfigError(f"--scale_rewards must be group, batch or none, not {self.scale_rewards!r}")
+        if self.grpo_loss_type == "dr_grpo" and self.scale_rewards != "none":
+            # Dr. GRPO is defined without std scaling, and unsloth would switch it off behind the config's back.
+            raise ConfigError("--grpo_loss_type dr_grpo needs --scale_rewards none")
+        if not 0.0 <= self.grpo_warmup_ratio < 1.0:
+            raise ConfigError("--grpo_warmup_ratio must be in [0, 1): a fraction of the GRPO steps")
+        if not 0.0 < self.top_p <= 1.0 or self.top_k < 0:
+            raise ConfigError("--top_p must be in (0, 1] and --top_k >= 0 (0 = off)")
         if self.export_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
-        if self.benchmark not in ("spider", "bird"):
+        if self.benchmark not in ("spider", "bird"):  # each one's splits and options: benchmarks.py
             raise ConfigError(f"--benchmark must be spider or bird, not {self.benchmark!r}")
-        if self.eval_split == "mini_dev" and self.benchmark != "bird":
-            raise ConfigError("--eval_split mini_dev is BIRD's mini-dev: add --benchmark bird")
+        if self.num_samples < 0:
+            raise ConfigError("--num_samples must be >= 0 (0 = greedy only)")
+        if self.num_samples > 0 and self.sample_temperature <= 0:
+            raise ConfigError("--sample_temperature must be positive when --num_samples > 0")
         if self.num_generations < 2:
             raise ConfigError("--num_generations must be >= 2 (GRPO compares completions within a group)")
         completions = self.grpo_prompts_per_step * self.num_generations
@@ -151,9 +200,36 @@ class Config:
                 f"exceeds max_seq_length ({self.max_seq_length})"
             )
         for name in ("sql_timeout_s", "sft_learning_rate", "grpo_learning_rate", "lora_r", "sft_batch_size",
-                     "sft_grad_accum", "grpo_grad_accum", "eval_batch_size", "reward_workers", "save_steps"):
+                     "sft_grad_accum", "grpo_grad_accum", "eval_batch_size", "reward_workers", "save_steps",
+                     "lora_alpha", "sft_epochs", "grpo_max_steps", "max_seq_length", "max_prompt_length",
+                     "max_completion_length", "logging_steps", "save_total_limit"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive")
+        for name in ("torch_threads", "schema_sample_values", "max_train_examples", "max_eval_examples", "beta",
+                     "eval_temperature", "num_completions_to_log"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be 0 or more")
+        if self.sft_max_steps == 0 or self.sft_max_steps < -1:
+            raise ConfigError("--sft_max_steps must be positive, or -1 to train for --sft_epochs")
+        if self.temperature <= 0:
+            raise ConfigError("--temperature must be positive: GRPO samples a group of different answers per prompt "
+                              "(greedy decoding is --eval_temperature 0, for evaluation)")
+        if not 0 <= self.sft_warmup_ratio < 1:
+            # transformers 5 reads warmup_steps >= 1 as a step count: 3 would silently mean 3 steps
+            raise ConfigError(f"--sft_warmup_ratio must be in [0, 1) (a fraction of the SFT steps), not "
+                              f"{self.sft_warmup_ratio:g}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"--gpu_memory_utilization must be in (0, 1] (a fraction of GPU memory), not "
+                              f"{self.gpu_memory_utilization:g}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora_dropout must be in [0, 1), not {self.lora_dropout:g}")
+        if not self.lora_target_modules:
+            raise ConfigError("--lora_target_modules is empty: name the modules that get LoRA adapters, "
+                              "e.g. q_proj,k_proj,v_proj,o_proj")
+        if not 0 < self.vllm_server_port < 65536:
+            raise ConfigError(f"--vllm_server_port must be a port number (1-65535), not {self.vllm_server_port}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues a stage and --overwrite starts it again: pass one of them")
 
     def grpo_per_device_batch(self, world_size: int = 1) -> int:
         """Completions per device per forward pass, derived so TRL's divisibility rule always holds."""
@@ -169,6 +245,27 @@ class Config:
 # "BIRD"); BIRD's own evaluator allows 30 s per question.
 BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
     "bird": dict(max_seq_length=2560, max_prompt_length=2048, max_completion_length=512, sql_timeout_s=30.0),
+}
+
+
+# Config field -> the trainer argument it sets. run_info.json records these arguments as the built
+# trainer holds them (after unsloth and TRL have had their say); the tests check they equal the
+# config on both backends.
+_SHARED_TRAINER_ARGS = {"optim": "optim", "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm", "seed": "seed"}
+SFT_TRAINER_ARGS: dict[str, str] = {
+    "sft_learning_rate": "learning_rate", "sft_epochs": "num_train_epochs", "sft_max_steps": "max_steps",
+    "sft_batch_size": "per_device_train_batch_size", "sft_grad_accum": "gradient_accumulation_steps",
+    "sft_warmup_ratio": "warmup_steps", "sft_lr_scheduler_type": "lr_scheduler_type", "sft_loss_type": "loss_type",
+    "max_seq_length": "max_length", **_SHARED_TRAINER_ARGS,
+}
+GRPO_TRAINER_ARGS: dict[str, str] = {
+    "grpo_learning_rate": "learning_rate", "grpo_max_steps": "max_steps", "grpo_grad_accum": "gradient_accumulation_steps",
+    "grpo_warmup_ratio": "warmup_steps", "grpo_lr_scheduler_type": "lr_scheduler_type", "grpo_loss_type": "loss_type",
+    "num_generations": "num_generations", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+    "beta": "beta", "epsilon": "epsilon", "epsilon_high": "epsilon_high",
+    "mask_truncated_completions": "mask_truncated_completions", "scale_rewards": "scale_rewards",
+    "vllm_importance_sampling_correction": "vllm_importance_sampling_correction",
+    "max_completion_length": "max_completion_length", **_SHARED_TRAINER_ARGS,
 }
 
 
@@ -208,6 +305,56 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # ----------------------------------------------------------------------
+# Which script reads which fields: each script's --help shows its own, grouped by section, and a
+# checkpoint's run identity covers the fields of its stage. Every script still accepts every field
+# (one command line can serve the whole pipeline). A field missing here counts as shared.
+
+SCRIPTS = ("train_sft.py", "train_grpo.py", "evaluate.py")
+_SFT, _GRPO, _EVAL = ("train_sft.py",), ("train_grpo.py",), ("evaluate.py",)
+SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scripts, fields)
+    ("shared by every script", SCRIPTS,
+     ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
+      "resume", "backend", "seed", "torch_threads", "schema_sample_values", "max_seq_length", "load_in_4bit")),
+    ("training (SFT and GRPO)", _SFT + _GRPO, ("use_train_others", "max_train_examples", "gradient_checkpointing",
+                                                 "optim", "weight_decay", "max_grad_norm")),
+    ("LoRA (later stages read it from the adapter)", _SFT,
+     ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")),
+    ("SFT", _SFT, ("sft_learning_rate", "sft_epochs", "sft_max_steps", "sft_batch_size", "sft_grad_accum",
+                   "sft_warmup_ratio", "sft_lr_scheduler_type", "sft_loss_type")),
+    ("GRPO", _GRPO, ("grpo_learning_rate", "grpo_max_steps", "grpo_prompts_per_step", "num_generations",
+                     "grpo_grad_accum", "temperature", "beta", "max_prompt_length", "vllm_mode", "vllm_server_host",
+                     "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",
+                     "grpo_lr_scheduler_type", "grpo_loss_type", "epsilon", "epsilon_high", "mask_truncated_completions",
+                     "scale_rewards", "vllm_importance_sampling_correction")),
+    ("reward", _GRPO, ("reward_exact", "reward_invalid", "reward_empty", "reward_partial_max")),
+    ("generation and SQL execution", _GRPO + _EVAL,
+     ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers")),
+    ("evaluation", _EVAL, ("max_eval_examples", "eval_batch_size", "eval_temperature", "adapter", "export_dtype",
+                            "eval_split", "num_samples", "sample_temperature", "keep_distinct", "ts_db_dir")),
+    ("logging and checkpoints", _SFT + _GRPO, ("logging_steps", "save_steps", "save_total_limit", "wandb_project")),
+]
+# Fields that do not change what a run computes: a resumed run may change them.
+NOT_RUN_DEFINING = {"output_dir", "overwrite", "resume", "torch_threads", "logging_steps", "save_steps",
+                    "save_total_limit", "wandb_project", "num_completions_to_log", "reward_workers",
+                    "gpu_memory_utilization", "vllm_server_host", "vllm_server_port"}
+
+
+def fields_for(script: str) -> list[str]:
+    """The Config fields `script` reads (unknown scripts and fields not in SECTIONS: all of them)."""
+    placed = {name for _, _, names in SECTIONS for name in names}
+    names = [f.name for f in dataclasses.fields(Config)]
+    if script not in SCRIPTS:
+        return names
+    used = {name for _, scripts, group in SECTIONS if script in scripts for name in group}
+    return [name for name in names if name in used or name not in placed]
+
+
+def run_defining_config(cfg: Config, script: str) -> dict:
+    """The fields of `script`'s stage that change what it computes: a checkpoint resumes only under the same."""
+    return {name: getattr(cfg, name) for name in fields_for(script) if name not in NOT_RUN_DEFINING}
+
+
+# ----------------------------------------------------------------------
 # Command line: `--field value` for every field, typed from the dataclass.
 
 def _parse_bool(text: str) -> bool:
@@ -236,17 +383,42 @@ class _OneLineParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _build_parser(script: str) -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog=script, description=f"sql-rlvr {script}. Every field below can be set as --field value.")
+def _build_parser(script: str, extra: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The script's own flags first, then the config fields it uses by section; other fields hidden but accepted.
+
+    No abbreviations: `--temp` must not silently mean `--temperature` (a typo is an error with a suggestion).
+    """
+    own = [a for a in (extra._actions if extra is not None else []) if a.option_strings and a.dest != "help"]
+    short = argparse.ArgumentParser(prog=script, allow_abbrev=False)
+    for action in own:
+        short._add_action(action)
+    short.add_argument("--preset", choices=sorted(PRESETS))
+    usage = short.format_usage().removeprefix("usage: ").rstrip() + " [--FIELD VALUE ...]"
+    parser = _OneLineParser(
+        prog=script, usage=usage, allow_abbrev=False,
+        description=f"sql-rlvr {script}: its own flags, then the config fields it uses (--field value), by section.",
+        epilog="Every config field is accepted by every script, so one command line serves the whole pipeline; "
+               "fields this script does not use are left out above (see the other scripts' --help).")
+    for action in own:
+        parser._add_action(action)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration (flags still override it)")
     defaults = Config()
-    for f in dataclasses.fields(Config):
-        default = getattr(defaults, f.name)
-        shown = ",".join(default) if isinstance(default, list) else default
-        # A bare boolean flag (`--overwrite`) means true; `--overwrite false` also works.
-        flag_kwargs = dict(nargs="?", const="true") if isinstance(default, bool) else {}
-        parser.add_argument(f"--{f.name}", dest=f.name, default=argparse.SUPPRESS, metavar=type(default).__name__.upper(),
-                            help=f"{f.metadata['help']} (default: {shown})", **flag_kwargs)
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    used = fields_for(script)
+    placed = {name for _, _, names in SECTIONS for name in names}
+    groups = [(title, [n for n in names if n in used]) for title, _, names in SECTIONS]
+    groups.append(("other fields", [n for n in fields if n not in placed]))
+    hidden = [n for n in fields if n not in used]
+    for title, names in [(t, n) for t, n in groups if n] + [(None, hidden)]:
+        group = parser.add_argument_group(title) if title else parser
+        for name in names:
+            default = getattr(defaults, name)
+            shown = ",".join(default) if isinstance(default, list) else default
+            # A bare boolean flag (`--overwrite`) means true; `--overwrite false` also works.
+            flag_kwargs = dict(nargs="?", const="true") if isinstance(default, bool) else {}
+            help_text = f"{fields[name].metadata['help']} (default: {shown})" if title else argparse.SUPPRESS
+            group.add_argument(f"--{name}", dest=name, default=argparse.SUPPRESS,
+                               metavar=type(default).__name__.upper(), help=help_text, **flag_kwargs)
     return parser
 
 
@@ -258,17 +430,16 @@ def parse_config(argv: list[str] | None = None, script: str = "sql-rlvr",
     returned namespace.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser(script)
-    if extra is not None:
-        for action in extra._actions:
-            if action.option_strings and action.dest != "help":
-                parser._add_action(action)
+    parser = _build_parser(script, extra)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         flag = unknown[0]
         names = [f"--{f.name}" for f in dataclasses.fields(Config)] + [a for act in parser._actions for a in act.option_strings]
-        close = difflib.get_close_matches(flag.split("=")[0], names, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else " (see --help)"
+        typed = flag.split("=")[0]
+        # An abbreviation names the flags it starts; otherwise suggest the closest spelling.
+        close = sorted({n for n in names if typed.startswith("--") and len(typed) > 3 and n.startswith(typed)})[:3]
+        close = close or difflib.get_close_matches(typed, names, n=1)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else " (see --help)"
         raise ConfigError(f"unknown option {flag}{hint}")
 
     cfg = Config()

@@ -1,28 +1,44 @@
-"""Evaluation on Spider dev: generate SQL with an adapter, write pred.txt/gold.txt, score them.
+"""Evaluation on Spider dev (or test) or BIRD dev (or mini-dev): generate SQL with an adapter, write the
+official evaluator's files, score them.
 
     python evaluate.py --adapter grpo                 # sft | grpo | none | PATH (greedy by default)
     python evaluate.py --preset smoke --adapter sft
+    python evaluate.py --adapter grpo --num_samples 8  # + 8 sampled answers, voted on by execution (maj@k, pass@k)
+    python evaluate.py --adapter grpo --ts_db_dir DIR  # EX and test-suite accuracy (TS) in one run
+    python evaluate.py --adapter grpo --eval_split test  # Spider test; outputs under eval/<adapter>/test/
     python evaluate.py --score_only --pred P --gold G --db_dir D --results R   # no model, no GPU
-    python evaluate.py --compare A/metrics.json B/metrics.json
+    python evaluate.py --score_only --pred A --pred B --pred C --gold G --db_dir D   # vote among files
+    python evaluate.py --compare RUN_A RUN_B           # evaluation folders or their metrics.json
     python evaluate.py --adapter grpo --export merged  # save a merged 16-bit checkpoint instead
+    python evaluate.py --benchmark bird --adapter grpo --eval_split mini_dev   # BIRD (benchmarks.py)
 
-Writes under <output_dir>/eval/<adapter>/: pred.txt and gold.txt in the official evaluator's formats,
-predictions.jsonl (question, gold, raw answer, prediction, match, hardness, error) and metrics.json
-(execution accuracy overall and by hardness, the model, the adapter and its hash, the config).
-Execution match follows Spider's official evaluator (test-suite-sql-eval, default flags) exactly,
-except that a prediction over --sql_timeout_s is wrong where the official one hangs.
-With --benchmark bird (benchmarks.py): BIRD's rule, predict_dev.json / dev_gold.sql, EX by difficulty;
---eval_split mini_dev scores BIRD's mini-dev.
+Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
+gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
+prediction, match, hardness, error) and metrics.json (execution accuracy overall and by hardness,
+the model, the adapter and its hash, the config); with --num_samples also pred_greedy.txt and
+candidates.jsonl (pred.txt then holds the voted prediction). Score-only writes results.jsonl and
+metrics.json beside --results. Execution match follows Spider's official evaluator
+(test-suite-sql-eval, default flags or --keep_distinct) exactly, except that a prediction over
+--sql_timeout_s is wrong where the official one hangs.
+With --benchmark bird (benchmarks.py): BIRD's rule (also for voting), predict_dev.json / dev_gold.sql,
+EX by difficulty; --eval_split mini_dev scores BIRD's mini-dev (under eval/<adapter>/mini_dev/);
+--ts_db_dir and --keep_distinct are Spider's and refused.
 """
+
+import sys
+
+if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
+    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
 
 import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import benchmarks
 import utils
 from config import Config, parse_config
 
@@ -36,9 +52,31 @@ def write_results(path: Path, records: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path) -> str:
+def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_distinct: bool = False) -> str:
     return (f"python evaluation.py --gold {gold} --pred {pred} --db {db_dir} --table {tables} --etype exec"
-            "   # in a checkout of github.com/taoyds/test-suite-sql-eval")
+            + (" --keep_distinct" if keep_distinct else "") + "   # in a checkout of github.com/taoyds/test-suite-sql-eval")
+
+
+def questions_sha256(golds: list[tuple[str, str]]) -> str:
+    """Fingerprint of the evaluated questions (gold SQL and db_id, in order): --compare pairs only equal ones."""
+    return hashlib.sha256("\n".join(f"{sql}\t{db}" for sql, db in golds).encode()).hexdigest()
+
+
+def comparator(cfg: Config) -> str:
+    return f"{utils.benchmark_spec(cfg).comparator(cfg)} (timeout {cfg.sql_timeout_s:g} s counts as wrong)"
+
+
+def test_suite_size(db_dir: str | os.PathLike, db_ids: set[str]) -> int:
+    """Most database files any db_id has under db_dir (1 = Spider's layout, more = a test suite)."""
+    return max((len(utils._db_files(os.fspath(db_dir), db)) for db in db_ids), default=0)
+
+
+def vote_metrics(records: list[dict], k: int, spec) -> dict:
+    """ex_vote and pass_at_k, overall and by the benchmark's levels (ex_vote_by_hardness or
+    ex_vote_by_difficulty, ...), from vote_predictions records."""
+    vote, reach = spec.summarize(records), spec.summarize(records, key="any_match")
+    return {"k": k, "ex_vote": vote["all"]["ex"], f"ex_vote_{spec.metrics_key}": vote,
+            "pass_at_k": reach["all"]["ex"], f"pass_at_k_{spec.metrics_key}": reach}
 
 
 def score_only(cfg: Config, args: argparse.Namespace) -> None:
@@ -46,19 +84,61 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
     if missing:
         raise utils.UserError("--score_only needs " + ", ".join(f"--{m}" for m in missing))
     spec = utils.benchmark_spec(cfg)  # its file formats, match rule and difficulty levels
+    spec.check_options(cfg)
     golds, labels = spec.read_gold(args.gold)
-    preds = spec.read_predictions(args.pred, expected=len(golds))
+    pred_files = list(args.pred)
+    pred_lists = [spec.read_predictions(path, expected=len(golds)) for path in pred_files]
     if not Path(args.db_dir).is_dir():
         raise utils.UserError(f"--db_dir {args.db_dir} is not a folder (expected <db_dir>/<db_id>/<db_id>.sqlite)")
+    results = Path(args.results) if args.results else Path(pred_files[0]).with_name("results.jsonl")
+    metrics_path = results.with_name("metrics.json")
+    if metrics_path.exists():
+        try:
+            previous = json.loads(metrics_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+        if (isinstance(previous, dict) and previous.get("mode") != "score_only"
+                and any(key.startswith("by_") for key in previous)):
+            raise utils.UserError(f"{metrics_path} holds a generation run's metrics: pass --results in another folder")
     start = time.time()
-    records = utils.score_predictions(preds, golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers, rule=spec.rule)
+    if len(pred_lists) == 1:
+        records = utils.score_predictions(pred_lists[0], golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers,
+                                          keep_distinct=cfg.keep_distinct, rule=spec.rule)
+    else:  # several files: candidates in the order given, voted on by execution under the benchmark's rule
+        records = utils.vote_predictions([list(c) for c in zip(*pred_lists)], golds, args.db_dir, cfg.sql_timeout_s,
+                                         cfg.reward_workers, keep_distinct=cfg.keep_distinct, rule=spec.rule)
     spec.label(records, labels)
     seconds = time.time() - start
-    results = Path(args.results) if args.results else Path(args.pred).with_name("results.jsonl")
+    for record in records:  # the scored (or chosen) prediction, for --compare's list of flipped questions
+        record["prediction"] = pred_lists[record.get("chosen", 0)][record["index"]]
     write_results(results, records)
     summary = spec.summarize(records)
-    print(spec.format_table(summary))
-    print(f"scored {len(records)} predictions in {seconds:.2f} s; per-example results in {results}")
+    metrics = {
+        "ex": summary["all"]["ex"], spec.metrics_key: summary, "comparator": comparator(cfg),
+        "keep_distinct": cfg.keep_distinct, "mode": "score_only",
+        "pred_files": [str(Path(f).resolve()) for f in pred_files], "gold_file": str(Path(args.gold).resolve()),
+        "db_dir": str(Path(args.db_dir).resolve()),
+        "databases_per_db_id": test_suite_size(args.db_dir, {db for _, db in golds}),
+        "results_file": results.name, "examples": len(records), "questions_sha256": questions_sha256(golds),
+        "model": None, "adapter": None, "adapter_sha256": None, "scoring_seconds": round(seconds, 2),
+        "config": cfg.to_dict(),
+    }
+    extra_rows = []
+    if len(pred_lists) > 1:
+        k = len(pred_lists)
+        metrics.update(vote_metrics(records, k, spec))
+        files = []
+        for j, path in enumerate(pred_files):
+            own = spec.summarize([{**r, "own": r["candidate_matches"][j]} for r in records], key="own")
+            files.append({"file": str(Path(path).resolve()), "ex": own["all"]["ex"], spec.metrics_key: own})
+            extra_rows.append((f"file {j}: {Path(path).name}", own))
+        metrics["ex_files"] = files
+        extra_rows.insert(0, (f"pass@{k}", metrics[f"pass_at_k_{spec.metrics_key}"]))
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    if len(pred_lists) > 1:
+        print(f"execution = EX of the vote among {len(pred_lists)} files (voting rule: README, Self-consistency)")
+    print(spec.format_table(summary, extra_rows))
+    print(f"scored {len(records)} predictions in {seconds:.2f} s; per-example results in {results}; metrics in {metrics_path}")
 
 
 def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
@@ -79,53 +159,107 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
 
 
 def evaluate(cfg: Config, args: argparse.Namespace) -> None:
+    spec = utils.benchmark_spec(cfg)  # Spider or BIRD (--benchmark): files, splits, match rule, levels
+    spec.check_eval_split(cfg.eval_split)
+    spec.check_options(cfg)
     adapter, label = resolve_adapter(cfg)
     out = Path(cfg.output_dir) / "eval" / label
+    if cfg.eval_split != "dev":
+        out = out / cfg.eval_split  # eval/<adapter>/test/ (Spider), eval/<adapter>/mini_dev/ (BIRD)
     if (out / "metrics.json").exists() and not cfg.overwrite:
+        if cfg.resume:  # evaluation has no checkpoints: --resume (as in a rerun chain) accepts a finished one
+            raise utils.StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
+                                      "to resume. Pass --overwrite to evaluate again.")
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
-    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
-    spec = utils.benchmark_spec(cfg)
+    spider = utils.open_benchmark(cfg, cfg.eval_split)
     examples = spider.examples(cfg.eval_split)
     if cfg.max_eval_examples > 0:
         examples = examples[: cfg.max_eval_examples]
+    if cfg.ts_db_dir:  # checked before any generation
+        if not Path(cfg.ts_db_dir).is_dir():
+            raise utils.UserError(f"--ts_db_dir {cfg.ts_db_dir} is not a folder (expected <dir>/<db_id>/*.sqlite)")
+        try:
+            utils.check_db_dir(cfg.ts_db_dir, {ex["db_id"] for ex in examples})
+        except utils.UserError as exc:
+            raise utils.UserError(f"--ts_db_dir: {exc}") from None
 
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
-                                        fast_inference=backend == "unsloth")
+                                        fast_inference=backend == "unsloth" and cfg.fast_inference)
+    utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
     lengths = utils.prompt_lengths(tokenizer, prompts)
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]
     too_long = len(prompts) - len(fits)
-    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} dev examples={len(examples)}; "
+    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}; "
           f"{utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): {too_long}")
 
     start = time.time()
     answers = [""] * len(prompts)
     generated = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
                                max_new_tokens=cfg.max_completion_length, temperature=cfg.eval_temperature,
-                               batch_size=cfg.eval_batch_size)
+                               batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference)
     for i, text in zip(fits, generated):
         answers[i] = text
+    k = cfg.num_samples
+    samples: list[list[str]] = [[""] * k for _ in prompts]
+    if k > 0:  # candidates c1..cK, sampled in one call besides the greedy one (c0)
+        sampled = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
+                                 max_new_tokens=cfg.max_completion_length, temperature=cfg.sample_temperature,
+                                 batch_size=cfg.eval_batch_size, num_return_sequences=k, top_p=0.95, seed=cfg.seed,
+                                 fast_inference=cfg.fast_inference)
+        for j, i in enumerate(fits):
+            samples[i] = sampled[j * k:(j + 1) * k]
     gen_seconds = time.time() - start
 
     out.mkdir(parents=True, exist_ok=True)
-    preds = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
+    greedy = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
     golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
-    pred_path.write_text("\n".join(preds) + "\n", encoding="utf-8")
     gold_path.write_text("\n".join(f"{sql}\t{db}" for sql, db in golds) + "\n", encoding="utf-8")
+    golds_read = utils.read_gold_file(gold_path)
+    db_dir = spec.db_dir(spider, cfg.eval_split)
+    votes: list[dict] = []
+    if k > 0:
+        candidates = [[g] + [utils.flatten_sql(utils.extract_sql(a)) for a in more] for g, more in zip(greedy, samples)]
+        votes = utils.vote_predictions(candidates, golds_read, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
+                                       keep_distinct=cfg.keep_distinct, rule=spec.rule)
+        spec.label_from(votes, examples)
+        preds = [c[v["chosen"]] for c, v in zip(candidates, votes)]
+        (out / "pred_greedy.txt").write_text("\n".join(greedy) + "\n", encoding="utf-8")
+        with open(out / "candidates.jsonl", "w", encoding="utf-8") as fh:
+            for ex, v, cands, raw in zip(examples, votes, candidates, ([a] + s for a, s in zip(answers, samples))):
+                fh.write(json.dumps({
+                    "index": v["index"], "db_id": ex["db_id"], "question": ex["question"], "chosen": v["chosen"],
+                    "votes": v["votes"], "executed": v["executed"], "any_match": v["any_match"],
+                    "candidates": [{"k": j, "answer": a, "sql": sql, "outcome": o, "exec_match": m, "group": g}
+                                   for j, (a, sql, o, m, g) in enumerate(zip(raw, cands, v["candidate_outcomes"],
+                                                                             v["candidate_matches"], v["groups"]))],
+                }, ensure_ascii=False) + "\n")
+    else:
+        preds = greedy
+    pred_path.write_text("\n".join(preds) + "\n", encoding="utf-8")
     if spec.write_eval_files is not None:  # the benchmark's own formats (BIRD: predict_dev.json, dev_gold.sql)
         pred_path, gold_path = spec.write_eval_files(out, examples, preds)
+        golds_read = utils.read_gold_file(gold_path)
 
     # Score the files just written, exactly as --score_only (and the official evaluator) would read them.
-    golds_read = utils.read_gold_file(gold_path)
-    records = utils.score_predictions(spec.read_predictions(pred_path, len(golds_read)), golds_read,
-                                      spec.db_dir(spider, cfg.eval_split), cfg.sql_timeout_s, cfg.reward_workers,
-                                      rule=spec.rule)
+    preds_read = spec.read_predictions(pred_path, len(golds_read))
+    records = utils.score_predictions(preds_read, golds_read, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
+                                      keep_distinct=cfg.keep_distinct, rule=spec.rule)
     spec.label_from(records, examples)
     for record, ex, answer, pred in zip(records, examples, answers, preds):
         record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred)
+    for record, v, g in zip(records, votes, greedy):
+        record.update(chosen=v["chosen"], votes=v["votes"], executed=v["executed"], any_match=v["any_match"],
+                      greedy_prediction=g, greedy_match=v["candidate_matches"][0])
+    ts_records = []
+    if cfg.ts_db_dir:  # the same predictions on the test suites
+        ts_records = utils.score_predictions(preds_read, golds_read, cfg.ts_db_dir, cfg.sql_timeout_s,
+                                             cfg.reward_workers, keep_distinct=cfg.keep_distinct)
+        for record, ts in zip(records, ts_records):
+            record.update(ts_match=ts["exec_match"], ts_error=ts["error"])
     write_results(out / "predictions.jsonl", records)
 
     summary = spec.summarize(records)
@@ -133,53 +267,121 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
                    if adapter else None)
     metrics = {
         "ex": summary["all"]["ex"],
-        f"by_{spec.label_key}": summary,
-        "comparator": f"{spec.comparator} (timeout {cfg.sql_timeout_s:g} s counts as wrong)",
+        spec.metrics_key: summary,
+        "comparator": comparator(cfg), "keep_distinct": cfg.keep_distinct, "mode": "generation",
+        "split": cfg.eval_split, "db_dir": str(db_dir.resolve()), "questions_sha256": questions_sha256(golds_read),
         "model": cfg.model_name, "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_sha,
         "backend": backend, "examples": len(examples), "prompts_over_limit": too_long,
         "generation_seconds": round(gen_seconds, 1), "config": cfg.to_dict(),
     }
+    extra_rows = []
+    if k > 0:
+        greedy_summary = spec.summarize([{**r, "greedy": r["greedy_match"]} for r in records], key="greedy")
+        metrics.update({"num_samples": k, "ex_greedy": greedy_summary["all"]["ex"],
+                        f"ex_greedy_{spec.metrics_key}": greedy_summary, **vote_metrics(votes, k + 1, spec)})
+        extra_rows += [("greedy", greedy_summary), (f"pass@{k + 1}", metrics[f"pass_at_k_{spec.metrics_key}"])]
+    if cfg.ts_db_dir:  # Spider only (check_options)
+        ts_summary = utils.summarize_scores(ts_records)
+        metrics.update(ts=ts_summary["all"]["ex"], ts_by_hardness=ts_summary,
+                       ts_db_dir=str(Path(cfg.ts_db_dir).resolve()),
+                       ts_databases_per_db_id=test_suite_size(cfg.ts_db_dir, {db for _, db in golds_read}))
+        extra_rows.append(("test-suite (ts)", ts_summary))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(spec.format_table(summary))
-    print(f"[eval] wrote {pred_path}, {gold_path}, {out / 'predictions.jsonl'}, {out / 'metrics.json'}")
-    db_dir = spec.db_dir(spider, cfg.eval_split).resolve()
+    if k > 0:
+        print(f"execution = EX of the vote among {k + 1} candidates (greedy + {k} sampled at T={cfg.sample_temperature:g})")
+    print(spec.format_table(summary, extra_rows))
+    written = [pred_path, gold_path] + ([out / "pred_greedy.txt", out / "candidates.jsonl"] if k > 0 else [])
+    print(f"[eval] wrote {', '.join(map(str, written))}, {out / 'predictions.jsonl'}, {out / 'metrics.json'}")
     print("official evaluator on the same files:\n  " + (
-        spec.official_command(pred_path.resolve(), gold_path.resolve(), db_dir, out.resolve()) if spec.official_command
-        else official_command(pred_path.resolve(), gold_path.resolve(), db_dir, (spider.root / "tables.json").resolve())))
+        spec.official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(), out.resolve())
+        if spec.official_command else
+        official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(), spider.tables_path.resolve(),
+                         cfg.keep_distinct)))
+    if cfg.ts_db_dir:
+        print("  (test suites) " + official_command(pred_path.resolve(), gold_path.resolve(),
+                                                    Path(cfg.ts_db_dir).resolve(), spider.tables_path.resolve(),
+                                                    cfg.keep_distinct))
 
 
-def load_run(metrics_path: str) -> tuple[dict, list[dict]]:
-    path = Path(metrics_path)
+def score_table(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
+    """(metrics key, levels + 'all') of the benchmark whose EX table metrics.json holds: by_hardness
+    (Spider) or by_difficulty (BIRD); None when it holds neither, complete."""
+    for spec in benchmarks.BENCHMARKS.values():
+        levels = spec.levels + ("all",)
+        by = metrics.get(spec.metrics_key) if isinstance(metrics, dict) else None
+        if isinstance(by, dict) and all(isinstance(by.get(lvl), dict) and {"ex", "count"} <= set(by[lvl])
+                                        for lvl in levels):
+            return spec.metrics_key, levels
+    return None
+
+
+def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
+    """An evaluation folder or its metrics.json -> (metrics, per-question records or [], metrics path)."""
+    path = Path(path_arg)
+    if path.is_dir():
+        path = path / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise utils.UserError(f"cannot read {path}: {exc}") from None
-    predictions = path.with_name("predictions.jsonl")
-    records = [json.loads(line) for line in predictions.read_text().splitlines()] if predictions.exists() else []
-    return metrics, records
+    if score_table(metrics) is None:
+        raise utils.UserError(f"{path} is not an evaluation's metrics.json (no by_hardness or by_difficulty with EX "
+                              "per level): pass a folder or metrics.json written by evaluate.py")
+    records_path = path.with_name(metrics.get("results_file") or "predictions.jsonl")
+    records = []
+    if records_path.exists():
+        try:
+            records = [json.loads(line) for line in records_path.read_text().splitlines() if line.strip()]
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise utils.UserError(f"cannot read {records_path}: {exc}") from None
+    return metrics, records, path
 
 
 def compare(path_a: str, path_b: str) -> None:
-    """EX by hardness side by side, and the questions whose verdict flipped between two evaluations."""
-    (a, rec_a), (b, rec_b) = load_run(path_a), load_run(path_b)
-    print(f"{'':<10}{'A':>10}{'B':>10}{'B - A':>10}   A = {path_a}\n{'':<10}{'':>30}   B = {path_b}")
-    by = next((k for k in ("by_hardness", "by_difficulty") if k in a and k in b), None)  # Spider's or BIRD's levels
-    if by is None:
-        raise utils.UserError("the two metrics.json files have no common by_hardness / by_difficulty table")
-    for level in a[by]:
-        ea, eb = a[by][level]["ex"], b[by].get(level, {}).get("ex", 0.0)
-        print(f"{level:<10}{ea:>10.3f}{eb:>10.3f}{eb - ea:>+10.3f}   (n={a[by][level]['count']})")
-    if not rec_a or not rec_b:
-        print("no predictions.jsonl beside both metrics files: cannot list flipped questions")
-        return
-    if [r["db_id"] for r in rec_a] != [r["db_id"] for r in rec_b]:
+    """EX by hardness (Spider) or difficulty (BIRD) side by side (and greedy/vote/pass@k/TS when present),
+    and the questions whose verdict flipped."""
+    (a, rec_a, file_a), (b, rec_b, file_b) = load_run(path_a), load_run(path_b)
+    (by, levels), (by_b, _) = score_table(a), score_table(b)
+    if by != by_b:
+        raise utils.UserError(f"{file_a} has {by} and {file_b} has {by_b}: evaluations of different benchmarks, "
+                              "nothing to compare")
+    # Both must be evaluations of the same questions before anything is printed.
+    qa, qb = a.get("questions_sha256"), b.get("questions_sha256")
+    counts_a = [a[by][lvl]["count"] for lvl in levels]
+    counts_b = [b[by][lvl]["count"] for lvl in levels]
+    if (qa and qb and qa != qb) or counts_a != counts_b:
+        raise utils.UserError(f"{file_a} and {file_b} are evaluations of different questions "
+                              f"({counts_a[-1]} vs {counts_b[-1]} examples{', other gold queries' if qa != qb else ''}): "
+                              "nothing to compare")
+    if rec_a and rec_b and [r.get("db_id") for r in rec_a] != [r.get("db_id") for r in rec_b]:
         raise utils.UserError("the two evaluations are not on the same examples: cannot pair questions")
+    print(f"{'':<12}{'A':>10}{'B':>10}{'B - A':>10}   A = {file_a}\n{'':<12}{'':>30}   B = {file_b}")
+    for level in levels:
+        ea, eb = a[by][level]["ex"], b[by][level]["ex"]
+        print(f"{level:<12}{ea:>10.3f}{eb:>10.3f}{eb - ea:>+10.3f}   (n={a[by][level]['count']})")
+    titles = {"ex_greedy": "greedy EX", "ex_vote": "voted EX", "pass_at_k": "pass@k", "ts": "test-suite accuracy (ts)"}
+    for name, title in titles.items():
+        key = f"{name}_{by}"
+        if key not in a and key not in b:
+            continue
+        ka, kb = a.get("k"), b.get("k")
+        extra = f" (k = {ka if ka else '-'} / {kb if kb else '-'})" if name == "pass_at_k" else ""
+        print(f"\n{title}{extra}:")
+        for level in levels:
+            va = a.get(key, {}).get(level, {}).get("ex")
+            vb = b.get(key, {}).get(level, {}).get("ex")
+            cells = [f"{v:>10.3f}" if isinstance(v, (int, float)) else f"{'-':>10}" for v in (va, vb)]
+            diff = f"{vb - va:>+10.3f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else f"{'-':>10}"
+            print(f"{level:<12}{cells[0]}{cells[1]}{diff}")
+    if not rec_a or not rec_b:
+        print("no per-question records beside both metrics files: cannot list flipped questions")
+        return
     gained = [(x, y) for x, y in zip(rec_a, rec_b) if y["exec_match"] and not x["exec_match"]]
     lost = [(x, y) for x, y in zip(rec_a, rec_b) if x["exec_match"] and not y["exec_match"]]
     for title, pairs in ((f"fixed by B ({len(gained)})", gained), (f"broken by B ({len(lost)})", lost)):
         print(f"\n{title}:")
         for x, y in pairs:
-            print(f"  #{x['index']} [{x.get('hardness', x.get('difficulty'))}] {x.get('question', '')}\n      A: {x.get('prediction', '')}\n"
+            print(f"  #{x['index']} [{x.get(by.removeprefix('by_'))}] {x.get('question', '')}\n      A: {x.get('prediction', '')}\n"
                   f"      B: {y.get('prediction', '')}")
 
 
@@ -192,10 +394,11 @@ def export(cfg: Config) -> None:
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise utils.UserError(f"{out} already holds an export; pass --overwrite to replace it")
     spider = utils.open_benchmark(cfg)
-    examples = spider.examples(cfg.eval_split)[:4]
+    examples = spider.examples("dev")[:4]
     chats = [utils.render_prompt_for(spider, ex, cfg) for ex in examples]
-    info = utils.export_merged(cfg, utils.pick_backend(cfg), adapter, out, chats, cfg.export_dtype)
-    print(f"[export] merged {adapter} into {cfg.model_name} -> {out} ({info['dtype']}); greedy answers equal to "
+    backend = utils.pick_backend(cfg)
+    info = utils.export_merged(cfg, backend, adapter, out, chats, cfg.export_dtype)  # imports unsloth first when used
+    print(f"[export] backend={backend} merged {adapter} into {cfg.model_name} -> {out} ({info['dtype']}); greedy answers equal to "
           f"the adapter's on {info['agreeing_prompts']}/{info['checked_prompts']} dev prompts")
     if info["agreeing_prompts"] != info["checked_prompts"]:
         message = f"the merged model answers differently from the adapter on some prompts: see {out / 'export_info.json'}"
@@ -208,12 +411,14 @@ def export(cfg: Config) -> None:
 def main() -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--score_only", action="store_true", help="score an existing pred.txt; no model is loaded")
-    extra.add_argument("--pred", help="--score_only: predictions, one SQL a line (--benchmark bird: or BIRD's predict_dev.json)")
+    extra.add_argument("--pred", action="append", help="--score_only: predictions, one SQL a line (--benchmark bird: "
+                       "or BIRD's predict_dev.json); repeat it (--pred A --pred B ...) to vote among several files, "
+                       "candidates in the order given")
     extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line (--benchmark bird: or BIRD's dev.json)")
     extra.add_argument("--db_dir", help="--score_only: folder of <db_id>/<db_id>.sqlite")
     extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred)")
-    extra.add_argument("--compare", nargs=2, metavar=("METRICS_A", "METRICS_B"),
-                       help="compare two evaluations' metrics.json (no model is loaded)")
+    extra.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                       help="compare two evaluations: their folders or metrics.json files (no model is loaded)")
     extra.add_argument("--export", choices=["merged"], help="merge the adapter into a 16-bit checkpoint "
                        "under <output_dir>/merged/<adapter> instead of evaluating")
     cfg, args = parse_config(script="evaluate.py", extra=extra)

@@ -12,12 +12,17 @@ No separate format reward: the execution reward already ranks "no SQL" (-1) and 
 any query that runs, so a format term would only add a second, weaker signal for the same thing.
 """
 
+import sys
+
+if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
+    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
+
 import hashlib
 import time
 from pathlib import Path
 
 import utils
-from config import parse_config
+from config import GRPO_TRAINER_ARGS, parse_config
 
 
 def adapter_digest(path: Path) -> str:
@@ -31,7 +36,9 @@ def main() -> None:
     if not (sft_dir / "run_info.json").exists():
         raise utils.UserError(f"no finished SFT adapter in {sft_dir}: run `python train_sft.py` with the same "
                               "--output_dir (and --preset) first")
-    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
+    utils.read_adapter_config(sft_dir)  # a finished marker without a readable adapter: one line, not a traceback
+    # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
+    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": adapter_digest(sft_dir)})
 
     spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = spider.examples("train", cfg.use_train_others)
@@ -39,17 +46,19 @@ def main() -> None:
         examples = examples[: cfg.max_train_examples]
 
     backend = utils.pick_backend(cfg)
-    model, tokenizer = utils.load_model(cfg, backend, adapter=sft_dir, trainable=True,
-                                        fast_inference=backend == "unsloth")  # vLLM rollouts on unsloth
+    use_vllm_engine = backend == "unsloth" and cfg.fast_inference  # unsloth's colocated vLLM for rollouts
+    model, tokenizer = utils.load_model(cfg, backend, adapter=sft_dir, trainable=True, fast_inference=use_vllm_engine)
     print(f"[grpo] backend={backend} starting from {sft_dir}: {utils.count_trainable(model):,} trainable parameters")
 
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    # The same check and template kwargs as SFT and evaluation: GRPO prompts render as evaluation's do.
+    template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     rows, lengths, skipped = [], [], 0
     for ex in examples:
         messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"],
-                                        evidence=ex.get("evidence", ""))
+                                        evidence=ex.get("evidence", ""), tokenizer=tokenizer)
         n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_prompt_length:
             skipped += 1
@@ -78,7 +87,7 @@ def main() -> None:
             if self.is_world_process_zero() and "reward" in logs:
                 shown = {k: round(v, 3) for k, v in logs.items()
                          if k in ("reward", "reward_std", "frac_reward_zero_std") or k.startswith("outcome/")}
-                print(f"[grpo] step {self.state.global_step}: {shown}")
+                print(f"[grpo] step {self.state.global_step}: backend={backend} {shown}")
                 for sample in reward.samples:
                     print(f"    {sample['outcome']:>8} {sample['reward']:+.2f}  {sample['completion'][:120]!r}")
 
@@ -91,11 +100,27 @@ def main() -> None:
         gradient_accumulation_steps=cfg.grpo_grad_accum,
         num_generations=cfg.num_generations,
         temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
         beta=cfg.beta,
         max_completion_length=cfg.max_completion_length,
-        # unsloth: its own colocated vLLM (fast_inference). hf: plain generate, or TRL's vLLM server mode,
-        # where `trl vllm-serve` generates on its own GPUs and the trainer syncs LoRA-merged weights to it.
-        use_vllm=backend == "unsloth" or cfg.vllm_mode == "server",
+        chat_template_kwargs=template_kwargs or None,  # GRPOTrainer applies the template to the prompts itself
+        # Every setting that changes the run is passed: unsloth's configs have other defaults (config.py).
+        optim=cfg.optim,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        warmup_steps=cfg.grpo_warmup_ratio,  # a float in [0, 1) is a ratio of total steps (transformers 5)
+        lr_scheduler_type=cfg.grpo_lr_scheduler_type,
+        loss_type=cfg.grpo_loss_type,
+        epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        mask_truncated_completions=cfg.mask_truncated_completions,
+        scale_rewards=cfg.scale_rewards,
+        vllm_importance_sampling_correction=cfg.vllm_importance_sampling_correction,
+        # unsloth: its own colocated vLLM (fast_inference), or TRL's generation (--fast_inference false). hf: plain
+        # generate, or TRL's vLLM server mode, where `trl vllm-serve` generates on its own GPUs and the trainer
+        # syncs LoRA-merged weights to it.
+        use_vllm=use_vllm_engine or (backend == "hf" and cfg.vllm_mode == "server"),
         vllm_mode="server" if backend == "hf" and cfg.vllm_mode == "server" else "colocate",
         vllm_server_host=cfg.vllm_server_host,
         vllm_server_port=cfg.vllm_server_port,
@@ -112,7 +137,10 @@ def main() -> None:
     trainer = SQLGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer,
                              callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+    trainer_args = utils.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
+    trainer.add_callback(utils.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    utils.readable_progress(trainer, "grpo")  # a progress bar; the step lines are the reward and outcomes
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
@@ -122,6 +150,7 @@ def main() -> None:
         "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "sft_adapter": str(sft_dir),
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
         "skipped_prompts": skipped, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
+        "trainer_args": trainer_args,
     })
     if not trainer.is_world_process_zero():
         return
@@ -129,7 +158,9 @@ def main() -> None:
     if adapter_digest(out) == sft_digest:
         raise utils.UserError(f"the GRPO adapter in {out} is identical to the SFT adapter: no update happened "
                               "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
-    print(f"[grpo] saved adapter to {out} after {trainer.state.global_step} steps")
+    print(utils.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
+                                 (f"backend={backend}",
+                                  f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})")))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,16 @@ Saves the adapter and tokenizer in PEFT format under <output_dir>/sft (checkpoin
 
 from __future__ import annotations
 
+import sys
+
+if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
+    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
+
 import time
 from pathlib import Path
 
 import utils
-from config import Config, parse_config
+from config import SFT_TRAINER_ARGS, Config, parse_config
 
 
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
@@ -31,17 +36,21 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
 
     # Conversational prompt-completion: TRL puts the loss on the completion only, end-of-turn token
     # included, with any chat template (Qwen's has no {% generation %} markers for assistant_only_loss).
+    # The model's own template is checked first: the labels must be exactly the SQL + end of turn.
+    template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     rows, lengths, skipped = [], [], 0
     for ex in examples:
         messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"],
-                                        evidence=ex.get("evidence", ""))
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
+                                        evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+        full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
         n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_seq_length:
             skipped += 1  # never cut through a schema: a truncated example teaches the wrong thing
             continue
         lengths.append(n_tokens)
-        rows.append({"prompt": messages[:2], "completion": messages[2:]})
+        rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
+        if template_kwargs:  # TRL (1.15 and 1.16) reads per-example template kwargs from this column
+            rows[-1]["chat_template_kwargs"] = template_kwargs
     print(f"[sft] backend={backend} model={cfg.model_name} examples={len(rows)} "
           f"skipped_over_max_seq_length={skipped}; {utils.length_report(lengths)}")
     if not rows:
@@ -57,7 +66,12 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
         per_device_train_batch_size=cfg.sft_batch_size,
         gradient_accumulation_steps=cfg.sft_grad_accum,
         warmup_steps=cfg.sft_warmup_ratio,  # a float in [0, 1) is a ratio of total steps (transformers 5)
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=cfg.sft_lr_scheduler_type,
+        # Every setting that changes the run is passed: unsloth's configs have other defaults (config.py).
+        optim=cfg.optim,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        loss_type=cfg.sft_loss_type,
         max_length=cfg.max_seq_length,
         completion_only_loss=True,
         bf16=on_cuda and utils.bf16_supported(),
@@ -73,7 +87,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
     info = {"longest_example": longest, "stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
-            "skipped_examples": skipped, "config": cfg.to_dict()}
+            "skipped_examples": skipped, "config": cfg.to_dict(),
+            "trainer_args": utils.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}
     return trainer, info
 
 
@@ -82,9 +97,11 @@ def main() -> None:
     out = Path(cfg.output_dir) / "sft"
     resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
     trainer, info = build_trainer(cfg, out, resume_from)
+    trainer.add_callback(utils.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    utils.readable_progress(trainer, "sft", ("loss", "learning_rate", "mean_token_accuracy"))
     # The trainer shuffles, so the longest example could come hours in: try a full batch of it now,
     # and an out-of-memory error shows in the first minute.
-    utils.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size)
+    utils.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size, info["backend"])
     start = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
     utils.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,
@@ -92,7 +109,8 @@ def main() -> None:
     if not trainer.is_world_process_zero():
         return
     utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
-    print(f"[sft] saved adapter to {out} after {trainer.state.global_step} steps")
+    print(utils.training_summary("sft", out, trainer.state.global_step, time.time() - start,
+                                 (f"backend={info['backend']}",)))
 
 
 if __name__ == "__main__":

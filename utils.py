@@ -9,7 +9,7 @@ Sections, top to bottom:
   5. model loading     unsloth (CUDA) or transformers + peft (anywhere)
   6. safe execution    execute_sql: read-only, time-limited, bounded
   7. reward            result comparison, F1 partial credit, the batched GRPO reward
-  8. scoring           official-evaluator normalisation, hardness, score_predictions
+  8. scoring           official-evaluator normalisation, hardness, score_predictions, vote_predictions
 
 Heavy libraries (torch, transformers, peft, TRL, unsloth) are imported inside functions only:
 unsloth must be imported before the others when it is used, and the reward workers and the
@@ -33,7 +33,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Hashable, Iterable, Iterator, List, Optional, Tuple
 
 import sqlglot
 from sqlglot import exp
@@ -62,18 +62,41 @@ SPIDER_HOWTO = (
 )
 
 
+class StageFinished(Exception):
+    """`--resume` on a stage that is already finished: the message says so and the script exits 0."""
+
+
+_ACTIVE_STAGE: dict[str, Any] = {}  # the stage folder being trained (prepare_output_dir), for the Ctrl-C message
+
+
 def run_main(main) -> None:
     """Run an entry script's main(); user errors become one line on stderr and exit code 2."""
     from config import ConfigError
 
     try:
         main()
+    except StageFinished as exc:  # exit 0: a chain `train_sft.py --resume && train_grpo.py --resume && ...` goes on
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(exc)
     except (UserError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: checkpoints already written are kept; rerun with --resume to continue", file=sys.stderr)
+        print(interrupted_message(), file=sys.stderr)
         sys.exit(130)
+
+
+def interrupted_message() -> str:
+    """What is true after Ctrl-C: the checkpoint to --resume from, or that none was written yet."""
+    stage = _ACTIVE_STAGE.get("path")
+    if stage is None:
+        return "interrupted before anything was saved; rerun the same command"
+    checkpoints = complete_checkpoints(stage)
+    if checkpoints:
+        return (f"interrupted: {checkpoints[-1]} is kept; rerun the same command with --resume to continue from "
+                f"step {checkpoints[-1].name.split('-')[-1]}")
+    return (f"interrupted before the first checkpoint (one every --save_steps {_ACTIVE_STAGE['save_steps']} steps): "
+            f"nothing to resume in {stage}; rerun without --resume to start again")
 
 
 # ======================================================================
@@ -97,6 +120,10 @@ def build_sqlite_from_sql(sql_path: Path, sqlite_path: Path) -> None:
     try:
         conn = sqlite3.connect(tmp)
         try:
+            # A scratch file renamed into place when complete: no journal and no fsync per INSERT
+            # (measured: 3.4 s -> milliseconds for the mini-Spider).
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
             conn.executescript(sql_path.read_text(encoding="utf-8"))
             conn.commit()
         finally:
@@ -128,34 +155,102 @@ def ensure_databases_built(database_dir: Path) -> None:
         stamp.write_text(digest + "\n")
 
 
+# Evaluation splits the Spider loader knows: (questions, schemas, database folder) in the release folder.
+# train uses the dev split's schemas and databases (train_spider.json + train_others.json).
+SPIDER_EVAL_SPLITS: dict[str, tuple[str, str, str]] = {
+    "dev": ("dev.json", "tables.json", "database"),
+    "test": ("test.json", "test_tables.json", "test_database"),  # the current release holds the test set
+}
+
+
+def check_eval_split(split: str) -> None:
+    if split not in SPIDER_EVAL_SPLITS:
+        raise UserError(f"--eval_split {split!r} is not a Spider split: use one of {', '.join(SPIDER_EVAL_SPLITS)}")
+
+
+def ensure_test_suite_built(folder: Path, source_dir: Path) -> None:
+    """Build a test-suite folder from shipped SQL (the mini-Spider's): for each `<folder>/<db_id>/`,
+    `<db_id>.sqlite` from `<source_dir>/<db_id>/<db_id>.sql`, and `<name>.sqlite` for each
+    `<name>.perturb.sql` beside it from that same script followed by the perturbation (rows deleted,
+    duplicated, numbers shifted). Rebuilt when either script changes, atomically like the others."""
+    if not folder.is_dir():
+        return
+    for db_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        source = source_dir / db_folder.name / f"{db_folder.name}.sql"
+        if not source.is_file():
+            continue
+        base = source.read_text(encoding="utf-8")
+        targets = [(db_folder / f"{db_folder.name}.sqlite", "")]
+        targets += [(db_folder / (p.name[: -len(".perturb.sql")] + ".sqlite"), p.read_text(encoding="utf-8"))
+                    for p in sorted(db_folder.glob("*.perturb.sql"))]
+        for sqlite_path, perturbation in targets:
+            script = base + "\n" + perturbation
+            stamp = sqlite_path.with_name(sqlite_path.stem + ".built.sha256")  # no ".sqlite" in the name
+            digest = hashlib.sha256(script.encode()).hexdigest()
+            if sqlite_path.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+                continue
+            tmp_sql = sqlite_path.with_name(f".{sqlite_path.stem}.{os.getpid()}.script")
+            try:
+                # no journal or fsync per INSERT: the file is built aside and renamed into place
+                tmp_sql.write_text("PRAGMA journal_mode = OFF;\nPRAGMA synchronous = OFF;\n" + script, encoding="utf-8")
+                build_sqlite_from_sql(tmp_sql, sqlite_path)
+            finally:
+                tmp_sql.unlink(missing_ok=True)
+            stamp.write_text(digest + "\n")
+
+
 @dataclass
 class Spider:
-    """A Spider release folder: examples per split, schemas from tables.json, database paths."""
+    """A Spider release folder: examples per split, schemas from tables.json, database paths.
+
+    Opened for an evaluation split (SPIDER_EVAL_SPLITS): 'dev' (the default, also used for
+    training) reads tables.json and database/; 'test' reads test_tables.json and test_database/.
+    """
 
     root: Path
     tables: dict[str, dict] = field(default_factory=dict)
     _schema_cache: dict = field(default_factory=dict, repr=False)
+    split: str = "dev"
 
     @classmethod
-    def open(cls, root: str | os.PathLike) -> "Spider":
+    def open(cls, root: str | os.PathLike, split: str = "dev") -> "Spider":
         path = Path(root).expanduser()
+        check_eval_split(split)
         if not path.is_dir():
             raise SpiderDataError(f"Spider folder {path} does not exist: {SPIDER_HOWTO}")
-        tables = _read_json(path / "tables.json")
+        questions, tables_file, db_folder = SPIDER_EVAL_SPLITS[split]
+        if split != "dev":
+            missing = [name for name in (questions, tables_file, db_folder + "/") if not (path / name).exists()]
+            if missing:
+                raise SpiderDataError(f"--eval_split {split} needs {', '.join(missing)} in {path} (not found): "
+                                      "the current Spider release (spider_data.zip) holds the test set")
+        tables = _read_json(path / tables_file)
         if not isinstance(tables, list) or not all(isinstance(t, dict) and "db_id" in t for t in tables):
-            raise SpiderDataError(f"{path / 'tables.json'} is not a list of Spider schemas with db_id")
-        ensure_databases_built(path / "database")
-        return cls(root=path, tables={t["db_id"]: t for t in tables})
+            raise SpiderDataError(f"{path / tables_file} is not a list of Spider schemas with db_id")
+        ensure_databases_built(path / db_folder)
+        ensure_test_suite_built(path / "test_suite", path / "database")  # the mini-Spider's; absent in Spider
+        return cls(root=path, tables={t["db_id"]: t for t in tables}, split=split)
+
+    @property
+    def database_dir(self) -> Path:
+        return self.root / SPIDER_EVAL_SPLITS[self.split][2]
+
+    @property
+    def tables_path(self) -> Path:
+        return self.root / SPIDER_EVAL_SPLITS[self.split][1]
 
     def db_path(self, db_id: str) -> Path:
-        return self.root / "database" / db_id / f"{db_id}.sqlite"
+        return self.database_dir / db_id / f"{db_id}.sqlite"
 
     def examples(self, split: str, use_train_others: bool = True) -> list[dict]:
-        """Examples of `split` ('train' or 'dev') as dicts with db_id, question, query (and the rest)."""
+        """Examples of `split` ('train', or an evaluation split: 'dev', 'test') as dicts with db_id,
+        question, query (and the rest). An evaluation split other than dev needs the Spider opened for it."""
         if split == "train":
             files = ["train_spider.json"] + (["train_others.json"] if use_train_others else [])
-        elif split == "dev":
-            files = ["dev.json"]
+        elif split in SPIDER_EVAL_SPLITS:
+            if split != "dev" and split != self.split:
+                raise ValueError(f"open the Spider folder with split={split!r} to read its examples")
+            files = [SPIDER_EVAL_SPLITS[split][0]]
         else:
             raise ValueError(f"unknown split {split!r}")
         examples: list[dict] = []
@@ -172,7 +267,7 @@ class Spider:
                 examples.append(ex)
         missing = sorted({ex["db_id"] for ex in examples} - set(self.tables))
         if missing:
-            raise SpiderDataError(f"{split} examples use databases absent from tables.json: {', '.join(missing[:5])}")
+            raise SpiderDataError(f"{split} examples use databases absent from {self.tables_path.name}: {', '.join(missing[:5])}")
         return examples
 
     def schema(self, db_id: str, sample_values: int = 0) -> str:
@@ -190,9 +285,10 @@ class Spider:
         return self._schema_cache[key]
 
 
-def open_benchmark(cfg: Config):
-    """The dataset of --benchmark (Spider or BIRD; see benchmarks.py): examples(split), schema, db_path."""
-    return benchmark_spec(cfg).open(cfg)
+def open_benchmark(cfg: Config, split: str = "dev"):
+    """The dataset of --benchmark (Spider or BIRD; see benchmarks.py): examples(split), schema, db_path.
+    `split`: the evaluation split it is opened for (Spider's test split has its own tables and databases)."""
+    return benchmark_spec(cfg).open(cfg, split)
 
 
 def benchmark_spec(cfg: Config):
@@ -344,10 +440,13 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_messages(schema: str, question: str, sql: str | None = None, evidence: str = "") -> list[dict]:
+def build_messages(schema: str, question: str, sql: str | None = None, evidence: str = "",
+                   tokenizer=None) -> list[dict]:
     """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL].
 
     `evidence` (BIRD's external-knowledge hint) follows the question; it is left out when empty.
+    With `tokenizer`, a template that has no system role (Gemma 1/2) gets the instructions at the top
+    of the user turn instead, the way Gemma 3's own template folds them: the same text in every stage.
     """
     user = f"Database schema:\n{schema}\n\nQuestion: {question.strip()}"
     if evidence and evidence.strip():
@@ -355,12 +454,20 @@ def build_messages(schema: str, question: str, sql: str | None = None, evidence:
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
     if sql is not None:
         messages.append({"role": "assistant", "content": sql.strip()})
-    return messages
+    return fit_to_template(tokenizer, messages) if tokenizer is not None else messages
 
 
-def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The prompt text the model sees before it answers (chat template + generation prompt)."""
-    return tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
+def render_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None = None) -> str:
+    """The prompt text the model sees before it answers (chat template + generation prompt).
+
+    `messages` may end with the assistant answer (dropped here). `template_kwargs` default to
+    chat_template_kwargs(tokenizer), the ones training passes to TRL.
+    """
+    if messages and messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    kwargs = chat_template_kwargs(tokenizer) if template_kwargs is None else template_kwargs
+    return tokenizer.apply_chat_template(fit_to_template(tokenizer, messages), tokenize=False,
+                                         add_generation_prompt=True, **kwargs)
 
 
 def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
@@ -368,6 +475,121 @@ def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=No
     messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"],
                               evidence=example.get("evidence", ""))
     return render_prompt(tokenizer, messages) if tokenizer is not None else messages
+
+
+# Chat templates of other base models (--model_name). Each must render the project's chat so that the
+# generation prompt is a token prefix of the full chat, and what follows it is the answer plus only
+# the template's end-of-turn tokens: that is what SFT learns (TRL's completion mask) and what
+# evaluation and GRPO prompt with. check_chat_template verifies it on the model's own tokenizer.
+
+_SYSTEM_ROLE: dict[str, bool] = {}  # chat template text -> whether it renders a system turn
+
+
+def chat_template_kwargs(tokenizer) -> dict:
+    """Keyword arguments every apply_chat_template of this model gets (SFT, GRPO, evaluation).
+
+    - enable_thinking=False for hybrid-thinking templates (Qwen3): left on, the full chat holds an
+      empty `<think>` block before the answer that the generation prompt lacks, so SFT would train it
+      and inference never prompt it. Off, the prompt ends with that block and the answer is plain SQL.
+    - date_string pinned for templates that write today's date into the system turn (Llama 3.2):
+      training and evaluation on different days would otherwise see different prompts.
+    """
+    template = getattr(tokenizer, "chat_template", None) or ""
+    kwargs: dict = {}
+    if "enable_thinking" in template:
+        kwargs["enable_thinking"] = False
+    if "strftime_now" in template and "date_string" in template:
+        kwargs["date_string"] = "26 Jul 2024"  # the date Llama 3.x templates fall back to
+    return kwargs
+
+
+def template_has_system_role(tokenizer) -> bool:
+    """Whether the chat template renders a system message (Gemma 1/2 raise on one; some drop it)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if template not in _SYSTEM_ROLE:
+        probe = "sql-rlvr system probe"
+        try:
+            text = tokenizer.apply_chat_template(
+                [{"role": "system", "content": probe}, {"role": "user", "content": "hello"}],
+                tokenize=False, add_generation_prompt=True, **chat_template_kwargs(tokenizer))
+            _SYSTEM_ROLE[template] = probe in text
+        except Exception:  # the template's raise_exception("System role not supported") (a jinja2 TemplateError)
+            _SYSTEM_ROLE[template] = False
+    return _SYSTEM_ROLE[template]
+
+
+def fit_to_template(tokenizer, messages: list[dict]) -> list[dict]:
+    """`messages` as this tokenizer's template takes them: a leading system turn is folded into the
+    first user turn ("instructions\n\nuser text") when the template has no system role."""
+    if not messages or messages[0]["role"] != "system" or template_has_system_role(tokenizer):
+        return messages
+    system, rest = messages[0], [dict(m) for m in messages[1:]]
+    if rest and rest[0]["role"] == "user":
+        rest[0]["content"] = f"{system['content']}\n\n{rest[0]['content']}"
+    return rest
+
+
+# Answers that start as Spider's do (SELECT, lower-case select, WITH): the boundary between the
+# generation prompt and the answer is where tokens could merge.
+_CHECK_SCHEMA = 'CREATE TABLE "singer" (\n  "singer_id" INTEGER PRIMARY KEY,\n  "name" TEXT,\n  "age" INTEGER\n)'
+_CHECK_EXAMPLES = (
+    ("How many singers are there?", "SELECT count(*) FROM singer"),
+    ("What are the names of singers older than 30?", "select name from singer where age > 30"),
+    ("List the names in alphabetical order.", "WITH s AS (SELECT name FROM singer) SELECT name FROM s ORDER BY name"),
+)
+
+
+def check_chat_template(tokenizer, model_name: str, stop_ids: list[int] | None = None,
+                        template_kwargs: dict | None = None) -> dict:
+    """Verify the model's own chat template on a few examples; return the template kwargs to use everywhere.
+
+    For each example: the generation prompt (what evaluation and GRPO prompt with) must be a token
+    prefix of the full chat (what SFT trains on), and the text between them must be exactly the SQL
+    followed only by end-of-turn tokens, the first of which is one of `stop_ids` (the tokens
+    generation stops at) when given. Anything else raises a one-line UserError naming the model and
+    showing where the two renders differ. `template_kwargs` default to chat_template_kwargs(tokenizer).
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"{model_name} has no chat template: use an instruct/chat model as --model_name")
+    kwargs = chat_template_kwargs(tokenizer) if template_kwargs is None else dict(template_kwargs)
+    where = f"chat template of {model_name}" + (f" (with {kwargs})" if kwargs else "")
+    added = set(tokenizer.added_tokens_decoder)
+    for question, sql in _CHECK_EXAMPLES:
+        chat = build_messages(_CHECK_SCHEMA, question, sql, tokenizer=tokenizer)
+        try:
+            prompt = render_prompt(tokenizer, chat, kwargs)
+            full = tokenizer.apply_chat_template(chat, tokenize=False, **kwargs)
+        except Exception as exc:  # a template error: show it in one line, whatever its type
+            raise UserError(f"the {where} fails on the project's chat: {type(exc).__name__}: {exc}") from None
+        if SYSTEM_PROMPT not in prompt:
+            raise UserError(f"the {where} drops the instructions (system turn) from the prompt")
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        if full_ids[:len(prompt_ids)] != prompt_ids or not full.startswith(prompt):
+            n = len(os.path.commonprefix([prompt, full]))
+            raise UserError(f"the {where} renders the generation prompt differently from the start of the full "
+                            f"chat: after {prompt[max(0, n - 40):n]!r} the prompt has {prompt[n:n + 40]!r} "
+                            f"but the training chat has {full[n:n + 40]!r} (see README, base models)")
+        between = full[len(prompt):]
+        if not between.startswith(sql):
+            injected = between[:between.find(sql)] if sql in between else between[:60]
+            raise UserError(f"the {where} puts {injected!r} into the assistant turn before the answer, which the "
+                            f"generation prompt (ending {prompt[-30:]!r}) lacks: SFT would train it, inference "
+                            "never prompt it (see README, base models)")
+        end = between[len(sql):]
+        end_tokens = [t for t in tokenizer(end, add_special_tokens=False)["input_ids"] if tokenizer.decode([t]).strip()]
+        if not end_tokens or any(t not in added for t in end_tokens):
+            raise UserError(f"the {where} follows the answer with {end!r}, not only end-of-turn tokens")
+        if stop_ids is not None and end_tokens[0] not in stop_ids:
+            raise UserError(f"the {where} ends the answer with {tokenizer.decode(end_tokens[:1])!r}, which is not "
+                            f"one of the model's stop tokens {tokenizer.convert_ids_to_tokens(list(stop_ids))}: "
+                            "generation would not stop where training ends")
+    notes = [f"template kwargs {kwargs}"] if kwargs else []
+    if not template_has_system_role(tokenizer):
+        notes.append("no system role, the instructions open the user turn")
+    if notes:
+        print(f"[chat] {model_name}: " + "; ".join(notes) + " (in SFT, GRPO and evaluation alike)")
+    return kwargs
 
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
@@ -522,22 +744,46 @@ def cuda_available() -> bool:
 
 
 def pick_backend(cfg: Config) -> str:
-    """'unsloth' or 'hf'. auto = unsloth when CUDA and unsloth are both there, else hf."""
+    """'unsloth' or 'hf'. auto = unsloth when CUDA and unsloth are both there, else hf.
+
+    --backend unsloth also runs without CUDA, on unsloth's CPU backend (CI tests it), when vLLM is
+    off (--fast_inference false); vLLM needs a GPU.
+    """
     import importlib.util
 
     has_unsloth = importlib.util.find_spec("unsloth") is not None
     if cfg.backend == "hf":
         return "hf"
     if cfg.backend == "unsloth":
-        if not cuda_available():
-            raise UserError("--backend unsloth needs a CUDA GPU; on this machine use --backend hf")
+        if cfg.fast_inference and not cuda_available():
+            raise UserError("--backend unsloth with --fast_inference true (vLLM) needs a CUDA GPU; on this machine add "
+                            "--fast_inference false (unsloth's CPU backend) or use --backend hf")
         if not has_unsloth:
-            raise UserError("--backend unsloth needs unsloth and vllm: pip install -r requirements.txt "
-                            "(the GPU set), or use --backend hf")
-        return "unsloth"
-    if cuda_available() and has_unsloth:
-        return "unsloth"
-    return "hf"
+            raise UserError("--backend unsloth needs unsloth: pip install -r requirements.txt (the GPU set), or on a CPU "
+                            "pip install --no-deps -r requirements-unsloth-cpu.txt; or use --backend hf")
+    elif not (cuda_available() and has_unsloth):
+        return "hf"
+    if cfg.fast_inference and importlib.util.find_spec("vllm") is None:
+        raise UserError("--fast_inference true needs vllm (pip install -r requirements.txt), or pass --fast_inference false")
+    if os.environ.get("UNSLOTH_ALLOW_CPU", "0") not in ("", "0"):
+        raise UserError("UNSLOTH_ALLOW_CPU is set: it makes unsloth pretend to have CUDA and breaks model loading; unset it "
+                        "(without a GPU sql-rlvr sets UNSLOTH_FORCE_CPU=1 itself)")
+    return "unsloth"
+
+
+def import_unsloth(cpu_bf16: bool = False):
+    """Import unsloth; callers do it before transformers, peft and TRL, which it patches on import.
+
+    Without CUDA it takes its CPU backend (UNSLOTH_FORCE_CPU=1), pinned to no bf16
+    (UNSLOTH_CPU_BF16=0) so a run computes the same on every CPU; `cpu_bf16` only chooses the dtype
+    its 16-bit merge writes (bfloat16, else float16) for --export merged.
+    """
+    if "unsloth" not in sys.modules and not cuda_available():
+        os.environ["UNSLOTH_FORCE_CPU"] = "1"
+        os.environ["UNSLOTH_CPU_BF16"] = "1" if cpu_bf16 else "0"
+    import unsloth
+
+    return unsloth
 
 
 def read_adapter_config(adapter_dir: str | os.PathLike) -> dict:
@@ -555,15 +801,16 @@ def count_trainable(model) -> int:
 
 
 def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = None, *,
-               trainable: bool = True, fast_inference: bool = False):
+               trainable: bool = True, fast_inference: bool = False, dtype: str | None = None):
     """(model, tokenizer) with LoRA: a new adapter (adapter=None, trainable), or the saved one.
 
     With `trainable`, the adapter's weights get gradients: a GRPO run on top of the SFT adapter that
     trained nothing (adapter loaded frozen) is the most reported silent failure, so this is checked.
-    unsloth, when chosen, is imported here, before transformers, peft and TRL are.
+    unsloth, when chosen, is imported here, before transformers, peft and TRL are. `dtype` (unsloth on
+    CUDA): the weights' dtype, by default unsloth's choice; on CPU always float32.
     """
     if backend == "unsloth":
-        import unsloth  # noqa: F401  before transformers, peft and TRL, which it patches on import
+        import_unsloth()  # before transformers, peft and TRL, which it patches on import
     import transformers
 
     if cfg.torch_threads > 0:
@@ -580,7 +827,7 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
                     target_modules=sorted(saved["target_modules"]) if isinstance(saved["target_modules"], list)
                     else saved["target_modules"])
     if backend == "unsloth":
-        model, tokenizer = _load_unsloth(cfg, name, lora, adapter, trainable, fast_inference)
+        model, tokenizer = _load_unsloth(cfg, name, lora, adapter, trainable, fast_inference, dtype)
     else:
         model, tokenizer = _load_hf(cfg, name, lora, adapter, trainable)
     if trainable and count_trainable(model) == 0:
@@ -590,12 +837,18 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
     return model, tokenizer
 
 
-def _load_unsloth(cfg: Config, name: str, lora: dict, adapter, trainable: bool, fast_inference: bool):
+def _load_unsloth(cfg: Config, name: str, lora: dict, adapter, trainable: bool, fast_inference: bool,
+                  dtype: str | None = None):
+    import torch
     from unsloth import FastLanguageModel  # must come before transformers / peft / trl
 
+    # CPU: float32, as the hf backend, whatever the CPU supports (unsloth would pick bf16 where it is native).
+    weights_dtype = getattr(torch, dtype) if dtype else None
+    if not torch.cuda.is_available():
+        weights_dtype = torch.float32
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=name, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit,
+            model_name=name, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit, dtype=weights_dtype,
             fast_inference=fast_inference, gpu_memory_utilization=cfg.gpu_memory_utilization,
             max_lora_rank=lora["r"], random_state=cfg.seed,
         )
@@ -648,42 +901,76 @@ def _load_hf(cfg: Config, name: str, lora: dict, adapter, trainable: bool):
     return model, tokenizer
 
 
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end the model's turn: its generation config's eos_token_id (an int or a list:
+    Llama 3's <|eot_id|>, Gemma's <end_of_turn>, Phi-3's <|end|>), plus the tokenizer's eos."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _answer_text(tokenizer, ids, stop: list[int]) -> str:
+    """Decode generated ids up to the first stop token (which may be a non-special token, e.g. Phi-3's)."""
+    ids = list(ids)
+    cut = next((i for i, t in enumerate(ids) if t in stop), len(ids))
+    return tokenizer.decode(ids[:cut], skip_special_tokens=True)
+
+
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
-             progress: bool = True) -> list[str]:
+             progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0,
+             seed: int | None = None, fast_inference: bool = True) -> list[str]:
     """Answers for rendered prompts, always with the adapter when there is one.
 
-    unsloth: vLLM batched generation with the adapter's lora_request (without it vLLM silently uses
-    the base model). hf: the PeftModel itself, batched `generate` with left padding.
+    unsloth with fast_inference: vLLM batched generation with the adapter's lora_request (without it
+    vLLM silently uses the base model). Otherwise the (PEFT) model itself, batched `generate` with
+    left padding; on unsloth after `for_inference` (its generation mode: KV cache on).
+    num_return_sequences=n > 1 (sampling, temperature > 0): n answers per prompt, prompt-major (the
+    answers of prompt i are [i*n, (i+1)*n)); top_p and seed apply to sampling.
     """
-    if backend == "unsloth":
+    n = num_return_sequences
+    if backend == "unsloth" and fast_inference:
         from vllm import SamplingParams
 
         lora_request = model.load_lora(str(adapter_dir)) if adapter_dir is not None else None
         if adapter_dir is not None and lora_request is None:
             raise UserError(f"vLLM could not load the adapter {adapter_dir}")
-        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens)
+        stop = stop_token_ids(model, tokenizer)
+        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p, seed=seed,
+                                stop_token_ids=stop)
         outputs = model.fast_generate(prompts, sampling_params=params, lora_request=lora_request)
-        return [out.outputs[0].text for out in outputs]
+        return [_answer_text(tokenizer, o.token_ids, stop) for out in outputs for o in out.outputs[:n]]
 
     import torch
     from tqdm.auto import tqdm
 
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)
     if adapter_dir is not None and not hasattr(model, "peft_config"):
         raise UserError("generation was asked for an adapter, but the model has none loaded")
     tokenizer.padding_side = "left"
+    stop = stop_token_ids(model, tokenizer)  # the model's own end-of-turn tokens, not only tokenizer.eos
     device = next(model.parameters()).device
     answers: list[str] = []
+    if seed is not None:
+        torch.manual_seed(seed)
+    batch_size = max(1, batch_size // n)  # n sequences per prompt: about the same rows per forward pass
     batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
         sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
+        if temperature > 0 and (n > 1 or top_p < 1.0):
+            sampling.update(top_p=top_p, num_return_sequences=n)
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, **sampling)
+                                 eos_token_id=stop, **sampling)
         new_tokens = out[:, batch["input_ids"].shape[1]:]
-        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        answers.extend(_answer_text(tokenizer, row, stop) for row in new_tokens.tolist())
     return answers
 
 
@@ -708,6 +995,11 @@ def metrics_callback(path: Path, resume: bool = False):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if not resume:
                     path.write_text("")
+                else:  # the steps after the checkpoint are trained again: drop their old lines
+                    kept = [r for r in read_metrics(path) if r.get("step", 0) <= state.global_step]
+                    tmp = path.with_name(path.name + ".tmp")
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+                    os.replace(tmp, path)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
@@ -715,6 +1007,56 @@ def metrics_callback(path: Path, resume: bool = False):
                     fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
     return MetricsJsonl()
+
+
+def readable_progress(trainer, stage: str, keys: tuple[str, ...] = ()) -> None:
+    """A progress bar and, every few log steps, one compact line of `keys`, instead of transformers
+    printing each whole log dict (200 lines in the smoke SFT). metrics.jsonl still gets every log."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not keys or not state.is_world_process_zero or not logs or "train_runtime" in logs:
+                return
+            every = state.logging_steps * max(1, -(-state.max_steps // (state.logging_steps * 20)))  # ~20 lines a run
+            step = state.global_step
+            if step % every and step > state.logging_steps and step != state.max_steps:
+                return
+            shown = "  ".join(f"{k} {logs[k]:.4g}" for k in keys if isinstance(logs.get(k), (int, float)))
+            line = f"[{stage}] step {step}/{state.max_steps}  {shown}"
+            if self.training_bar is not None:
+                self.training_bar.write(line)  # above the bar
+            else:
+                print(line)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(CompactProgress())
+
+
+SUMMARY_KEYS = {"sft": {"loss": "loss", "mean_token_accuracy": "token accuracy"}, "grpo": {"reward": "reward mean"}}
+
+
+def training_summary(stage: str, path: Path, steps: int, seconds: float, extra: tuple[str, ...] = ()) -> str:
+    """What shows a stage worked, from its metrics.jsonl: first -> last of its key numbers (SFT loss and
+    token accuracy; GRPO reward mean and the outcome mix), and the files written."""
+    rows = [r for r in read_metrics(path / "metrics.jsonl") if "train_runtime" not in r]
+    parts = [f"{steps} steps in {seconds:.0f} s"]
+    for key, label in SUMMARY_KEYS.get(stage, {}).items():
+        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        if points:
+            (s0, v0), (s1, v1) = points[0], points[-1]
+            parts.append(f"{label} {v0:.4g} (step {s0}) -> {v1:.4g} (step {s1})")
+    mix = {}
+    for outcome in OUTCOMES:
+        values = [v for r in rows for k, v in r.items() if k.endswith(f"outcome/{outcome}") and isinstance(v, (int, float))]
+        if values:
+            mix[outcome] = sum(values) / len(values)
+    if mix:
+        parts.append("answers over the run: " + ", ".join(f"{o} {f:.0%}" for o, f in mix.items()))
+    parts.extend(extra)
+    written = [p.name for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    return f"[{stage}] done: " + "; ".join(parts) + f"\n[{stage}] wrote {path}: {', '.join(written)}"
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -766,10 +1108,17 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
                   dtype: str = "bfloat16") -> dict:
     """Merge a LoRA adapter into its base and save a 16-bit checkpoint loadable without peft.
 
-    The merge happens in full precision on an unquantized base (merging into a 4-bit base is the
-    usual cause of a merged model worse than its adapter), then the weights are cast to `dtype`.
-    The merged model, reloaded from disk, must give the adapter model's greedy answers on `chats`.
+    The merge happens on an unquantized base (merging into a 4-bit base is the usual cause of a
+    merged model worse than its adapter; --load_in_4bit is ignored here), then the weights are cast
+    to `dtype`. The merged model, reloaded from disk, must give the adapter model's greedy answers on `chats`.
+    unsloth: its `save_pretrained_merged`, which writes 16-bit weights only.
     """
+    if backend == "unsloth":
+        if dtype == "float32":
+            raise UserError("--export_dtype float32 is not available on the unsloth backend (save_pretrained_merged "
+                            "writes 16-bit weights): use bfloat16 or float16, or --backend hf for float32")
+        import_unsloth(cpu_bf16=dtype == "bfloat16")  # before transformers and peft, below
+    import dataclasses
     import shutil
 
     import torch
@@ -779,8 +1128,22 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
         shutil.rmtree(out)
     out.mkdir(parents=True)
     if backend == "unsloth":
-        model, tokenizer = load_model(cfg, backend, adapter=adapter, trainable=False)
+        model, tokenizer = load_model(dataclasses.replace(cfg, load_in_4bit=False), backend, adapter=adapter,
+                                      trainable=False, dtype=dtype)
         model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
+        del model
+        saved = json.loads((out / "config.json").read_text())
+        if str(saved.get("dtype") or saved.get("torch_dtype")) != dtype:
+            # unsloth writes the model's own 16-bit dtype; the user asked for another one. Written beside, then
+            # moved in: the loaded tensors may still be mapped from the files they would overwrite.
+            cast_dir = out.with_name(out.name + ".cast")
+            shutil.rmtree(cast_dir, ignore_errors=True)
+            AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, dtype)).save_pretrained(str(cast_dir))
+            for stale in out.glob("model*.safetensors*"):
+                stale.unlink()
+            for path in cast_dir.iterdir():
+                os.replace(path, out / path.name)
+            cast_dir.rmdir()
     else:
         from peft import PeftModel
 
@@ -809,12 +1172,19 @@ def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: li
     return info
 
 
-def memory_probe(trainer, index: int, batch_size: int) -> None:
+def memory_probe(trainer, index: int, batch_size: int, backend: str = "hf") -> None:
     """One forward and backward pass on a full batch of one (the longest) training example; gradients
-    are cleared after, so training is unchanged. Raises a clear error when it does not fit."""
+    are cleared after, so training is unchanged. Raises a clear error when it does not fit.
+
+    It runs in the mode `train()` will use: unsloth's SFTTrainer init ends in `for_inference`, which
+    turns gradient checkpointing off; `for_training` turns it back on, as `train()` itself does."""
     import torch
 
     model = trainer.model
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_training(model)
     batch = trainer.data_collator([trainer.train_dataset[index]] * batch_size)
     device = next(model.parameters()).device
     # Only the model's own inputs: a collator may add bookkeeping keys the forward does not take.
@@ -831,6 +1201,15 @@ def memory_probe(trainer, index: int, batch_size: int) -> None:
         model.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def effective_trainer_args(trainer, names: Iterable[str]) -> dict:
+    """The built trainer's own arguments (after unsloth and TRL have had their say), for run_info.json."""
+    values = {}
+    for name in names:
+        value = getattr(trainer.args, name, None)
+        values[name] = getattr(value, "value", value)  # enums (optim, lr_scheduler_type) as their names
+    return values
 
 
 def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
@@ -859,27 +1238,146 @@ def report_to(cfg: Config) -> list[str]:
     return ["wandb"]
 
 
-def prepare_output_dir(path: Path, cfg: Config, finished_marker: str) -> str | None:
-    """Refuse to clobber a finished run; return the checkpoint to resume from (or None).
+RUN_FILE = "sql_rlvr_run.json"  # a run's id and run-defining config: in its stage folder and in each checkpoint
+_STAGE_SCRIPTS = {"sft": "train_sft.py", "grpo": "train_grpo.py"}
 
-    finished run + no --overwrite -> error; checkpoints + neither --resume nor --overwrite -> error.
+
+def complete_checkpoints(path: Path) -> list[Path]:
+    """checkpoint-N folders, oldest first, whose trainer_state.json (written after the weights and the
+    optimizer state) exists: a run killed while saving leaves a partial one, which is skipped."""
+    return sorted((p for p in Path(path).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+                   and (p / "trainer_state.json").exists()), key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _config_changes(old: dict, new: dict) -> list[str]:
+    """'field: old -> new' for each run-defining field that differs (JSON round trip: lists, floats)."""
+    new = json.loads(json.dumps(new, default=str))
+    return [f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+
+
+def _clear_stage(path: Path, finished_marker: str) -> list[str]:
+    """Delete what an earlier run left in its stage folder, and nothing else: the finished marker first
+    (a half-cleared folder never looks finished), the adapter, checkpoints, metrics, curves, run file."""
+    removed = []
+    for name in (finished_marker, f".{finished_marker}.tmp", "adapter_model.safetensors", "adapter_config.json",
+                 "metrics.jsonl", "curves.png", RUN_FILE):
+        if (path / name).is_file():
+            (path / name).unlink()
+            removed.append(name)
+    import shutil
+
+    for checkpoint in sorted(path.glob("checkpoint-*")):
+        if checkpoint.is_dir() and checkpoint.name.split("-")[-1].isdigit():
+            shutil.rmtree(checkpoint)
+            removed.append(checkpoint.name)
+    return removed
+
+
+def prepare_output_dir(path: Path, cfg: Config, finished_marker: str, inputs: dict | None = None) -> str | None:
+    """How a training stage starts in `path`: returns the checkpoint to resume from, or None for a new run.
+
+    - finished (marker present): --overwrite redoes it; --resume says it is done (StageFinished: exit 0);
+      neither: error.
+    - --overwrite: the earlier run's checkpoints, metrics.jsonl, marker and adapter are deleted first.
+    - --resume: the newest complete checkpoint, refused (one line) unless it belongs to this folder's run
+      and was trained under the same run-defining config (config.run_defining_config plus `inputs`,
+      e.g. GRPO's SFT adapter hash). A run stopped before its first checkpoint: error, rerun without
+      --resume; a stage never started: a new run.
+    - checkpoints and neither flag: error (never silently restart at step 1).
+    A new run gets a run id in <path>/sql_rlvr_run.json; run_identity_callback copies it into each checkpoint.
     """
-    # A run killed while saving leaves a partial checkpoint-N: resume from the newest complete one.
-    # trainer_state.json is written after the weights and the optimizer state.
-    checkpoints = sorted((p for p in path.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-                          and (p / "trainer_state.json").exists()), key=lambda p: int(p.name.split("-")[-1]))
-    if (path / finished_marker).exists() and not cfg.overwrite:
+    from config import run_defining_config
+
+    stage = path.name
+    identity = {**run_defining_config(cfg, _STAGE_SCRIPTS.get(stage, "")), **(inputs or {})}
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    checkpoints = complete_checkpoints(path)
+    marker = path / finished_marker
+    _ACTIVE_STAGE.update(path=path, save_steps=cfg.save_steps)
+    if marker.exists() and not cfg.overwrite:
+        if cfg.resume:
+            info = _read_json_or_empty(marker)
+            changed = _config_changes({k: v for k, v in info.get("config", {}).items() if k in identity},
+                                      {k: v for k, v in identity.items() if k in info.get("config", {})})
+            note = f" (this command's settings differ: {'; '.join(changed)})" if changed else ""
+            raise StageFinished(f"[{stage}] {path} is already finished: {info.get('global_step', '?')} steps "
+                                f"({marker.name}); nothing to resume{note}. Pass --overwrite to train it again.")
         raise UserError(f"{path} already holds a finished adapter; pass --overwrite to replace it, "
                         "or choose another --output_dir")
-    if cfg.resume:
-        if not checkpoints:
-            raise UserError(f"--resume: no checkpoint-* folder in {path} to resume from")
-        return str(checkpoints[-1])
+    if cfg.resume and checkpoints:
+        return _resumable(path, checkpoints[-1], identity, rank0)
+    if cfg.resume and ((path / RUN_FILE).exists() or (path / "metrics.jsonl").exists()):
+        raise UserError(f"--resume: the run in {path} stopped before its first checkpoint (every --save_steps "
+                        f"{cfg.save_steps} steps), so there is nothing to resume; rerun without --resume to start again")
     if checkpoints and not cfg.overwrite:
         raise UserError(f"{path} has checkpoints of an unfinished run ({checkpoints[-1].name}); pass --resume to "
                         "continue it or --overwrite to start again")
-    path.mkdir(parents=True, exist_ok=True)
+    if rank0:  # one process writes; the others only read (accelerate launch)
+        removed = _clear_stage(path, finished_marker) if path.is_dir() else []
+        if removed and cfg.overwrite:
+            print(f"[{stage}] --overwrite: removed the earlier run's {', '.join(removed)} from {path}")
+        if cfg.resume:
+            print(f"[{stage}] --resume: no run to resume in {path}; starting a new one")
+        path.mkdir(parents=True, exist_ok=True)
+        import uuid
+
+        run = {"run_id": uuid.uuid4().hex, "stage": stage, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "config_hash": hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16],
+               "config": identity}
+        (path / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
     return None
+
+
+def _resumable(path: Path, checkpoint: Path, identity: dict, rank0: bool) -> str:
+    """`checkpoint` if it belongs to the run of `path` and to this config; else a one-line refusal."""
+    run = _read_json_or_empty(path / RUN_FILE)
+    mark = _read_json_or_empty(checkpoint / RUN_FILE)
+    if not mark.get("run_id"):
+        raise UserError(f"--resume: {checkpoint} does not say which run wrote it (no {RUN_FILE}; an older "
+                        "sql-rlvr?): pass --overwrite to start again")
+    if run.get("run_id") and mark["run_id"] != run["run_id"]:
+        raise UserError(f"--resume: {checkpoint.name} belongs to another run (run id {mark['run_id'][:8]}, not "
+                        f"{run['run_id'][:8]} of {path / RUN_FILE}): pass --overwrite to start again")
+    changed = _config_changes(mark.get("config", {}), identity)
+    if changed:
+        raise UserError(f"--resume: {checkpoint.name} was trained with other settings ({'; '.join(changed)}): "
+                        "rerun with the checkpoint's settings, or pass --overwrite to start again")
+    state = _read_json_or_empty(checkpoint / "trainer_state.json")
+    if rank0:
+        if not run:  # keep the run file: the checkpoints saved from here on carry the same run id
+            (path / RUN_FILE).write_text(json.dumps({k: v for k, v in mark.items() if k != "step"}, indent=2))
+        print(f"[{path.name}] resuming from {checkpoint.name} (step {state.get('global_step', '?')} of "
+              f"{state.get('max_steps', '?')})")
+    return str(checkpoint)
+
+
+def run_identity_callback(path: Path):
+    """A TrainerCallback that writes the run file of stage folder `path` into each checkpoint-N.
+
+    It writes when the trainer is about to save (on_step_end with should_save, after transformers'
+    DefaultFlowCallback set it), before the checkpoint's own files: a complete checkpoint
+    (trainer_state.json present) always carries its run's id.
+    """
+    from transformers import TrainerCallback
+
+    class RunIdentity(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save and state.is_world_process_zero:
+                run = _read_json_or_empty(path / RUN_FILE)
+                checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                checkpoint.mkdir(parents=True, exist_ok=True)
+                (checkpoint / RUN_FILE).write_text(json.dumps({**run, "step": state.global_step}, indent=2, default=str))
+
+    return RunIdentity()
 
 
 def save_adapter(trainer, path: Path, info: dict) -> None:
@@ -1144,12 +1642,17 @@ def remove_distinct(sql: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def official_normalize(sql: str, *, is_prediction: bool) -> str:
-    """The rewriting the official evaluator does before executing a query (default flags)."""
+def official_normalize(sql: str, *, is_prediction: bool, keep_distinct: bool = False) -> str:
+    """The rewriting the official evaluator does before executing a query (default flags).
+
+    keep_distinct=True is its --keep_distinct: remove_distinct is skipped altogether, so DISTINCT
+    stays and the text is not cut to its first statement either (the official code does the same).
+    """
     if is_prediction:
         sql = sql.replace("value", "1")  # evaluation.py, on every prediction, case-sensitive
     sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
-    sql = remove_distinct(sql)
+    if not keep_distinct:
+        sql = remove_distinct(sql)
     return _CUR_YEAR.sub("2020", sql)
 
 
@@ -1417,12 +1920,36 @@ def _execute_cached(cache: dict, db_file: str, sql: str, limit: float) -> ExecRe
     return result
 
 
-def _score_chunk(job: tuple) -> list[dict]:
-    """Score (index, pred, gold_sql, db_id) items; runs in a worker process."""
-    items, db_dir, timeout_s, rule = job
+def _score_one(pred: str, gold_norm: str, ordered: bool, db_files: list[str], results: dict,
+               unorder: Callable[[list[tuple]], list[tuple]], timeout_s: float,
+               keep_distinct: bool = False, rule: str = "spider") -> tuple[str, str | None]:
+    """(outcome, error) of one prediction on every database file of its folder, as the official
+    evaluator of the benchmark (`rule`) judges it: the first file where the gold and the prediction
+    differ decides (no later file runs). Gold and predicted results are cached per (database file,
+    normalised SQL)."""
+    if not pred.strip() or pred.strip() == EMPTY_PREDICTION:
+        return "empty", "empty prediction"
     comparison = match_rule(rule)
+    pred_norm = comparison.prepare(pred, True, keep_distinct)
+    for db_file in db_files:
+        gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
+        if not gold.ok:
+            return "gold_error", f"gold query fails on {os.path.basename(db_file)}: {gold.error}"
+        if comparison.result_error(gold):  # BIRD's evaluator scores such a question 0, whatever is predicted
+            return "wrong", f"gold result: {comparison.result_error(gold)}"
+        pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
+        if not pred_result.ok:
+            return "invalid", f"{pred_result.kind}: {pred_result.error}"[:200]
+        if comparison.result_error(pred_result):
+            return "invalid", comparison.result_error(pred_result)[:200]
+        if not comparison.rows_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
+            return "wrong", None
+    return "match", None
+
+
+def _chunk_state() -> tuple[dict, dict, Callable[[list[tuple]], list[tuple]]]:
+    """Per-worker caches: query results, database files per db_id, and unordered rows per result."""
     results: dict[tuple[str, str], ExecResult] = {}  # (db file, normalised SQL) -> result, for gold and pred alike
-    files: dict[str, list[str]] = {}
     memo: dict[int, list[tuple]] = {}  # normalised rows per result list (kept alive by `results`)
 
     def unorder(rows: list[tuple]) -> list[tuple]:
@@ -1430,68 +1957,109 @@ def _score_chunk(job: tuple) -> list[dict]:
             memo[id(rows)] = unordered_rows(rows)
         return memo[id(rows)]
 
+    return results, {}, unorder
+
+
+def _score_chunk(job: tuple) -> list[dict]:
+    """Score (index, pred, gold_sql, db_id) items; runs in a worker process.
+
+    job = (items, db_dir, timeout_s[, keep_distinct[, rule]]).
+    """
+    items, db_dir, timeout_s, *rest = job
+    keep_distinct = bool(rest and rest[0])
+    rule = rest[1] if len(rest) > 1 else "spider"
+    comparison = match_rule(rule)
+    results, files, unorder = _chunk_state()
     records = []
     for index, pred, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
-        gold_norm = comparison.prepare(gold_sql, False)
-        ordered = "order by" in gold_norm.lower()
-        record = {"index": index, "db_id": db_id, "exec_match": False, "hardness": spider_hardness(gold_sql),
-                  "outcome": "wrong", "error": None}
-        if not pred.strip() or pred.strip() == EMPTY_PREDICTION:
-            record.update(outcome="empty", error="empty prediction")
-            records.append(record)
-            continue
-        pred_norm = comparison.prepare(pred, True)
-        match = True
-        for db_file in files[db_id]:
-            gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
-            if not gold.ok:
-                record.update(outcome="gold_error", error=f"gold query fails on {os.path.basename(db_file)}: {gold.error}")
-                match = False
-                break
-            if comparison.result_error(gold):  # BIRD's evaluator scores such a question 0, whatever is predicted
-                record.update(error=f"gold result: {comparison.result_error(gold)}")
-                match = False
-                break
-            pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
-            if not pred_result.ok or comparison.result_error(pred_result):
-                record.update(outcome="invalid", error=(comparison.result_error(pred_result) if pred_result.ok else
-                                                        f"{pred_result.kind}: {pred_result.error}")[:200])
-                match = False
-                break
-            if not comparison.rows_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
-                match = False
-                break
-        if match:
-            record.update(exec_match=True, outcome="match")
-        records.append(record)
+        gold_norm = comparison.prepare(gold_sql, False, keep_distinct)
+        outcome, error = _score_one(pred, gold_norm, "order by" in gold_norm.lower(), files[db_id], results,
+                                    unorder, timeout_s, keep_distinct, rule)
+        records.append({"index": index, "db_id": db_id, "exec_match": outcome == "match",
+                        "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error})
     return records
 
 
-def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
-                      timeout_s: float = 2.0, workers: int = 2, rule: str = "spider") -> list[dict]:
-    """Execution match of each prediction against its gold, with the official evaluator's verdicts
-    (`rule`: the benchmark's match rule, "spider" or "bird"; see benchmarks.MATCH_RULES).
+def _rows_key(rows: list[tuple]) -> tuple:
+    """The multiset of a result's rows, hashable: row order ignored, column order kept, and each
+    value as SQLite returned it (repr tells 1 from 1.0 and from '1')."""
+    return tuple(sorted(map(repr, rows)))
 
-    Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
-    The one intended difference from the official evaluator: a prediction over `timeout_s` is wrong
-    (the official one hangs).
+
+def _vote_chunk(job: tuple) -> list[dict]:
+    """Vote among (index, candidates, gold_sql, db_id) items and score every candidate; a worker.
+
+    The voting rule (README, "Self-consistency"): each candidate runs as the scorer runs a prediction
+    (same rewrites, sandbox and time limit) on <db_dir>/<db_id>/<db_id>.sqlite; empty or failing
+    candidates do not vote; candidates with equal results form a group (equal under the benchmark's
+    `rule`, MatchRule.group_key: Spider, equal row multisets with values as SQLite returned them;
+    BIRD, equal row sets under Python equality, so 1 and 1.0 agree); the largest group wins,
+    a tie goes to the group holding the earliest candidate; the chosen prediction is that group's
+    earliest candidate, or candidate 0 when none ran. Identical SQL texts run once.
     """
-    if len(preds) != len(golds):
-        raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")
-    db_dir = os.fspath(db_dir)
-    missing = sorted({db for _, db in golds if not (os.path.isdir(os.path.join(db_dir, db)) and _db_files(db_dir, db))})
-    if missing:
-        raise UserError(f"no database for {', '.join(missing[:5])} under {db_dir} (expected {db_dir}/<db_id>/<db_id>.sqlite)")
-    items = [(i, p, g, db) for i, (p, (g, db)) in enumerate(zip(preds, golds))]
+    items, db_dir, timeout_s, keep_distinct, *rest = job
+    rule = rest[0] if rest else "spider"
+    comparison = match_rule(rule)
+    results, files, unorder = _chunk_state()
+    records = []
+    for index, candidates, gold_sql, db_id in items:
+        if db_id not in files:
+            files[db_id] = _db_files(db_dir, db_id)
+        original = os.path.join(db_dir, db_id, f"{db_id}.sqlite")
+        vote_db = original if original in files[db_id] else files[db_id][0]
+        gold_norm = comparison.prepare(gold_sql, False, keep_distinct)
+        ordered = "order by" in gold_norm.lower()
+        keys: dict[int, Hashable] = {}  # id(result rows) -> group key, computed once per distinct result
+        groups: dict[Hashable, list[int]] = {}
+        group_of: list[int | None] = []
+        for k, cand in enumerate(candidates):
+            if not cand.strip() or cand.strip() == EMPTY_PREDICTION:
+                group_of.append(None)
+                continue
+            result = _execute_cached(results, vote_db, comparison.prepare(cand, True, keep_distinct), timeout_s)
+            if not result.ok or comparison.result_error(result):
+                group_of.append(None)
+                continue
+            if id(result.rows) not in keys:
+                keys[id(result.rows)] = comparison.group_key(result.rows)
+            members = groups.setdefault(keys[id(result.rows)], [])
+            members.append(k)
+            group_of.append(members[0])
+        # dicts keep insertion order, so groups come by their earliest candidate: max() keeps the first of equals
+        winner = max(groups.values(), key=len, default=[0])
+        chosen = winner[0]
+        verdicts: dict[str, tuple[str, str | None]] = {}
+        for cand in candidates:
+            if cand not in verdicts:
+                verdicts[cand] = _score_one(cand, gold_norm, ordered, files[db_id], results, unorder, timeout_s,
+                                            keep_distinct, rule)
+        outcome, error = verdicts[candidates[chosen]]
+        matches = [verdicts[c][0] == "match" for c in candidates]
+        gold_failed = next((v for v in verdicts.values() if v[0] == "gold_error"), None)
+        if gold_failed:
+            outcome, error = gold_failed
+        records.append({"index": index, "db_id": db_id, "exec_match": outcome == "match",
+                        "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error,
+                        "chosen": chosen, "votes": len(winner) if groups else 0,
+                        "executed": sum(g is not None for g in group_of), "any_match": any(matches),
+                        "candidate_matches": matches, "candidate_outcomes": [verdicts[c][0] for c in candidates],
+                        "groups": group_of})
+    return records
+
+
+def _run_chunks(worker: Callable[[tuple], list[dict]], items: list[tuple], db_dir: str, timeout_s: float,
+                workers: int, keep_distinct: bool, queries_per_item: int = 1, rule: str = "spider") -> list[dict]:
+    """Run items (index, ..., db_id) through `worker` in a pool, grouped by database; records in input order."""
     # Group by database so each worker reuses its connections and cached gold results.
-    items.sort(key=lambda item: (item[3], item[0]))
-    workers = max(1, min(workers, len(items) // 200 + 1))  # a process is worth starting only for a few hundred pairs
-    size = -(-len(items) // workers)
+    items = sorted(items, key=lambda item: (item[3], item[0]))
+    # a process is worth starting only for a few hundred queries
+    workers = max(1, min(workers, len(items) * queries_per_item // 200 + 1, len(items)))
+    size = max(1, -(-len(items) // workers))
     chunks = [items[k:k + size] for k in range(0, len(items), size)]  # contiguous: a database stays in one worker
     if workers == 1:
-        records = _score_chunk((items, db_dir, timeout_s, rule))
+        records = worker((items, db_dir, timeout_s, keep_distinct, rule))
     else:
         import concurrent.futures
         import multiprocessing
@@ -1499,7 +2067,8 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
         # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
         method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            records = [r for chunk in pool.map(_score_chunk, [(c, db_dir, timeout_s, rule) for c in chunks]) for r in chunk]
+            jobs = [(c, db_dir, timeout_s, keep_distinct, rule) for c in chunks]
+            records = [r for chunk in pool.map(worker, jobs) for r in chunk]
     records.sort(key=lambda r: r["index"])
     failed_gold = [r for r in records if r["outcome"] == "gold_error"]
     if failed_gold:
@@ -1509,22 +2078,77 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
     return records
 
 
-def summarize_scores(records: list[dict]) -> dict:
-    """Execution accuracy overall and by hardness, with counts."""
+def check_db_dir(db_dir: str | os.PathLike, db_ids: Iterable[str]) -> None:
+    """One line naming the db_ids with no database file under db_dir."""
+    db_dir = os.fspath(db_dir)
+    missing = sorted({db for db in db_ids if not (os.path.isdir(os.path.join(db_dir, db)) and _db_files(db_dir, db))})
+    if missing:
+        raise UserError(f"no database for {', '.join(missing[:5])} under {db_dir} (expected {db_dir}/<db_id>/<db_id>.sqlite)")
+
+
+def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
+                      timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False,
+                      rule: str = "spider") -> list[dict]:
+    """Execution match of each prediction against its gold, with the official evaluator's verdicts
+    (`rule`: the benchmark's match rule, "spider" or "bird"; see benchmarks.MATCH_RULES).
+
+    Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
+    Every `.sqlite` file of `<db_dir>/<db_id>/` is used (a test suite when there are several: right
+    only when right on all of them). keep_distinct: the official --keep_distinct. The one intended
+    difference from the official evaluator: a prediction over `timeout_s` is wrong (the official one hangs).
+    """
+    if len(preds) != len(golds):
+        raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")
+    db_dir = os.fspath(db_dir)
+    check_db_dir(db_dir, (db for _, db in golds))
+    items = [(i, p, g, db) for i, (p, (g, db)) in enumerate(zip(preds, golds))]
+    return _run_chunks(_score_chunk, items, db_dir, timeout_s, workers, keep_distinct, rule=rule)
+
+
+def vote_predictions(candidates: list[list[str]], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
+                     timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False,
+                     rule: str = "spider") -> list[dict]:
+    """Self-consistency: for each question, vote among its candidates (see _vote_chunk for the rule)
+    and score the chosen one like any prediction, both under the benchmark's match `rule`.
+
+    candidates[i] lists question i's candidates in order (c0 first). One record per question:
+    the keys of score_predictions (exec_match and outcome are the chosen candidate's) plus chosen
+    (index of the chosen candidate), votes (size of the winning group), executed (candidates that
+    ran), any_match (some candidate matches: pass@k), candidate_matches and candidate_outcomes (each
+    candidate's own verdict) and groups (per candidate, the index of the earliest candidate with the
+    same result, or None when it did not run).
+    """
+    if len(candidates) != len(golds):
+        raise UserError(f"{len(candidates)} candidate lists but {len(golds)} gold queries: they must pair one to one")
+    if any(not c for c in candidates):
+        raise UserError("every question needs at least one candidate")
+    db_dir = os.fspath(db_dir)
+    check_db_dir(db_dir, (db for _, db in golds))
+    items = [(i, tuple(c), g, db) for i, (c, (g, db)) in enumerate(zip(candidates, golds))]
+    k = max(len(c) for c in candidates)
+    return _run_chunks(_vote_chunk, items, db_dir, timeout_s, workers, keep_distinct, queries_per_item=k, rule=rule)
+
+
+def summarize_scores(records: list[dict], key: str = "exec_match") -> dict:
+    """Execution accuracy overall and by hardness, with counts (of the boolean `key` of each record:
+    exec_match, or any_match for pass@k, ...)."""
     summary = {}
     for level in HARDNESS_LEVELS + ("all",):
         rows = [r for r in records if level == "all" or r["hardness"] == level]
-        hits = sum(r["exec_match"] for r in rows)
+        hits = sum(bool(r[key]) for r in rows)
         summary[level] = {"count": len(rows), "exec_match": hits, "ex": hits / len(rows) if rows else 0.0}
     return summary
 
 
-def format_score_table(summary: dict) -> str:
-    """The official evaluator's table shape: a column per hardness level plus all."""
+def format_score_table(summary: dict, extra_rows: Iterable[tuple[str, dict]] = ()) -> str:
+    """The official evaluator's table shape: a column per hardness level plus all. extra_rows:
+    (label, summary) rows printed below `execution` (pass@k, each candidate file, test suites...)."""
     levels = HARDNESS_LEVELS + ("all",)
     lines = [f"{'':<20}" + "".join(f"{lvl:<12}" for lvl in levels),
              f"{'count':<20}" + "".join(f"{summary[lvl]['count']:<12}" for lvl in levels),
              f"{'execution':<20}" + "".join(f"{summary[lvl]['ex']:<12.3f}" for lvl in levels)]
+    for label, rows in extra_rows:
+        lines.append(f"{label[:19]:<20}" + "".join(f"{rows[lvl]['ex']:<12.3f}" for lvl in levels))
     return "\n".join(lines)
 
 

@@ -32,6 +32,13 @@ median is reported.
    - new prompts: a later call on 16 other prompts (pool running, gold not cached: a usual GRPO step);
    - cached: a call on the same 16 prompts again, new completions (gold results cached);
    with workers=2 and workers=1.
+3. Voting (self-consistency): k = 8 prediction files of the 1034 dev pairs (8 mixes with different
+   seeds) scored with utils.vote_predictions (workers 1 and 2) and `evaluate.py --score_only
+   --pred ... x8`; candidate pairs/s against the single-file score and against the official
+   evaluator run k times (k x its time on one mix file, when --official is given).
+4. Test suites: the mix file scored on the original databases and on a folder with 3 databases
+   per db_id built from Spider's by perturbing copies (rows deleted and numbers shifted; rows
+   duplicated), ours and (with --official) the official evaluator, with both accuracies.
 """
 
 from __future__ import annotations
@@ -207,6 +214,152 @@ def reward_speed(golds, mix, db_dir: Path, workers: int, repeats: int, seed: int
     return {label: 128 / statistics.median(t) for label, t in times.items()}
 
 
+def build_test_suite(spider_db: Path, db_ids: set[str], out: Path) -> Path:
+    """A test-suite folder with 3 databases per db_id: the original, a copy with rows deleted and
+    numbers shifted, and a copy with rows duplicated (OR IGNORE: unique keys stay unique)."""
+    import shutil
+
+    for db in sorted(db_ids):
+        folder = out / db
+        folder.mkdir(parents=True, exist_ok=True)
+        original = spider_db / db / f"{db}.sqlite"
+        for name, edits in ((f"{db}.sqlite", None), (f"{db}_1.sqlite", "delete_shift"), (f"{db}_2.sqlite", "duplicate")):
+            target = folder / name
+            shutil.copyfile(original, target)
+            if edits is None:
+                continue
+            conn = sqlite3.connect(target)
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                 "AND name NOT LIKE 'sqlite_%'")]
+            for table in tables:
+                q = '"' + table.replace('"', '""') + '"'
+                try:
+                    if edits == "delete_shift":
+                        conn.execute(f"DELETE FROM {q} WHERE rowid % 10 = 3")
+                        numeric = [r[1] for r in conn.execute(f"PRAGMA table_info({q})")
+                                   if r[2].upper().startswith(("INT", "REAL", "NUMERIC", "FLOAT", "DOUBLE", "DECIMAL"))]
+                        for col in numeric:
+                            c = '"' + col.replace('"', '""') + '"'
+                            conn.execute(f"UPDATE OR IGNORE {q} SET {c} = {c} + 1 "
+                                         f"WHERE rowid % 5 = 1 AND typeof({c}) IN ('integer', 'real')")
+                    else:
+                        conn.execute(f"INSERT OR IGNORE INTO {q} SELECT * FROM {q} WHERE rowid % 4 = 0")
+                except sqlite3.Error:
+                    pass  # a WITHOUT ROWID table or a trigger: left as it is
+            conn.commit()
+            conn.close()
+    return out
+
+
+def official_ex(cmd: list[str], cwd: str, env: dict) -> tuple[float | str, float | None]:
+    """Wall time of the official evaluator and the overall accuracy it prints."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:200], None
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("execution")]
+    return seconds, float(rows[-1][-1]) if rows else None
+
+
+def voting_and_test_suites(args, spider: Path, golds, mix, workdir: Path, rates: dict, official_key: str) -> None:
+    """3. k = 8 candidate files voted on; 4. scoring on a folder with 3 databases per db_id."""
+    import utils
+
+    db_dir = spider / "database"
+    n, k = len(golds), 8
+    gold_path = workdir / "mix.gold.txt"
+    paths = []
+    for j in range(k):  # 8 different mixes: each ~half perturbed, differently
+        path = workdir / f"vote{j}.pred.txt"
+        preds = mix if j == 0 else build_mix(golds, db_dir, args.seed + 100 + j)
+        path.write_text("".join(utils.flatten_sql(p) + "\n" for p in preds), encoding="utf-8")
+        paths.append(path)
+    candidates = [list(c) for c in zip(*(utils.read_pred_file(p, n) for p in paths))]
+    times: dict[str, list] = {}
+    cli = [sys.executable, str(REPO / "evaluate.py"), "--score_only", "--gold", str(gold_path), "--db_dir", str(db_dir),
+           "--results", str(workdir / "vote" / "results.jsonl")]
+    for p in paths:
+        cli += ["--pred", str(p)]
+    records = None
+    for _ in range(args.repeats):
+        for workers in (1, 2):
+            fresh_caches()
+            start = time.perf_counter()
+            records = utils.vote_predictions(candidates, golds, db_dir, 2.0, workers)
+            times.setdefault(f"ours, vote_predictions workers={workers}", []).append(time.perf_counter() - start)
+        times.setdefault("ours, `evaluate.py --score_only --pred x8` (wall, 2 workers)", []).append(
+            timed_subprocess(cli, str(REPO), dict(os.environ)))
+    single = rates.get(("ours, score_predictions workers=2", "mix"))
+    off = rates.get((official_key, "mix"))
+    print(f"\n### Voting: k = {k} prediction files of {n} predictions (candidate pairs per second = {k} x {n} / time)\n")
+    print("| scorer | seconds | candidate pairs/s | vs single-file score (w=2) | vs official run k times |")
+    print("|---|---:|---:|---:|---:|")
+    for label, values in times.items():
+        errors = [v for v in values if isinstance(v, str)]
+        if errors:
+            print(f"| {label} | {errors[0]} | | | |")
+            continue
+        seconds = statistics.median(values)
+        pairs = k * n / seconds
+        vs_single = f"{pairs / single:.2f}x" if isinstance(single, float) else "-"
+        vs_official = f"{pairs / off:.1f}x" if isinstance(off, float) else "-"  # official: k files = k runs
+        print(f"| {label} | {seconds:.2f} | {pairs:,.0f} | {vs_single} | {vs_official} |")
+    if isinstance(off, float):
+        print(f"| official `evaluation.py --etype exec`, {k} runs (estimated: {k} x one mix run) | {k * n / off:.1f} "
+              f"| {off:,.0f} | | 1.0x |")
+    assert records is not None
+    print(f"\n- vote EX {sum(r['exec_match'] for r in records) / n:.3f}, pass@{k} "
+          f"{sum(r['any_match'] for r in records) / n:.3f}, file 0 alone "
+          f"{sum(r['candidate_matches'][0] for r in records) / n:.3f}; distinct SQL texts per question "
+          f"{sum(len(set(c)) for c in candidates) / n:.2f} of {k} (each runs once)")
+
+    # ---------------------------------------------------------------- 4. test suites
+    suite = build_test_suite(db_dir, {db for _, db in golds}, workdir / "test_suite")
+    pred_path = workdir / "mix.pred.txt"
+    ts_times: dict[str, list] = {}
+    verdicts = {}
+    for _ in range(args.repeats):
+        for folder, name in ((db_dir, "original (1 database per db_id)"), (suite, "test suite (3 per db_id)")):
+            for workers in (1, 2):
+                fresh_caches()
+                start = time.perf_counter()
+                recs = utils.score_predictions(mix, golds, folder, 2.0, workers)
+                ts_times.setdefault((f"ours, score_predictions workers={workers}", name), []).append(
+                    time.perf_counter() - start)
+                verdicts[name] = sum(r["exec_match"] for r in recs) / n
+        if args.official:
+            for folder, name in ((db_dir, "original (1 database per db_id)"), (suite, "test suite (3 per db_id)")):
+                cmd = [args.official_python, "evaluation.py", "--gold", str(gold_path), "--pred", str(pred_path),
+                       "--db", str(folder), "--table", str(spider / "tables.json"), "--etype", "exec"]
+                seconds, acc = official_ex(cmd, args.official, official_env(workdir))
+                ts_times.setdefault((official_key, name), []).append(seconds)
+                verdicts[("official", name)] = acc
+    print(f"\n### Test suites: the mix file ({n} pairs) on the original databases and on a folder with 3 databases "
+          f"per db_id ({suite}; copies with rows deleted and numbers shifted, rows duplicated)\n")
+    print("| scorer | original: pairs/s | test suite: pairs/s | test suite / original time |")
+    print("|---|---:|---:|---:|")
+    for label in dict.fromkeys(label for label, _ in ts_times):
+        cells, secs = [], []
+        for name in ("original (1 database per db_id)", "test suite (3 per db_id)"):
+            values = ts_times.get((label, name), [])
+            errors = [v for v in values if isinstance(v, str)]
+            if errors or not values:
+                cells.append(errors[0] if errors else "-")
+                secs.append(None)
+            else:
+                secs.append(statistics.median(values))
+                cells.append(f"{n / secs[-1]:,.0f}")
+        ratio = f"{secs[1] / secs[0]:.2f}" if None not in secs else "-"
+        print(f"| {label} | {cells[0]} | {cells[1]} | {ratio} |")
+    line = (f"\n- ours: EX {verdicts['original (1 database per db_id)']:.3f}, "
+            f"TS {verdicts['test suite (3 per db_id)']:.3f}")
+    if args.official:
+        line += (f"; official: EX {verdicts.get(('official', 'original (1 database per db_id)'))}, "
+                 f"TS {verdicts.get(('official', 'test suite (3 per db_id)'))}")
+    print(line)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spider", default=str(REPO.parent / "shared" / "spider"))
@@ -325,6 +478,7 @@ def main() -> int:
         cells = [f"{r[k]:,.0f}" + (f" ({r[k] / off:.1f}x)" if isinstance(off, float) else "")
                  for k in ("fresh object", "new prompts", "cached")]
         print(f"| workers={workers} | " + " | ".join(cells) + " |")
+    voting_and_test_suites(args, spider, golds, mix, workdir, rates, official_key)
     print(f"\neffective parallel cores at the end: {effective_cores():.2f}")
     return 0
 

@@ -14,8 +14,10 @@ import utils  # noqa: E402
 from config import MINI_SPIDER_DIR  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def spider() -> utils.Spider:
+    # Autouse: opening the mini-Spider builds its databases from the shipped .sql, which tests that
+    # only name data/mini_spider/database (score-only runs, --compare) rely on in a fresh checkout.
     return utils.Spider.open(MINI_SPIDER_DIR)
 
 
@@ -49,3 +51,10 @@ def make_db(tmp_path):
 def run_script(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run an entry script as a user would: `python <script> <args>` from the repo root."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_trainer_args_follow_config(run_info: dict, mapping: dict[str, str]) -> None:
+    """Every config field that sets a trainer argument reached the built trainer unchanged."""
+    got, cfg = run_info["trainer_args"], run_info["config"]
+    mismatched = {field: (cfg[field], got[arg]) for field, arg in mapping.items() if got[arg] != cfg[field]}
+    assert not mismatched, f"config value vs the trainer's own argument: {mismatched}"

@@ -259,9 +259,22 @@ def test_bird_defaults_apply_unless_set():
     assert cfg.max_seq_length == 1024 and cfg.bird_dir == str(MINI_BIRD_DIR)  # the preset's own value wins
     spider, _ = parse_config([])
     assert spider.benchmark == "spider" and spider.max_seq_length == 2048 and spider.sql_timeout_s == 2.0
-    for argv, message in ((["--benchmark", "bard"], "spider or bird"), (["--eval_split", "mini_dev"], "--benchmark bird")):
-        with pytest.raises(ConfigError, match=message):
-            parse_config(argv)
+    with pytest.raises(ConfigError, match="spider or bird"):
+        parse_config(["--benchmark", "bard"])
+
+
+def test_each_benchmark_describes_its_own_eval_splits():
+    spider, bird = benchmarks.get("spider"), benchmarks.get("bird")
+    assert spider.eval_splits == tuple(utils.SPIDER_EVAL_SPLITS) and bird.eval_splits == ("dev", "mini_dev")
+    for split in ("dev", "test"):
+        spider.check_eval_split(split)
+    bird.check_eval_split("mini_dev")
+    with pytest.raises(utils.UserError, match=r"not a Spider split: use one of dev, test \(mini_dev is BIRD's: add --benchmark bird\)"):
+        spider.check_eval_split("mini_dev")
+    with pytest.raises(utils.UserError, match=r"not a BIRD split: use one of dev, mini_dev \(test is Spider's: add --benchmark spider\)"):
+        bird.check_eval_split("test")
+    with pytest.raises(utils.UserError, match="not a BIRD split: use one of dev, mini_dev'?$"):
+        bird.check_eval_split("train")
 
 
 # ---------------------------------------------------------------- score-only on BIRD's own files
@@ -301,3 +314,110 @@ def test_score_only_reads_birds_files(tmp_path, dev):
                      "--gold", str(MINI_BIRD_DIR / "mini_dev_sqlite.json"),
                      "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"))
     assert bad.returncode == 2 and "pair in order" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ---------------------------------------------------------------- voting under BIRD's rule
+
+
+@pytest.fixture
+def vote_db(make_db, tmp_path):
+    (tmp_path / "dbs" / "shop").mkdir(parents=True)
+    make_db("CREATE TABLE t (i INTEGER, r REAL); INSERT INTO t VALUES (1, 1.0), (1, 1.0), (2, 2.5);"
+            "CREATE TABLE u (s TEXT); INSERT INTO u VALUES (CAST(X'4A6FF1' AS TEXT));", name="dbs/shop/shop.sqlite")
+    return tmp_path / "dbs"
+
+
+def test_voting_groups_candidates_by_birds_rule(vote_db):
+    candidates = ["SELECT 3",
+                  "SELECT r FROM t WHERE r < 2",  # 1.0, 1.0
+                  "SELECT DISTINCT i FROM t WHERE i < 2",  # 1 (Spider removes the DISTINCT: 1, 1)
+                  "SELECT i FROM t WHERE i = 1",  # 1, 1
+                  "SELECT s FROM u",  # text that is not UTF-8
+                  "SELECT s FROM u"]
+    gold = ("SELECT i FROM t WHERE i = 1", "shop")
+    bird = utils.vote_predictions([candidates], [gold], vote_db, workers=1, rule="bird")[0]
+    # BIRD: set(rows) with Python equality: 1 == 1.0 and duplicates ignored, so 1, 2 and 3 agree;
+    # the non-UTF-8 result is an error there and does not vote
+    assert bird["groups"] == [0, 1, 1, 1, None, None]
+    assert (bird["chosen"], bird["votes"], bird["executed"]) == (1, 3, 4)
+    assert bird["exec_match"] is True and bird["candidate_outcomes"][4] == "invalid"
+    spider = utils.vote_predictions([candidates], [gold], vote_db, workers=1, rule="spider")[0]
+    # Spider: row multisets with values as SQLite returned them (1.0 apart from 1); its DISTINCT removal
+    # makes 2 return 1, 1 like 3; the text result runs (its bad byte dropped) and votes
+    assert spider["groups"] == [0, 1, 2, 2, 4, 4]
+    assert (spider["chosen"], spider["votes"]) == (2, 2)
+
+
+def test_birds_group_key_is_its_match_rule():
+    rule = utils.match_rule("bird")
+    for a, b in (([(1,)], [(1.0,)]), ([(1,), (1,)], [(1,)]), ([(1, "a"), (2, "b")], [(2, "b"), (1.0, "a")])):
+        assert benchmarks.bird_rows_match(a, b) and rule.group_key(a) == rule.group_key(b)
+    for a, b in (([(1,)], [("1",)]), ([(1, "a")], [("a", 1)]), ([(None,)], [])):
+        assert not benchmarks.bird_rows_match(a, b) and rule.group_key(a) != rule.group_key(b)
+    assert utils.match_rule("spider").group_key([(1,)]) != utils.match_rule("spider").group_key([(1.0,)])
+
+
+def test_score_only_votes_among_several_bird_files_by_birds_rule(tmp_path, dev):
+    from conftest import run_script
+
+    db_ids = [ex["db_id"] for ex in dev]
+    files = {name: [ex["query"] for ex in dev] for name in "ABC"}
+    files["A"][0], files["B"][0] = "SELECT 4", "SELECT CAST(COUNT(*) AS REAL) FROM businesses"  # C: gold (5 vs 5.0)
+    westbay = "SELECT name FROM businesses WHERE city = 'Westbay'"
+    files["A"][1], files["B"][1] = f"{westbay} UNION ALL {westbay}", "SELECT 'x'"  # A: duplicated rows
+    files["C"][1] = f"{westbay} ORDER BY name DESC"
+    files["A"][2] = "SELECT owner_name FROM businesses"  # not UTF-8: does not vote
+    files["B"][2] = "SELECT COUNT(*) + 1 FROM violations WHERE risk_category = 'High Risk'"
+    paths = []
+    for name, preds in files.items():
+        paths.append(tmp_path / name / "predict_dev.json")
+        paths[-1].parent.mkdir()
+        benchmarks.write_bird_predictions(paths[-1], preds, db_ids)
+    bird_args = ["--benchmark", "bird", "--gold", str(MINI_BIRD_DIR / "dev" / "dev.json"),
+                 "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases")]
+    run = run_script("evaluate.py", "--score_only", *bird_args, *[a for p in paths for a in ("--pred", str(p))],
+                     "--results", str(tmp_path / "vote" / "results.jsonl"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "vote" / "results.jsonl").read_text().splitlines()]
+    assert [(r["chosen"], r["votes"], r["exec_match"]) for r in records[:3]] == [(1, 2, True), (0, 2, True), (1, 1, False)]
+    assert records[2]["groups"] == [None, 1, 2] and records[2]["any_match"] is True
+    assert records[0]["prediction"] == files["B"][0] and [r["difficulty"] for r in records] == [ex["difficulty"] for ex in dev]
+    metrics = json.loads((tmp_path / "vote" / "metrics.json").read_text())
+    n = len(dev)
+    assert metrics["mode"] == "score_only" and metrics["k"] == 3 and "set(pred) == set(gold)" in metrics["comparator"]
+    assert metrics["ex"] == metrics["ex_vote"] == pytest.approx((n - 1) / n) and metrics["pass_at_k"] == 1.0
+    assert metrics["ex_vote_by_difficulty"]["simple"]["count"] == sum(ex["difficulty"] == "simple" for ex in dev)
+    assert metrics["pass_at_k_by_difficulty"]["all"]["ex"] == 1.0 and "by_hardness" not in metrics
+    # A: #1 duplicates the gold rows, a match under BIRD
+    assert [f["ex"] for f in metrics["ex_files"]] == pytest.approx([(n - 2) / n, (n - 2) / n, 1.0])
+    assert all("by_difficulty" in f for f in metrics["ex_files"])
+    lines = run.stdout.splitlines()
+    assert lines[1].split() == ["simple", "moderate", "challenging", "total"] and any(l.startswith("pass@3") for l in lines)
+    # one file alone, then --compare on the two score-only folders (by difficulty)
+    one = run_script("evaluate.py", "--score_only", *bird_args, "--pred", str(paths[2]),
+                     "--results", str(tmp_path / "C" / "results.jsonl"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    compared = run_script("evaluate.py", "--compare", str(tmp_path / "vote"), str(tmp_path / "C"))
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert "challenging" in compared.stdout and "voted EX" in compared.stdout
+    assert "fixed by B (1)" in compared.stdout and "#2 [simple]" in compared.stdout  # score-only has no questions
+    spider_run = tmp_path / "spider" / "metrics.json"
+    spider_run.parent.mkdir()
+    spider_run.write_text(json.dumps({"by_hardness": utils.summarize_scores([])}))
+    mixed = run_script("evaluate.py", "--compare", str(tmp_path / "C"), str(spider_run))
+    assert mixed.returncode == 2 and "different benchmarks" in mixed.stderr and mixed.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("flag", [["--keep_distinct"], ["--ts_db_dir", "data/mini_spider/test_suite"]])
+def test_spiders_evaluator_options_are_refused_with_bird(tmp_path, flag):
+    from conftest import run_script
+
+    score = ["--score_only", "--pred", str(MINI_BIRD_DIR / "dev" / "dev.sql"), "--gold", str(MINI_BIRD_DIR / "dev" / "dev.json"),
+             "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"), "--results", str(tmp_path / "R")]
+    generate = ["--preset", "smoke", "--adapter", "none", "--output_dir", str(tmp_path / "o")]
+    for argv in (score, generate):
+        out = run_script("evaluate.py", "--benchmark", "bird", *argv, *flag)
+        assert out.returncode == 2 and f"{flag[0]} is Spider's" in out.stderr and "--benchmark spider" in out.stderr
+        assert out.stderr.strip().count("\n") == 0 and not (tmp_path / "R").exists()
+    out = run_script("evaluate.py", "--benchmark", "bird", *generate, "--eval_split", "test")
+    assert out.returncode == 2 and "not a BIRD split" in out.stderr

@@ -68,13 +68,22 @@ def test_evaluation_writes_birds_files(bird_smoke):
     assert compared.returncode == 0 and "challenging" in compared.stdout, compared.stderr[-2000:]
 
 
-def test_evaluation_on_birds_mini_dev_split(bird_smoke):
+def test_evaluation_on_birds_mini_dev_split_with_voting(bird_smoke):
     out, _ = bird_smoke
     run = run_script("evaluate.py", "--preset", "smoke", "--benchmark", "bird", "--output_dir", str(out),
-                     "--adapter", "sft", "--eval_split", "mini_dev")
+                     "--adapter", "sft", "--eval_split", "mini_dev", "--num_samples", "2")
     assert run.returncode == 0, run.stderr[-2000:]
+    ev = out / "eval" / "sft" / "mini_dev"  # a split other than dev has its own folder, as Spider's test
     mini = json.loads((MINI_BIRD_DIR / "mini_dev_sqlite.json").read_text())
-    predict = json.loads((out / "eval" / "sft" / "predict_dev.json").read_text())
+    predict = json.loads((ev / "predict_dev.json").read_text())
     assert [v.split("\t----- bird -----\t")[1] for v in predict.values()] == [ex["db_id"] for ex in mini]
-    metrics = json.loads((out / "eval" / "sft" / "metrics.json").read_text())
+    metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["by_difficulty"]["all"]["count"] == len(mini) and metrics["config"]["eval_split"] == "mini_dev"
+    # voting among greedy + 2 samples under BIRD's rule: the voted prediction is what predict_dev.json holds
+    assert metrics["k"] == 3 and metrics["ex"] == metrics["ex_vote"]
+    assert {"ex_vote_by_difficulty", "pass_at_k_by_difficulty", "ex_greedy_by_difficulty"} <= set(metrics)
+    candidates = [json.loads(line) for line in (ev / "candidates.jsonl").read_text().splitlines()]
+    assert len(candidates) == len(mini) and all(len(c["candidates"]) == 3 for c in candidates)
+    voted = [c["candidates"][c["chosen"]]["sql"] for c in candidates]
+    assert [v.split("\t----- bird -----\t")[0] for v in predict.values()] == voted
+    assert "pass@3" in run.stdout

@@ -1,7 +1,12 @@
+import dataclasses
+import os
+import subprocess
+import sys
+
 import pytest
 
-from config import PRESETS, Config, ConfigError, parse_config
-from conftest import run_script
+from config import PRESETS, SECTIONS, Config, ConfigError, fields_for, parse_config, run_defining_config
+from conftest import ROOT, run_script
 
 
 def test_defaults_are_the_real_run():
@@ -61,13 +66,51 @@ def test_grpo_batch_is_derived_so_trl_divisibility_holds():
         Config(grpo_prompts_per_step=1, num_generations=8, grpo_grad_accum=4).validate(world_size=3)
 
 
-@pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
-def test_scripts_list_every_field_in_help(script):
+def test_recipe_settings_are_checked_when_the_config_loads():
+    for argv in (["--grpo_loss_type", "ppo"], ["--grpo_warmup_ratio", "1.5"], ["--top_p", "0"], ["--top_k", "-1"],
+                 ["--scale_rewards", "yes"], ["--grpo_loss_type", "dr_grpo"]):  # dr_grpo is defined without std scaling
+        with pytest.raises(ConfigError):
+            parse_config(argv)
+    cfg, _ = parse_config(["--grpo_loss_type", "dr_grpo", "--scale_rewards", "none", "--fast_inference", "false"])
+    assert (cfg.grpo_loss_type, cfg.scale_rewards, cfg.fast_inference) == ("dr_grpo", "none", False)
+
+
+@pytest.mark.parametrize("script, own, others", [
+    ("train_sft.py", ["--sft_learning_rate", "--lora_r", "--save_steps"], ["--num_generations", "--sql_timeout_s", "--adapter"]),
+    ("train_grpo.py", ["--num_generations", "--reward_exact", "--sql_timeout_s"], ["--sft_learning_rate", "--lora_r", "--eval_batch_size"]),
+    ("evaluate.py", ["--adapter", "--eval_batch_size", "--sql_timeout_s"], ["--sft_learning_rate", "--num_generations", "--save_steps"]),
+])
+def test_help_shows_the_scripts_own_flags_then_its_fields_by_section(script, own, others):
     result = run_script(script, "--help")
     assert result.returncode == 0
-    for name in ("--model_name", "--output_dir", "--preset", "--sql_timeout_s", "--num_generations"):
-        assert name in result.stdout
-    assert "default: unsloth/Qwen3-4B-Instruct-2507" in " ".join(result.stdout.split())
+    text = result.stdout
+    for name in ["--model_name", "--output_dir", "--preset", "--resume", *own]:
+        assert f"  {name} " in text, name
+    for name in others:  # another stage's fields are hidden here ...
+        assert f"  {name} " not in text, name
+    assert "default: unsloth/Qwen3-4B-Instruct-2507" in " ".join(text.split())
+    assert text.index("shared by every script:") < text.index("--model_name")
+    listed = [line for line in text.splitlines() if line.startswith("  --")]
+    assert len(listed) < len(dataclasses.fields(Config))  # not every field of every stage
+    if script == "evaluate.py":  # its own flags come first, before any config field
+        assert text.index("--score_only") < text.index("--pred") < text.index("--preset") < text.index("--model_name")
+        assert "[--score_only]" in text.splitlines()[0]
+
+
+def test_every_field_stays_settable_on_every_script():
+    for script in ("train_sft.py", "train_grpo.py", "evaluate.py"):
+        cfg, _ = parse_config(["--num_generations", "4", "--sft_learning_rate", "0.001", "--adapter", "sft"], script=script)
+        assert (cfg.num_generations, cfg.sft_learning_rate, cfg.adapter) == (4, 0.001, "sft")
+
+
+def test_sections_name_real_fields_once():
+    names = [name for _, _, group in SECTIONS for name in group]
+    assert len(names) == len(set(names))
+    assert set(names) <= {f.name for f in dataclasses.fields(Config)}
+    assert "sft_learning_rate" in fields_for("train_sft.py") and "sft_learning_rate" not in fields_for("train_grpo.py")
+    identity = run_defining_config(Config(), "train_sft.py")
+    assert "sft_learning_rate" in identity and "num_generations" not in identity
+    assert not set(identity) & {"output_dir", "resume", "overwrite", "save_steps", "logging_steps"}
 
 
 @pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
@@ -88,17 +131,96 @@ def test_config_module_imports_nothing_heavy():
     assert result.stdout.strip() == "[]"
 
 
-def test_unsloth_is_imported_before_the_trainer_stack(tmp_path):
+UNSLOTH_MODES = {  # every entry path that loads a model, as a user runs it on the unsloth backend
+    "train_sft": ["train_sft.py"],
+    "train_grpo": ["train_grpo.py"],
+    "evaluate": ["evaluate.py", "--adapter", "none"],
+    "export_merged": ["evaluate.py", "--adapter", "{adapter}", "--export", "merged"],
+}
+
+
+@pytest.mark.parametrize("mode", sorted(UNSLOTH_MODES))
+def test_unsloth_is_imported_before_the_trainer_stack(tmp_path, mode):
     # A stand-in `unsloth` package that only records what was imported before it, then stops the run.
-    stub = tmp_path / "unsloth"
-    stub.mkdir()
+    stub = tmp_path / "stub" / "unsloth"
+    stub.mkdir(parents=True)
     (stub / "__init__.py").write_text(
         "import sys, pathlib\n"
         "seen = [m for m in ('transformers', 'trl', 'peft') if m in sys.modules]\n"
         f"pathlib.Path({str(tmp_path / 'seen.txt')!r}).write_text(repr(seen))\n"
         "raise SystemExit(0)\n")
-    code = ("import sys; sys.path.insert(0, %r); import config, utils; "
-            "cfg, _ = config.parse_config(['--preset', 'smoke']); utils.load_model(cfg, 'unsloth')" % str(tmp_path))
-    result = run_script("-c", code)
+    out = tmp_path / "out"
+    if mode == "train_grpo":  # it starts from a finished SFT run
+        (out / "sft").mkdir(parents=True)
+        (out / "sft" / "run_info.json").write_text("{}")
+        (out / "sft" / "adapter_config.json").write_text('{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}')
+        (out / "sft" / "adapter_model.safetensors").write_bytes(b"")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    args = [a.format(adapter=adapter) for a in UNSLOTH_MODES[mode]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_")}
+    result = subprocess.run([sys.executable, *args, "--preset", "smoke", "--output_dir", str(out), "--backend", "unsloth",
+                             "--fast_inference", "false"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**env, "PYTHONPATH": str(tmp_path / "stub")})
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "seen.txt").read_text() == "[]"
+
+
+def test_score_only_loads_no_model_stack(tmp_path):
+    # Scoring needs no model: whatever --backend says, neither unsloth nor the trainer stack is imported.
+    from config import MINI_SPIDER_DIR
+
+    (tmp_path / "pred.txt").write_text("SELECT count(*) FROM book\n")
+    (tmp_path / "gold.txt").write_text("SELECT count(*) FROM book\tbookshop\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import runpy, sys\nsys.path.insert(0, '.')\n"
+        f"sys.argv = ['evaluate.py', '--backend', 'unsloth', '--score_only', '--pred', {str(tmp_path / 'pred.txt')!r}, "
+        f"'--gold', {str(tmp_path / 'gold.txt')!r}, '--db_dir', {str(MINI_SPIDER_DIR / 'database')!r}]\n"
+        "runpy.run_path('evaluate.py', run_name='__main__')\n"
+        "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'unsloth') if m in sys.modules])\n")
+    result = run_script(str(probe))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("argv, message", [
+    # No abbreviations: a prefix of a flag is a typo, answered with the flag it starts.
+    (["--temp", "0.5"], "unknown option --temp (did you mean --temperature?)"),
+    (["--grpo_max", "3"], "unknown option --grpo_max (did you mean --grpo_max_steps?)"),
+    (["--overwr"], "unknown option --overwr (did you mean --overwrite?)"),
+    # Values that cannot work.
+    (["--temperature", "0"], "--temperature must be positive"),
+    (["--sft_max_steps", "0"], "--sft_max_steps must be positive, or -1"),
+    (["--grpo_max_steps", "-2"], "--grpo_max_steps must be positive"),
+    (["--max_completion_length", "0"], "--max_completion_length must be positive"),
+    (["--max_prompt_length", "0"], "--max_prompt_length must be positive"),
+    (["--logging_steps", "0"], "--logging_steps must be positive"),
+    (["--gpu_memory_utilization", "1.5"], "--gpu_memory_utilization must be in (0, 1]"),
+    (["--gpu_memory_utilization", "0"], "--gpu_memory_utilization must be in (0, 1]"),
+    (["--lora_target_modules", ""], "--lora_target_modules is empty"),
+    (["--lora_target_modules", " , "], "--lora_target_modules is empty"),
+    (["--lora_dropout", "1"], "--lora_dropout must be in [0, 1)"),
+    (["--sft_warmup_ratio", "3"], "--sft_warmup_ratio must be in [0, 1)"),  # transformers would read 3 as 3 steps
+    (["--eval_temperature", "-0.1"], "--eval_temperature must be 0 or more"),
+    (["--resume", "--overwrite"], "pass one of them"),
+])
+def test_settings_that_cannot_work_are_one_line_errors(argv, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(argv)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_boundary_values_that_work_are_accepted():
+    cfg, _ = parse_config(["--gpu_memory_utilization", "1", "--sft_warmup_ratio", "0.99", "--sft_max_steps", "-1",
+                           "--eval_temperature", "0", "--temperature", "0.1"])
+    assert (cfg.gpu_memory_utilization, cfg.sft_warmup_ratio, cfg.temperature) == (1.0, 0.99, 0.1)
+
+
+def test_abbreviated_flags_fail_on_the_command_line_too():
+    result = run_script("train_grpo.py", "--preset", "smoke", "--temp", "0.5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: unknown option --temp (did you mean --temperature?)"

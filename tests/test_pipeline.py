@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import utils
-from config import MINI_SPIDER_DIR, parse_config
-from conftest import run_script
+from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS, parse_config
+from conftest import assert_trainer_args_follow_config, run_script
 
 
 def sha(path: Path) -> str:
@@ -52,6 +52,13 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
     # the reward values seen are the reward function's own: matches (+5), invalid (-1), partial/wrong (>= 0)
     assert any(row["outcome/match"] > 0 for row in logs) and any(row["reward_std"] > 0 for row in logs)
     assert "[grpo] step 1:" in runs["grpo"].stdout and "match +5.00" in runs["grpo"].stdout
+
+
+def test_trainers_get_the_configs_settings(smoke):
+    # run_info.json records the arguments the built trainers held; the unsloth twin is in test_unsloth_backend.py.
+    out, _ = smoke
+    assert_trainer_args_follow_config(json.loads((out / "sft" / "run_info.json").read_text()), SFT_TRAINER_ARGS)
+    assert_trainer_args_follow_config(json.loads((out / "grpo" / "run_info.json").read_text()), GRPO_TRAINER_ARGS)
 
 
 def test_evaluation_writes_official_files_that_line_up(smoke):
@@ -105,7 +112,8 @@ def test_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_path):
     import train_sft
 
     cfg, _ = parse_config(["--preset", "smoke", "--output_dir", str(tmp_path)])
-    trainer, _ = train_sft.build_trainer(cfg, tmp_path / "sft")
+    trainer, info = train_sft.build_trainer(cfg, tmp_path / "sft")
+    assert_trainer_args_follow_config(info, SFT_TRAINER_ARGS)  # in process: the hf SFTTrainer holds the config's settings
     tokenizer = trainer.processing_class
     spider = utils.Spider.open(cfg.spider_dir)
     golds = {ex["query"] for ex in spider.examples("train")}

@@ -1,0 +1,214 @@
+"""Other base models (--model_name): the project's prompts and SFT loss mask on real chat templates.
+
+Each family gets a tiny tokenizer (the tiny model's BPE plus that family's special tokens, bos/eos and
+generation-config stop tokens) with the family's real chat template, as TRL's wheel ships it under
+trl/chat_templates/ (verbatim copies of the hub's). SFT data preparation is the real one
+(train_sft.build_trainer -> TRL's SFTTrainer tokenization) on a tiny model saved with that tokenizer.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import utils
+from config import parse_config
+from conftest import run_script
+
+import trl
+
+TEMPLATES = Path(trl.__file__).parent / "chat_templates"
+QWEN = dict(special=[], plain=[], bos=None, eos="<|im_end|>", stops=["<|im_end|>", "<|endoftext|>"], end="<|im_end|>\n")
+LLAMA3 = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+LLAMA31 = dict(special=LLAMA3 + ["<|eom_id|>", "<|python_tag|>"], plain=[], bos="<|begin_of_text|>", eos="<|eot_id|>",
+               stops=["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"], end="<|eot_id|>")
+GEMMA = dict(special=["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"], plain=[], bos="<bos>", eos="<eos>",
+             stops=["<eos>", "<end_of_turn>"], end="<end_of_turn>\n")
+PHI3 = dict(special=["<s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"], plain=[], bos="<s>",
+            eos="<|endoftext|>", stops=["<|endoftext|>", "<|assistant|>", "<|end|>"], end="<|end|>\n<|endoftext|>")
+# family -> (template file, tokens; template kwargs the check must choose; instructions folded by us)
+FAMILIES = {
+    "qwen2_5": (QWEN, {}, False),  # Qwen2.5(-Coder)-Instruct: default system prompt, replaced by ours
+    "qwen3": (dict(QWEN, plain=["<think>", "</think>"]), {"enable_thinking": False}, False),  # Qwen3 hybrid
+    "qwen3_instruct_2507": (QWEN, {}, False),  # the default base model
+    "llama3": (dict(LLAMA31, special=LLAMA3, eos="<|end_of_text|>", stops=["<|end_of_text|>", "<|eot_id|>"]), {}, False),
+    "llama3_1": (LLAMA31, {}, False),
+    "llama3_2": (LLAMA31, {"date_string": "26 Jul 2024"}, False),  # else today's date in every prompt
+    "gemma": (GEMMA, {}, True),  # Gemma 1/2: no system role, raises on one
+    "gemma3": (GEMMA, {}, False),  # folds the system turn into the user turn itself
+    "phi3": (PHI3, {}, False),
+    "phi3_5": (PHI3, {}, False),
+}
+R1 = dict(special=["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"],
+          plain=["<think>", "</think>"], bos="<｜begin▁of▁sentence｜>", eos="<｜end▁of▁sentence｜>",
+          stops=["<｜end▁of▁sentence｜>"], end="<｜end▁of▁sentence｜>")
+VOCAB = 1024 + 32  # the tiny BPE plus room for every family's added tokens
+
+
+def template_text(family: str) -> str:
+    path = TEMPLATES / f"{family}.jinja"
+    if not path.exists():
+        pytest.skip(f"trl {trl.__version__} ships no {path.name}")
+    return path.read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny Qwen3 with room in its embeddings for the added tokens: shared by every family."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("weights")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.resize_token_embeddings(VOCAB)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def make_family(tmp_path_factory, tiny_weights, tiny_model_dir):
+    """family -> folder of a tiny model whose tokenizer has the family's tokens and real template."""
+    from transformers import AddedToken, AutoTokenizer, GenerationConfig
+
+    made = {}
+
+    def make(family: str, spec: dict) -> Path:
+        if family in made:
+            return made[family]
+        template = template_text(family)
+        out = tmp_path_factory.mktemp(family)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy(tiny_weights / name, out / name)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in spec["special"]], special_tokens=True)
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec["plain"]])
+        assert len(tokenizer) <= VOCAB
+        tokenizer.bos_token, tokenizer.eos_token = spec["bos"], spec["eos"]
+        tokenizer.chat_template = template
+        tokenizer.save_pretrained(out)
+        GenerationConfig(eos_token_id=tokenizer.convert_tokens_to_ids(spec["stops"]),
+                         pad_token_id=tokenizer.pad_token_id).save_pretrained(out)
+        made[family] = out
+        return out
+
+    return make
+
+
+def load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_sft_labels_and_prompts_agree_on_the_real_template(family, make_family, spider, tmp_path):
+    import train_sft
+
+    spec, kwargs, folded = FAMILIES[family]
+    model_dir = make_family(family, spec)
+    cfg, _ = parse_config(["--preset", "smoke", "--output_dir", str(tmp_path), "--model_name", str(model_dir),
+                           "--max_train_examples", "3"])
+    trainer, _ = train_sft.build_trainer(cfg, tmp_path / "sft")  # runs check_chat_template, then TRL's tokenization
+    tokenizer = trainer.processing_class
+    assert utils.check_chat_template(tokenizer, family, utils.stop_token_ids(trainer.model, tokenizer)) == kwargs
+    assert utils.chat_template_kwargs(tokenizer) == kwargs
+    assert tokenizer.convert_tokens_to_ids(spec["end"].split("\n")[0]) in utils.stop_token_ids(trainer.model, tokenizer)
+
+    for i, ex in enumerate(spider.examples("train")[:3]):
+        row = trainer.train_dataset[i]
+        labels = trainer.data_collator([row])["labels"][0].tolist()
+        start = next(j for j, t in enumerate(labels) if t != -100)
+        # the loss covers exactly the SQL and the template's end of turn (the model learns to stop) ...
+        assert tokenizer.decode(labels[start:]) == ex["query"].strip() + spec["end"]
+        # ... after exactly the tokens evaluation prompts with, and GRPO (TRL renders its prompts itself)
+        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"],
+                                        tokenizer=tokenizer)
+        prompt = utils.render_prompt_for(spider, ex, cfg, tokenizer)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert row["input_ids"][:start] == prompt_ids
+        grpo_ids = tokenizer.apply_chat_template(conversation=[messages], add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True, **kwargs)["input_ids"][0]
+        assert grpo_ids == prompt_ids
+        # the instructions reach the model in every family, in the user turn where there is no system role
+        assert utils.SYSTEM_PROMPT in prompt and "You are Qwen" not in prompt  # Qwen2.5's default system prompt
+        assert (messages[0]["role"] == "user") == folded
+        if family.startswith("gemma"):  # Gemma 2 folded by us, Gemma 3 by its template: the same text
+            assert f"<start_of_turn>user\n{utils.SYSTEM_PROMPT}\n\nDatabase schema:" in prompt
+    # an answer that opens with a think block (Qwen3 with thinking on, R1 distills) still yields its SQL
+    assert utils.extract_sql("<think>\nCount the singers.\n</think>\n\nSELECT count(*) FROM singer") == \
+        "SELECT count(*) FROM singer"
+
+
+@pytest.mark.parametrize("family", ["qwen3", "gemma"])
+def test_grpo_trainer_prompts_are_the_evaluation_prompts(family, make_family, spider, tmp_path):
+    # GRPOTrainer renders conversational prompts itself, with GRPOConfig.chat_template_kwargs (as
+    # train_grpo.py passes them). `_tokenize_prompts` is its own prompt tokenization (trl 1.15 and 1.16).
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    model_dir = make_family(family, FAMILIES[family][0])
+    tokenizer = load_tokenizer(model_dir)
+    kwargs = utils.check_chat_template(tokenizer, family)
+    prompts = [utils.build_messages(spider.schema(ex["db_id"]), ex["question"], tokenizer=tokenizer)
+               for ex in spider.examples("train")[:2]]
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2, bf16=False,
+                      use_cpu=True, max_completion_length=4, chat_template_kwargs=kwargs or None, report_to=[])
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args, processing_class=tokenizer,
+                          reward_funcs=[lambda prompts, completions, **_: [0.0] * len(prompts)],
+                          train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]))
+    grpo_ids = [[int(t) for t in ids] for ids in trainer._tokenize_prompts(prompts)[0]]
+    assert grpo_ids == [tokenizer(utils.render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]
+                        for p in prompts]
+
+
+def test_qwen3_hybrid_with_thinking_left_on_fails_loudly(make_family):
+    tokenizer = load_tokenizer(make_family("qwen3", FAMILIES["qwen3"][0]))
+    with pytest.raises(utils.UserError) as err:
+        utils.check_chat_template(tokenizer, "Qwen/Qwen3-8B", template_kwargs={})
+    message = str(err.value)
+    assert "Qwen/Qwen3-8B" in message and "'<think>\\n\\n</think>\\n\\n" in message and "\n" not in message
+    # the same template with the kwargs the check chooses renders the empty think block into the prompt instead
+    assert utils.render_prompt(tokenizer, utils.build_messages("s", "q")).endswith("<think>\n\n</think>\n\n")
+
+
+def test_deepseek_r1_distill_is_refused_in_one_line(make_family, tmp_path):
+    # Its generation prompt opens a <think> block, and its assistant turn drops everything up to </think>:
+    # no chat makes training and inference render the same text.
+    model_dir = make_family("deepseek_r1_distill", R1)
+    tokenizer = load_tokenizer(model_dir)
+    with pytest.raises(utils.UserError, match="<think>"):
+        utils.check_chat_template(tokenizer, "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
+    result = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--model_name", str(model_dir))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    error = [line for line in result.stderr.splitlines() if str(model_dir) in line]
+    assert len(error) == 1 and "<think>" in error[0], result.stderr[-2000:]
+
+
+def test_an_end_of_turn_that_generation_does_not_stop_at_fails(make_family):
+    spec, _, _ = FAMILIES["llama3"]  # the original Llama 3 tokenizer: eos <|end_of_text|>, turns end <|eot_id|>
+    tokenizer = load_tokenizer(make_family("llama3", spec))
+    with pytest.raises(utils.UserError, match="stop tokens"):
+        utils.check_chat_template(tokenizer, "meta-llama/Meta-Llama-3-8B-Instruct", [tokenizer.eos_token_id])
+    assert utils.check_chat_template(tokenizer, "x", tokenizer.convert_tokens_to_ids(spec["stops"])) == {}
+
+
+def test_generation_stops_at_the_generation_config_stop_tokens(tiny_model_dir, tiny_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    prompt = utils.render_prompt(tiny_tokenizer, utils.build_messages("CREATE TABLE t (a INT)", "How many rows?"))
+    answer = utils.generate(model, tiny_tokenizer, [prompt], "hf", adapter_dir=None, max_new_tokens=6, progress=False)[0]
+    first = int(model(**tiny_tokenizer(prompt, add_special_tokens=False, return_tensors="pt")).logits[0, -1].argmax())
+    assert answer and first != tiny_tokenizer.eos_token_id  # greedy: it does not stop by itself
+    # the greedy first token becomes an end-of-turn token of the generation config (as <|eot_id|> is Llama 3's)
+    model.generation_config.eos_token_id = [first]
+    assert utils.stop_token_ids(model, tiny_tokenizer) == [first, tiny_tokenizer.eos_token_id]
+    assert utils.generate(model, tiny_tokenizer, [prompt], "hf", adapter_dir=None, max_new_tokens=6,
+                          progress=False) == [""]
+
+
+def test_a_base_model_without_chat_template_is_one_clear_error(tiny_model_dir):
+    tokenizer = load_tokenizer(Path(tiny_model_dir))
+    tokenizer.chat_template = None
+    with pytest.raises(utils.UserError, match="has no chat template"):
+        utils.check_chat_template(tokenizer, "Qwen/Qwen3-4B-Base")

@@ -1,0 +1,145 @@
+"""A stage's life in its folder: --overwrite, Ctrl-C, --resume (only into its own run), and the
+README's rerun chain `train_sft.py --resume && train_grpo.py --resume && evaluate.py --resume`."""
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import utils
+from conftest import ROOT, run_script
+
+SFT = ["train_sft.py", "--preset", "smoke"]
+
+
+def folder_digest(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+def interrupt_when(args: list[str], ready, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Start `python args`, press Ctrl-C (SIGINT) as soon as ready() holds, return the finished process."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def logged_steps(stage: Path) -> list[int]:
+    """Steps with a loss line in metrics.jsonl; a line being written while we poll is not counted yet."""
+    path = stage / "metrics.jsonl"
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    rows = [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
+    return [r["step"] for r in rows if "loss" in r]
+
+
+def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_overwrite_clears_the_old_run_and_resume_only_continues_its_own(tmp_path):
+    # The issue's scenario, scaled down: an old finished run (checkpoints 3 and 6), then an --overwrite
+    # run with other settings stopped after its checkpoint-2. Before the fix the folder held both runs'
+    # checkpoints and --resume continued the old run's checkpoint-6 under the new config.
+    out = tmp_path / "sft"
+    (tmp_path / "keep.txt").write_text("not sft's")
+    old = run_script(*SFT, "--output_dir", str(tmp_path), "--sft_max_steps", "6", "--save_steps", "3")
+    assert old.returncode == 0, old.stderr[-3000:]
+    old_run = json.loads((out / utils.RUN_FILE).read_text())["run_id"]
+    assert json.loads((out / "checkpoint-6" / utils.RUN_FILE).read_text())["run_id"] == old_run
+    old_checkpoint = tmp_path / "old-checkpoint-6"
+    shutil.copytree(out / "checkpoint-6", old_checkpoint)
+
+    new_args = [*SFT, "--output_dir", str(tmp_path), "--sft_max_steps", "12", "--save_steps", "2"]
+
+    def past_a_checkpoint() -> bool:  # a checkpoint exists and steps after it were logged
+        done = utils.complete_checkpoints(out)
+        return bool(done) and max(logged_steps(out), default=0) > int(done[-1].name.split("-")[1])
+
+    stopped = interrupt_when([*new_args, "--overwrite"], past_a_checkpoint)
+    assert stopped.returncode == 130
+    assert "--overwrite: removed the earlier run's run_info.json" in stopped.stdout
+    kept = utils.complete_checkpoints(out)[-1]
+    assert f"interrupted: {kept} is kept; rerun the same command with --resume" in stopped.stderr
+
+    # At overwrite time the old run's marker, adapter, checkpoints and metrics went; nothing outside sft/.
+    new_run = json.loads((out / utils.RUN_FILE).read_text())["run_id"]
+    assert new_run != old_run
+    assert not (out / "run_info.json").exists() and not (out / "adapter_model.safetensors").exists()
+    assert not (out / "checkpoint-3").exists()
+    for checkpoint in out.glob("checkpoint-*"):
+        assert json.loads((checkpoint / utils.RUN_FILE).read_text())["run_id"] == new_run
+    assert logged_steps(out) == list(range(1, len(logged_steps(out)) + 1))  # the new run's lines only
+    assert (tmp_path / "keep.txt").read_text() == "not sft's"
+
+    # A checkpoint of another run (the old one, as a killed --overwrite used to leave it) is refused.
+    shutil.copytree(old_checkpoint, out / "checkpoint-60")
+    one_line_error(run_script(*new_args, "--resume"), "--resume: checkpoint-60 belongs to another run",
+                   "--overwrite")
+    shutil.rmtree(out / "checkpoint-60")
+    # So is this run's checkpoint under settings that change the run.
+    one_line_error(run_script(*new_args, "--resume", "--sft_learning_rate", "0.02"),
+                   f"--resume: {kept.name} was trained with other settings (sft_learning_rate: 0.01 -> 0.02)")
+
+    resumed = run_script(*new_args, "--resume", "--logging_steps", "1")  # logging settings may change
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    step = int(kept.name.split("-")[1])
+    assert f"[sft] resuming from {kept.name} (step {step} of 12)" in resumed.stdout
+    assert logged_steps(out) == list(range(1, 13))  # every step once: the lines past the checkpoint were dropped
+    assert json.loads((out / "run_info.json").read_text())["global_step"] == 12
+    assert "[sft] done: 12 steps" in resumed.stdout and "loss" in resumed.stdout
+
+
+def test_interrupted_before_the_first_checkpoint_says_so_and_a_fresh_run_works(tmp_path):
+    out = tmp_path / "sft"
+    args = [*SFT, "--output_dir", str(tmp_path), "--save_steps", "100"]
+    stopped = interrupt_when(args, lambda: len(logged_steps(out)) >= 2)
+    assert stopped.returncode == 130
+    assert "interrupted before the first checkpoint" in stopped.stderr
+    assert "rerun without --resume" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert (out / "metrics.jsonl").exists() and not utils.complete_checkpoints(out)
+
+    one_line_error(run_script(*args, "--resume"), "stopped before its first checkpoint", "rerun without --resume")
+
+    fresh = run_script(*args, "--sft_max_steps", "3")  # leftover metrics.jsonl and run file do not block it
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert logged_steps(out) == [1, 2, 3]
+
+
+def test_the_rerun_chain_goes_through_finished_stages(tmp_path):
+    out = tmp_path
+    sft = run_script(*SFT, "--output_dir", str(out), "--sft_max_steps", "4", "--save_steps", "2")
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    assert "[sft] done: 4 steps" in sft.stdout and len(sft.stdout.splitlines()) < 20  # no dict per log step
+    # A finished GRPO stage, standing in for a real one (a 4-step SFT adapter cannot earn varied rewards).
+    shutil.copytree(out / "sft", out / "grpo", ignore=shutil.ignore_patterns("checkpoint-*"))
+    before = {stage: folder_digest(out / stage) for stage in ("sft", "grpo")}
+
+    flags = f"--preset smoke --output_dir {out} --resume"
+    chain = (f"{sys.executable} train_sft.py {flags} && {sys.executable} train_grpo.py {flags} && "
+             f"{sys.executable} evaluate.py {flags} --adapter grpo")
+    first = subprocess.run(["bash", "-c", chain], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert f"[sft] {out / 'sft'} is already finished: 4 steps (run_info.json); nothing to resume" in first.stdout
+    assert f"[grpo] {out / 'grpo'} is already finished" in first.stdout
+    assert (out / "eval" / "grpo" / "metrics.json").exists()  # nothing to resume there: it evaluated
+
+    again = subprocess.run(["bash", "-c", chain], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "[eval] " in again.stdout and "already holds an evaluation" in again.stdout
+    assert {stage: folder_digest(out / stage) for stage in ("sft", "grpo")} == before  # nothing touched
+
+    redo = run_script(*SFT, "--output_dir", str(out), "--sft_max_steps", "4", "--save_steps", "2")
+    one_line_error(redo, "already holds a finished adapter; pass --overwrite")

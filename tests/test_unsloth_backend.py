@@ -1,0 +1,177 @@
+"""The unsloth backend end to end on CPU: unsloth's own CPU backend (UNSLOTH_FORCE_CPU=1), `--preset smoke
+--backend unsloth --fast_inference false`, with the assertions the hf pipeline gets in test_pipeline.py.
+
+Everything that imports unsloth runs in a subprocess: unsloth patches transformers, peft and TRL for
+the whole process on import, and this test process also tests the hf backend. What this covers and
+what stays GPU-only is in README.md, "What is verified where".
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import utils
+from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS
+from conftest import ROOT, assert_trainer_args_follow_config
+
+UNSLOTH = ["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false"]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_")}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**clean, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def unsloth_smoke(tmp_path_factory, tiny_model_dir):
+    assert importlib.util.find_spec("unsloth"), "unsloth is not installed: pip install --no-deps -r requirements-unsloth-cpu.txt"
+    out = tmp_path_factory.mktemp("unsloth_smoke")
+    runs, seconds = {}, {}
+    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py"]),
+                        ("eval", ["evaluate.py", "--adapter", "grpo"]),
+                        ("export", ["evaluate.py", "--adapter", "grpo", "--export", "merged"])):
+        start = time.time()
+        runs[stage] = run(*args, *UNSLOTH, "--output_dir", str(out))
+        seconds[stage] = round(time.time() - start, 1)
+        assert runs[stage].returncode == 0, f"{stage} failed:\n{runs[stage].stdout[-3000:]}\n{runs[stage].stderr[-3000:]}"
+    print(f"\nunsloth CPU smoke stages, seconds: {seconds}")
+    return out, runs
+
+
+def test_unsloth_sft_runs_on_unsloths_cpu_backend_and_its_loss_goes_down(unsloth_smoke):
+    out, runs = unsloth_smoke
+    assert "no GPU found, training on CPU" in runs["sft"].stdout + runs["sft"].stderr  # unsloth's CPU backend, really
+    assert "should be imported before" not in runs["sft"].stdout + runs["sft"].stderr
+    info = json.loads((out / "sft" / "run_info.json").read_text())
+    assert info["backend"] == "unsloth" and "[sft] backend=unsloth" in runs["sft"].stdout
+    losses = [r["loss"] for r in utils.read_metrics(out / "sft" / "metrics.jsonl") if "loss" in r]
+    assert len(losses) >= 100
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+
+
+def test_unsloth_grpo_trains_the_sft_adapter(unsloth_smoke):
+    out, runs = unsloth_smoke
+    info = json.loads((out / "grpo" / "run_info.json").read_text())
+    assert info["backend"] == "unsloth" and info["global_step"] == 4
+    assert info["sft_adapter_sha256"] == sha(out / "sft" / "adapter_model.safetensors")
+    assert sha(out / "grpo" / "adapter_model.safetensors") != info["sft_adapter_sha256"]  # it trained something
+    logs = [r for r in utils.read_metrics(out / "grpo" / "metrics.jsonl") if "reward" in r]
+    assert len(logs) == 4 and any(row["reward_std"] > 0 for row in logs)
+    assert "[grpo] step 1: backend=unsloth" in runs["grpo"].stdout
+
+
+def test_unsloth_trainers_get_the_configs_settings(unsloth_smoke):
+    # unsloth's rewritten configs have their own defaults (adamw_8bit, weight decay, warm-up, ...); on CPU it
+    # rewrites optim: what the built trainers hold must still be the config.
+    out, _ = unsloth_smoke
+    assert_trainer_args_follow_config(json.loads((out / "sft" / "run_info.json").read_text()), SFT_TRAINER_ARGS)
+    assert_trainer_args_follow_config(json.loads((out / "grpo" / "run_info.json").read_text()), GRPO_TRAINER_ARGS)
+
+
+def test_unsloth_evaluation_writes_paired_official_files(unsloth_smoke):
+    out, runs = unsloth_smoke
+    ev = out / "eval" / "grpo"
+    dev = json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
+    preds = (ev / "pred.txt").read_text().splitlines()
+    golds = (ev / "gold.txt").read_text().splitlines()
+    assert len(preds) == len(golds) == len(dev)
+    assert all(p.strip() and "\t" not in p for p in preds)
+    assert [g.split("\t") for g in golds] == [[" ".join(ex["query"].split()), ex["db_id"]] for ex in dev]
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["backend"] == "unsloth" and "[eval] backend=unsloth" in runs["eval"].stdout
+    assert metrics["adapter_sha256"] == sha(out / "grpo" / "adapter_model.safetensors")
+    records = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
+    assert [r["prediction"] for r in records] == preds
+    assert sum(bool(r["answer"].strip()) for r in records) > 0  # the adapter generated something
+
+
+def test_unsloth_merged_export_is_the_adapter_merged_into_16_bit_weights(unsloth_smoke):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out, runs = unsloth_smoke
+    merged_dir = out / "merged" / "grpo"
+    assert "[export] backend=unsloth" in runs["export"].stdout
+    assert not (merged_dir / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype="auto")  # plain transformers, no peft
+    assert merged.dtype == torch.bfloat16  # --export_dtype's default, honoured
+    base = AutoModelForCausalLM.from_pretrained(utils.ensure_tiny_model(), dtype=torch.float32)
+    base_weights = {k: v.clone() for k, v in base.state_dict().items()}
+    expected = PeftModel.from_pretrained(base, str(out / "grpo")).merge_and_unload().state_dict()
+    got = merged.state_dict()
+    assert set(got) == set(expected)
+    for name, value in got.items():  # the float32 merge, rounded once to bfloat16 (one ulp of slack)
+        torch.testing.assert_close(value.float(), expected[name].to(torch.bfloat16).float(), rtol=2 ** -7, atol=1e-6)
+    changed = [n for n in got if not torch.equal(got[n], base_weights[n].to(torch.bfloat16))]
+    assert any("q_proj" in n for n in changed)  # the adapter is in it, not just the base
+    info = json.loads((merged_dir / "export_info.json").read_text())
+    assert info["checked_prompts"] == 4 and len(info["merged_answers"]) == 4
+
+
+def test_unsloth_export_refuses_float32_in_one_line_and_keeps_the_export(unsloth_smoke):
+    out, _ = unsloth_smoke
+    weights = out / "merged" / "grpo" / "model.safetensors"
+    before = sha(weights)
+    result = run("evaluate.py", *UNSLOTH, "--output_dir", str(out), "--adapter", "grpo", "--export", "merged",
+                 "--export_dtype", "float32", "--overwrite")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "float32" in result.stderr
+    assert sha(weights) == before
+
+
+LABELS_AND_PROBE = """
+import json, sys
+from pathlib import Path
+import train_sft, utils
+from config import parse_config
+
+cfg, _ = parse_config(["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false", "--output_dir", sys.argv[1],
+                       "--gradient_checkpointing", "true"])
+trainer, info = train_sft.build_trainer(cfg, Path(sys.argv[1]) / "sft")
+tokenizer = trainer.processing_class
+learned = []
+for row in [trainer.train_dataset[i] for i in range(5)]:
+    labels = trainer.data_collator([row])["labels"][0].tolist()
+    learned.append(tokenizer.decode([t for t in labels if t != -100]))
+from unsloth import FastLanguageModel
+FastLanguageModel.for_inference(trainer.model)  # where unsloth's GPU SFTTrainer leaves the model after __init__
+utils.memory_probe(trainer, info["longest_example"], 2, info["backend"])
+model = trainer.model
+print(json.dumps({"learned": learned, "unsloth_trainer": bool(getattr(type(trainer), "_unsloth_cpu", False)),
+                  "training": model.training, "use_cache": model.config.use_cache,
+                  "checkpointing": model.is_gradient_checkpointing}))
+"""
+
+
+def test_unsloth_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_path, spider):
+    # The labels as unsloth's SFTTrainer (on CPU: its subclass of TRL's) prepares them, decoded in the subprocess.
+    result = run("-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); exec({LABELS_AND_PROBE!r})", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["unsloth_trainer"]  # the trainer class unsloth installed, not TRL's own
+    golds = {ex["query"] for ex in spider.examples("train")}
+    for learned in seen["learned"]:
+        assert learned.endswith("<|im_end|>\n")  # the model learns to stop
+        assert learned[: -len("<|im_end|>\n")] in golds  # and nothing of the prompt
+    # The memory probe ran in training mode (KV cache off, checkpointing on), not where for_inference left it.
+    assert seen["training"] and seen["use_cache"] is False and seen["checkpointing"]
+
+
+def test_unsloth_refuses_unsloth_allow_cpu_in_one_line(tmp_path):
+    result = run("train_sft.py", *UNSLOTH, "--output_dir", str(tmp_path), env={"UNSLOTH_ALLOW_CPU": "1"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: UNSLOTH_ALLOW_CPU is set") and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "sft" / "run_info.json").exists()
