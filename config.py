@@ -349,9 +349,15 @@ def fields_for(script: str) -> list[str]:
     return [name for name in names if name in used or name not in placed]
 
 
+# Each benchmark's own data fields: a run on one never depends on the other's (a changed BIRD_DIR does
+# not block resuming a Spider run).
+BENCHMARK_DATA_FIELDS = {"spider": ("spider_dir",), "bird": ("bird_dir", "bird_column_descriptions")}
+
+
 def run_defining_config(cfg: Config, script: str) -> dict:
     """The fields of `script`'s stage that change what it computes: a checkpoint resumes only under the same."""
-    return {name: getattr(cfg, name) for name in fields_for(script) if name not in NOT_RUN_DEFINING}
+    unused = {name for bench, names in BENCHMARK_DATA_FIELDS.items() if bench != cfg.benchmark for name in names}
+    return {name: getattr(cfg, name) for name in fields_for(script) if name not in NOT_RUN_DEFINING | unused}
 
 
 # ----------------------------------------------------------------------

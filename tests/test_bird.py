@@ -263,6 +263,19 @@ def test_bird_defaults_apply_unless_set():
         parse_config(["--benchmark", "bard"])
 
 
+def test_every_script_lists_the_benchmark_fields_and_a_run_depends_on_its_own_data_only():
+    from config import fields_for, run_defining_config
+
+    for script in ("train_sft.py", "train_grpo.py", "evaluate.py"):
+        assert {"benchmark", "bird_dir", "bird_column_descriptions"} <= set(fields_for(script))
+    assert "eval_split" in fields_for("evaluate.py")
+    spider, _ = parse_config(["--bird_dir", "elsewhere"])
+    bird, _ = parse_config(["--benchmark", "bird", "--spider_dir", "elsewhere"])
+    assert "bird_dir" not in run_defining_config(spider, "train_sft.py") and "spider_dir" in run_defining_config(spider, "train_sft.py")
+    identity = run_defining_config(bird, "train_grpo.py")
+    assert "spider_dir" not in identity and {"benchmark", "bird_dir", "bird_column_descriptions"} <= set(identity)
+
+
 def test_each_benchmark_describes_its_own_eval_splits():
     spider, bird = benchmarks.get("spider"), benchmarks.get("bird")
     assert spider.eval_splits == tuple(utils.SPIDER_EVAL_SPLITS) and bird.eval_splits == ("dev", "mini_dev")
