@@ -57,8 +57,8 @@ class Config:
     # --- data and prompts ---
     use_train_others: bool = _f(True, "add train_others.json to the training set when present")
     schema_sample_values: int = _f(0, "distinct sample values shown per column in the schema prompt (0 = none)")
-    max_train_examples: int = _f(0, "use at most this many training examples (0 = all)")
-    max_eval_examples: int = _f(0, "evaluate at most this many dev examples (0 = all)")
+    max_train_examples: int = _f(0, "use at most this many training examples, a seeded sample over every database (0 = all)")
+    max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness (0 = all)")
 
     # --- model and LoRA ---
     max_seq_length: int = _f(2048, "longest prompt + answer the model handles (vLLM max_model_len)")
@@ -108,12 +108,14 @@ class Config:
     eval_temperature: float = _f(0.0, "0 = greedy decoding")
     adapter: str = _f("grpo", "evaluate.py: sft | grpo | none | PATH to a PEFT adapter folder")
     export_dtype: str = _f("bfloat16", "evaluate.py --export merged: bfloat16 | float16 | float32 weights")
+    eval_steps: int = _f(0, "GRPO: greedy execution accuracy on a fixed dev subset every N steps, logged as eval/ex (0 = off)")
+    eval_subset_size: int = _f(100, "GRPO --eval_steps: dev questions in that subset (seeded, stratified by database and hardness)")
 
     # --- logging and checkpoints ---
     logging_steps: int = _f(10, "log every N optimizer steps")
     save_steps: int = _f(100, "checkpoint every N optimizer steps")
     save_total_limit: int = _f(2, "checkpoints kept in output_dir")
-    num_completions_to_log: int = _f(2, "GRPO: sample completions printed with each log line")
+    num_completions_to_log: int = _f(2, "GRPO: sample completions TRL prints at each log step (0 = none; all are kept in grpo/completions/)")
     wandb_project: str = _f(os.environ.get("WANDB_PROJECT", "sql-rlvr"), "wandb project (wandb is on only when WANDB_API_KEY is set)")
 
     # ------------------------------------------------------------------
@@ -141,6 +143,8 @@ class Config:
                 f"max_prompt_length ({self.max_prompt_length}) + max_completion_length ({self.max_completion_length}) "
                 f"exceeds max_seq_length ({self.max_seq_length})"
             )
+        if self.eval_steps < 0 or self.eval_subset_size < 1:
+            raise ConfigError("--eval_steps must be >= 0 (0 = off) and --eval_subset_size >= 1")
         for name in ("sql_timeout_s", "sft_learning_rate", "grpo_learning_rate", "lora_r", "sft_batch_size",
                      "sft_grad_accum", "grpo_grad_accum", "eval_batch_size", "reward_workers", "save_steps"):
             if getattr(self, name) <= 0:

@@ -25,6 +25,9 @@ import utils
 from config import Config, parse_config
 
 
+EVAL_STRATA = ("db_id", utils.SUBSET_HARDNESS)  # --max_eval_examples samples across databases and hardness
+
+
 def write_results(path: Path, records: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -81,8 +84,12 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
     spider = utils.Spider.open(cfg.spider_dir)
     examples = spider.examples("dev")
-    if cfg.max_eval_examples > 0:
-        examples = examples[: cfg.max_eval_examples]
+    subset = None
+    if 0 < cfg.max_eval_examples < len(examples):
+        # A seeded sample stratified by database and hardness (the first N questions cover a few databases).
+        chosen = utils.stratified_subset(examples, cfg.max_eval_examples, cfg.seed, EVAL_STRATA)
+        subset = utils.subset_record(chosen, len(examples), cfg.max_eval_examples, cfg.seed, EVAL_STRATA)
+        examples = [examples[i] for i in chosen]
 
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
@@ -115,8 +122,9 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     golds_read = utils.read_gold_file(gold_path)
     records = utils.score_predictions(utils.read_pred_file(pred_path, len(golds_read)), golds_read,
                                       spider.root / "database", cfg.sql_timeout_s, cfg.reward_workers)
-    for record, ex, answer, pred in zip(records, examples, answers, preds):
-        record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred)
+    dev_indices = subset["indices"] if subset else range(len(examples))
+    for record, ex, answer, pred, dev_index in zip(records, examples, answers, preds, dev_indices):
+        record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred, dev_index=dev_index)
     write_results(out / "predictions.jsonl", records)
 
     summary = utils.summarize_scores(records)
@@ -129,7 +137,9 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
                       f"(timeout {cfg.sql_timeout_s:g} s counts as wrong)",
         "model": cfg.model_name, "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_sha,
         "backend": backend, "examples": len(examples), "prompts_over_limit": too_long,
-        "generation_seconds": round(gen_seconds, 1), "config": cfg.to_dict(),
+        "generation_seconds": round(gen_seconds, 1),
+        "subset": subset,  # null: all of dev; else the seed, strata and dev indices of --max_eval_examples
+        "config": cfg.to_dict(),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(utils.format_score_table(summary))
