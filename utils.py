@@ -202,24 +202,26 @@ def _stratum_key(key: str | Callable[[dict], Any]) -> Callable[[dict], Any]:
 
 
 def _allocate(sizes: dict[Any, int], n: int, rng) -> dict[Any, int]:
-    """Split n draws over groups of the given sizes: one per group first when n allows it, the rest in
-    proportion to what is left of each group (largest remainder in exact integers; ties by `rng`)."""
+    """Split n draws over groups of the given sizes in proportion to size (largest remainder, exact
+    integers, ties broken by `rng`); when n is at least the number of groups, every group gets one,
+    taken from the most over-represented group."""
     groups = sorted(sizes, key=repr)
     n = min(n, sum(sizes.values()))
-    quota = dict.fromkeys(groups, 1 if n >= len(groups) else 0)
-    left = n - sum(quota.values())
-    room = {g: sizes[g] - quota[g] for g in groups}
-    total = sum(room.values())
-    if left > 0 and total > 0:
-        remainders = {}
-        for g in groups:
-            whole, remainders[g] = divmod(left * room[g], total)
-            quota[g] += whole
-        order = list(groups)
-        rng.shuffle(order)
-        order.sort(key=lambda g: -remainders[g])  # stable: equal remainders keep the shuffled order
-        for g in order[: n - sum(quota.values())]:
-            quota[g] += 1
+    total = sum(sizes.values())
+    quota, remainders = {}, {}
+    for g in groups:
+        quota[g], remainders[g] = divmod(n * sizes[g], total)
+    order = list(groups)
+    rng.shuffle(order)
+    order.sort(key=lambda g: -remainders[g])  # stable: equal remainders keep the shuffled order
+    for g in order[: n - sum(quota.values())]:
+        quota[g] += 1
+    if n >= len(groups):
+        for g in order:
+            if quota[g] == 0:
+                donor = max((d for d in order if quota[d] > 1), key=lambda d: quota[d] / sizes[d])
+                quota[donor] -= 1
+                quota[g] = 1
     return quota
 
 
@@ -227,8 +229,8 @@ def stratified_subset(examples: list[dict], n: int, seed: int,
                       keys: Sequence[str | Callable[[dict], Any]] = ("db_id",)) -> list[int]:
     """Indices of a seeded sample of `n` examples, stratified by `keys` in turn, in dataset order.
 
-    The first key splits the draws over its groups (every group gets one when n is at least the
-    number of groups, the rest goes in proportion to group size), each group's share is split the
+    The first key splits the draws over its groups in proportion to their sizes (every group gets
+    at least one when n is at least the number of groups), each group's share is split the
     same way by the next key, and the last level draws at random. A key is a field name, "hardness"
     (Spider's level of the gold query), or a function of an example. n <= 0 or n >= len(examples):
     all of them. The first N examples of Spider dev cover a handful of databases; this covers all.
