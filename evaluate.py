@@ -99,7 +99,8 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]
     too_long = len(prompts) - len(fits)
-    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} dev examples={len(examples)}; "
+    sampled = f" (seeded sample of {subset['of']}, seed {subset['seed']}, by database and hardness)" if subset else ""
+    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} dev examples={len(examples)}{sampled}; "
           f"{utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): {too_long}")
 
     start = time.time()
