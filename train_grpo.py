@@ -81,7 +81,7 @@ def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer,
         texts = [prompts[i] for i in fits]
         kwargs = dict(max_new_tokens=cfg.max_completion_length, temperature=0.0, batch_size=cfg.eval_batch_size,
                       progress=False)
-        if backend != "unsloth":
+        if backend != "unsloth":  # the live PeftModel itself; adapter_dir only names it (and checks it has LoRA)
             return utils.generate(model, tokenizer, texts, backend, adapter_dir=out, **kwargs)
         live = Path(tempfile.mkdtemp(prefix=".eval-adapter-", dir=out))
         try:
