@@ -339,6 +339,7 @@ class Benchmark:
     rule: str  # key of MATCH_RULES: the metric's, voting's and GRPO's +5 verdict
     label_key: str  # the record field holding the difficulty level; metrics.json has by_<label_key>
     levels: tuple[str, ...]
+    eval_strata: tuple[str, ...]  # utils.stratified_subset keys of --max_eval_examples / --eval_subset_size samples
     difficulty_from_data: bool  # BIRD's questions carry it; Spider's hardness is computed from the gold SQL
     read_predictions: Callable[..., list[str]]  # (path, expected count) -> SQL strings
     read_gold: Callable[[str | os.PathLike], tuple[list[tuple[str, str]], list[str] | None]]  # -> (SQL, db_id), levels
@@ -434,7 +435,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "spider": Benchmark(
         name="spider", title="Spider", open=lambda cfg, split="dev": utils.Spider.open(cfg.spider_dir, split),
         eval_splits=tuple(utils.SPIDER_EVAL_SPLITS), rule="spider", label_key="hardness",
-        levels=utils.HARDNESS_LEVELS, difficulty_from_data=False,
+        levels=utils.HARDNESS_LEVELS, eval_strata=("db_id", utils.SUBSET_HARDNESS), difficulty_from_data=False,
         read_predictions=utils.read_pred_file, read_gold=_spider_gold, summarize=utils.summarize_scores,
         format_table=utils.format_score_table, db_dir=lambda dataset, split: dataset.database_dir,
         comparator=lambda cfg: "sql-rlvr execution match = test-suite-sql-eval exec rules, "
@@ -445,7 +446,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         name="bird", title="BIRD",
         open=lambda cfg, split="dev": Bird.open(cfg.bird_dir, cfg.bird_column_descriptions),
         eval_splits=("dev", "mini_dev"), rule="bird",
-        label_key="difficulty", levels=BIRD_DIFFICULTIES, difficulty_from_data=True,
+        label_key="difficulty", levels=BIRD_DIFFICULTIES, eval_strata=("db_id", "difficulty"), difficulty_from_data=True,
         read_predictions=read_bird_predictions, read_gold=read_bird_gold,
         summarize=lambda records, key="exec_match": summarize_by(records, "difficulty", BIRD_DIFFICULTIES, key),
         format_table=format_bird_table, db_dir=lambda dataset, split: dataset.db_dir(split),

@@ -63,8 +63,9 @@ class Config:
     # --- data and prompts ---
     use_train_others: bool = _f(True, "add train_others.json to the training set when present")
     schema_sample_values: int = _f(0, "distinct sample values shown per column in the schema prompt (0 = none)")
-    max_train_examples: int = _f(0, "use at most this many training examples (0 = all)")
-    max_eval_examples: int = _f(0, "evaluate at most this many dev examples (0 = all)")
+    max_train_examples: int = _f(0, "use at most this many training examples, a seeded sample over every database (0 = all)")
+    max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness "
+                                "(BIRD: difficulty) (0 = all)")
     bird_column_descriptions: bool = _f(False, "BIRD: add each column's description from database_description/*.csv to the schema prompt")
 
     # --- model and LoRA ---
@@ -149,12 +150,15 @@ class Config:
                              "removed). Spider only: refused with --benchmark bird")
     ts_db_dir: str = _f("", "evaluate.py: a test-suite database folder (<dir>/<db_id>/*.sqlite); also report test-suite "
                         "accuracy (ts). Spider only: refused with --benchmark bird")
+    eval_steps: int = _f(0, "GRPO: greedy execution accuracy on a fixed dev subset every N steps, logged as eval/ex (0 = off)")
+    eval_subset_size: int = _f(100, "GRPO --eval_steps: dev questions in that subset (seeded, stratified by database and "
+                               "hardness; BIRD: difficulty)")
 
     # --- logging and checkpoints ---
     logging_steps: int = _f(10, "log every N optimizer steps")
     save_steps: int = _f(100, "checkpoint every N optimizer steps")
     save_total_limit: int = _f(2, "checkpoints kept in output_dir")
-    num_completions_to_log: int = _f(2, "GRPO: sample completions printed with each log line")
+    num_completions_to_log: int = _f(2, "GRPO: sample completions TRL prints at each log step (0 = none; all are kept in grpo/completions/)")
     wandb_project: str = _f(os.environ.get("WANDB_PROJECT", "sql-rlvr"), "wandb project (wandb is on only when WANDB_API_KEY is set)")
 
     # ------------------------------------------------------------------
@@ -199,6 +203,8 @@ class Config:
                 f"max_prompt_length ({self.max_prompt_length}) + max_completion_length ({self.max_completion_length}) "
                 f"exceeds max_seq_length ({self.max_seq_length})"
             )
+        if self.eval_steps < 0 or self.eval_subset_size < 1:
+            raise ConfigError("--eval_steps must be >= 0 (0 = off) and --eval_subset_size >= 1")
         for name in ("sql_timeout_s", "sft_learning_rate", "grpo_learning_rate", "lora_r", "sft_batch_size",
                      "sft_grad_accum", "grpo_grad_accum", "eval_batch_size", "reward_workers", "save_steps",
                      "lora_alpha", "sft_epochs", "grpo_max_steps", "max_seq_length", "max_prompt_length",
@@ -325,7 +331,7 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
                      "grpo_grad_accum", "temperature", "beta", "max_prompt_length", "vllm_mode", "vllm_server_host",
                      "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",
                      "grpo_lr_scheduler_type", "grpo_loss_type", "epsilon", "epsilon_high", "mask_truncated_completions",
-                     "scale_rewards", "vllm_importance_sampling_correction")),
+                     "scale_rewards", "vllm_importance_sampling_correction", "eval_steps", "eval_subset_size")),
     ("reward", _GRPO, ("reward_exact", "reward_invalid", "reward_empty", "reward_partial_max")),
     ("generation and SQL execution", _GRPO + _EVAL,
      ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers")),

@@ -173,8 +173,13 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
     spider = utils.open_benchmark(cfg, cfg.eval_split)
     examples = spider.examples(cfg.eval_split)
-    if cfg.max_eval_examples > 0:
-        examples = examples[: cfg.max_eval_examples]
+    subset = None
+    if 0 < cfg.max_eval_examples < len(examples):
+        # A seeded sample stratified by database and hardness or difficulty (spec.eval_strata; the first N
+        # questions cover a few databases).
+        chosen = utils.stratified_subset(examples, cfg.max_eval_examples, cfg.seed, spec.eval_strata)
+        subset = utils.subset_record(chosen, len(examples), cfg.max_eval_examples, cfg.seed, spec.eval_strata)
+        examples = [examples[i] for i in chosen]
     if cfg.ts_db_dir:  # checked before any generation
         if not Path(cfg.ts_db_dir).is_dir():
             raise utils.UserError(f"--ts_db_dir {cfg.ts_db_dir} is not a folder (expected <dir>/<db_id>/*.sqlite)")
@@ -192,7 +197,8 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]
     too_long = len(prompts) - len(fits)
-    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}; "
+    sampled = f" (seeded sample of {subset['of']}, seed {subset['seed']}, by database and {spec.eval_strata[-1]})" if subset else ""
+    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}{sampled}; "
           f"{utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): {too_long}")
 
     start = time.time()
@@ -249,8 +255,9 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     records = utils.score_predictions(preds_read, golds_read, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
                                       keep_distinct=cfg.keep_distinct, rule=spec.rule)
     spec.label_from(records, examples)
-    for record, ex, answer, pred in zip(records, examples, answers, preds):
-        record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred)
+    dev_indices = subset["indices"] if subset else range(len(examples))
+    for record, ex, answer, pred, dev_index in zip(records, examples, answers, preds, dev_indices):
+        record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred, dev_index=dev_index)
     for record, v, g in zip(records, votes, greedy):
         record.update(chosen=v["chosen"], votes=v["votes"], executed=v["executed"], any_match=v["any_match"],
                       greedy_prediction=g, greedy_match=v["candidate_matches"][0])
@@ -272,7 +279,9 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
         "split": cfg.eval_split, "db_dir": str(db_dir.resolve()), "questions_sha256": questions_sha256(golds_read),
         "model": cfg.model_name, "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_sha,
         "backend": backend, "examples": len(examples), "prompts_over_limit": too_long,
-        "generation_seconds": round(gen_seconds, 1), "config": cfg.to_dict(),
+        "generation_seconds": round(gen_seconds, 1),
+        "subset": subset,  # null: all of dev; else the seed, strata and dev indices of --max_eval_examples
+        "config": cfg.to_dict(),
     }
     extra_rows = []
     if k > 0:

@@ -4,9 +4,11 @@
     python train_grpo.py --preset smoke
 
 Reads <output_dir>/sft, saves the further-trained adapter under <output_dir>/grpo. Each log line
-carries the reward mean/std, the fraction of each outcome (match / partial / wrong / invalid / empty,
-plus parse failures and timeouts) and a few sample completions, so a run that is not learning shows
-it within minutes.
+carries the reward mean/std and the fraction of each outcome (match / partial / wrong / invalid /
+empty, plus parse failures and timeouts), reported by the reward through TRL's `log_metric` so they
+are averaged over all processes; TRL's completion log prints a few sample completions with their
+outcome and keeps every one under grpo/completions/. With --eval_steps N, greedy execution accuracy
+on a fixed dev subset is logged as eval/ex every N steps: reward curves cannot show reward hacking.
 
 No separate format reward: the execution reward already ranks "no SQL" (-1) and "empty" (-2) below
 any query that runs, so a format term would only add a second, weaker signal for the same thing.
@@ -18,6 +20,9 @@ if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in
     sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
 
 import hashlib
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +32,95 @@ from config import GRPO_TRAINER_ARGS, parse_config
 
 def adapter_digest(path: Path) -> str:
     return hashlib.sha256((path / "adapter_model.safetensors").read_bytes()).hexdigest()
+
+
+def grpo_batch_args(cfg, world_size: int) -> dict:
+    """GRPOConfig's batch fields, derived from prompts per step and the group size (config.validate
+    rejects a combination that does not divide; tests build the real GRPOConfig from this)."""
+    return dict(per_device_train_batch_size=cfg.grpo_per_device_batch(world_size),
+                gradient_accumulation_steps=cfg.grpo_grad_accum, num_generations=cfg.num_generations)
+
+
+def step_printer(backend: str):
+    """Rank 0 prints one readable line per log: reward and outcome fractions (dev EX when measured)."""
+    from transformers import TrainerCallback
+
+    class StepPrinter(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or not ("reward" in logs or "eval/ex" in logs):
+                return
+            shown = {k: round(v, 3) for k, v in logs.items() if isinstance(v, (int, float)) and (
+                k in ("reward", "reward_std", "frac_reward_zero_std", "eval/ex") or k.startswith("outcome/"))}
+            print(f"[grpo] step {state.global_step}: backend={backend} {shown}", flush=True)
+
+    return StepPrinter()
+
+
+def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer, out: Path):
+    """Every --eval_steps steps: greedy EX of the model being trained on a fixed, seeded dev subset.
+
+    Rank 0 generates (the other processes wait at the next collective) and scores with the
+    evaluator's own scorer; the value joins that step's log line as `eval/ex` (metrics.jsonl, wandb,
+    curves.png). hf: plain `generate` on the live PeftModel. unsloth: vLLM through utils.generate with
+    the *current* LoRA weights, saved to a temporary folder first (each load_lora gets a new request
+    id, so vLLM never reuses an older copy); without them vLLM would answer with the base model.
+    """
+    from transformers import TrainerCallback
+
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        raise utils.UserError("--eval_steps needs the whole model on rank 0: not under DeepSpeed ZeRO-3 (use --eval_steps 0)")
+    spec = utils.benchmark_spec(cfg)  # the benchmark's strata, databases and match rule
+    dev = spider.examples("dev")
+    chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, spec.eval_strata)
+    examples = [dev[i] for i in chosen]
+    prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
+    limit = cfg.max_seq_length - cfg.max_completion_length
+    fits = [i for i, n in enumerate(utils.prompt_lengths(tokenizer, prompts)) if n <= limit]  # the rest score wrong
+    golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
+    print(f"[grpo] eval/ex every {cfg.eval_steps} steps on {len(examples)} of {len(dev)} dev questions "
+          f"(seed {cfg.seed}, stratified by database and {spec.eval_strata[-1]}; {len(examples) - len(fits)} over the prompt limit)")
+
+    def answer(model) -> list[str]:
+        texts = [prompts[i] for i in fits]
+        kwargs = dict(max_new_tokens=cfg.max_completion_length, temperature=0.0, batch_size=cfg.eval_batch_size,
+                      progress=False, fast_inference=cfg.fast_inference)
+        if backend != "unsloth" or not cfg.fast_inference:  # the live PeftModel itself; adapter_dir only names it (and checks it has LoRA)
+            return utils.generate(model, tokenizer, texts, backend, adapter_dir=out, **kwargs)
+        live = Path(tempfile.mkdtemp(prefix=".eval-adapter-", dir=out))
+        try:
+            model.save_pretrained(str(live))
+            return utils.generate(model, tokenizer, texts, backend, adapter_dir=live, **kwargs)
+        finally:
+            shutil.rmtree(live, ignore_errors=True)
+
+    class DevEX(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % cfg.eval_steps:
+                return
+            control.should_log = True  # on every process: the log line gathers across them
+            if not state.is_world_process_zero:
+                return
+            start = time.time()
+            was_training, padding_side = model.training, tokenizer.padding_side
+            model.eval()
+            try:
+                generated = answer(model)
+            finally:
+                model.train(was_training)
+                tokenizer.padding_side = padding_side
+            answers = [""] * len(examples)
+            for i, text in zip(fits, generated):
+                answers[i] = text
+            preds = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
+            records = utils.score_predictions(preds, golds, spec.db_dir(spider, "dev"), cfg.sql_timeout_s, workers=1,
+                                              rule=spec.rule)
+            ex = sum(r["exec_match"] for r in records) / len(records)
+            # GRPOTrainer.log averages what is in _metrics["train"] into this step's line (as log_metric does).
+            trainer._metrics["train"]["eval/ex"].append(ex)
+            print(f"[grpo] step {state.global_step}: eval/ex={ex:.3f} greedy on {len(records)} dev questions "
+                  f"({time.time() - start:.1f} s)", flush=True)
+
+    return DevEX()
 
 
 def main() -> None:
@@ -42,8 +136,8 @@ def main() -> None:
 
     spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = spider.examples("train", cfg.use_train_others)
-    if cfg.max_train_examples > 0:
-        examples = examples[: cfg.max_train_examples]
+    if cfg.max_train_examples > 0:  # a seeded sample over every database, in dataset order
+        examples = [examples[i] for i in utils.stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
 
     backend = utils.pick_backend(cfg)
     use_vllm_engine = backend == "unsloth" and cfg.fast_inference  # unsloth's colocated vLLM for rollouts
@@ -77,28 +171,12 @@ def main() -> None:
         if not gold.ok:
             raise utils.UserError(f"gold query fails on {row['db_path']}: {gold.error}: {row['gold_sql'][:120]}")
 
-    class SQLGRPOTrainer(GRPOTrainer):
-        """GRPOTrainer whose log lines also carry the outcome fractions and a few sample answers."""
-
-        def log(self, logs: dict, start_time: float | None = None) -> None:
-            if "loss" in logs or "reward" in logs:
-                logs.update(reward.pop_metrics())
-            super().log(logs, start_time)
-            if self.is_world_process_zero() and "reward" in logs:
-                shown = {k: round(v, 3) for k, v in logs.items()
-                         if k in ("reward", "reward_std", "frac_reward_zero_std") or k.startswith("outcome/")}
-                print(f"[grpo] step {self.state.global_step}: backend={backend} {shown}")
-                for sample in reward.samples:
-                    print(f"    {sample['outcome']:>8} {sample['reward']:+.2f}  {sample['completion'][:120]!r}")
-
     world_size = utils.world_size()
     args = GRPOConfig(
         output_dir=str(out),
         learning_rate=cfg.grpo_learning_rate,
         max_steps=cfg.grpo_max_steps,
-        per_device_train_batch_size=cfg.grpo_per_device_batch(world_size),
-        gradient_accumulation_steps=cfg.grpo_grad_accum,
-        num_generations=cfg.num_generations,
+        **grpo_batch_args(cfg, world_size),
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         top_k=cfg.top_k,
@@ -133,10 +211,18 @@ def main() -> None:
         save_total_limit=cfg.save_total_limit,
         report_to=utils.report_to(cfg),
         seed=cfg.seed,
+        # TRL's completion log: every completion of the last generation (gathered from all processes, with
+        # reward, advantage and outcome) in grpo/completions/*.parquet and wandb at each log step, and a
+        # table of --num_completions_to_log of them printed (0 = none).
+        log_completions=True,
+        num_completions_to_print=cfg.num_completions_to_log,
     )
-    trainer = SQLGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
-                             processing_class=tokenizer,
-                             callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
+                          processing_class=tokenizer,
+                          callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None),
+                                     step_printer(backend)])
+    if cfg.eval_steps > 0:
+        trainer.add_callback(dev_ex_callback(cfg, spider, backend, tokenizer, trainer, out))
     trainer_args = utils.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
     trainer.add_callback(utils.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
@@ -146,21 +232,24 @@ def main() -> None:
     finally:
         reward.close()
     sft_digest = adapter_digest(sft_dir)
+    utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
+
+    def refuse_unchanged(path: Path) -> None:
+        # Before run_info.json: a GRPO run that changed nothing must never count as finished.
+        if adapter_digest(path) == sft_digest:
+            raise utils.UserError(f"the GRPO adapter in {path} is identical to the SFT adapter: no update happened "
+                                  "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
+
     utils.save_adapter(trainer, out, {
         "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "sft_adapter": str(sft_dir),
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
         "skipped_prompts": skipped, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
         "trainer_args": trainer_args,
-    })
-    if not trainer.is_world_process_zero():
-        return
-    utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")
-    if adapter_digest(out) == sft_digest:
-        raise utils.UserError(f"the GRPO adapter in {out} is identical to the SFT adapter: no update happened "
-                              "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
-    print(utils.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
-                                 (f"backend={backend}",
-                                  f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})")))
+    }, check=refuse_unchanged)
+    if trainer.is_world_process_zero():
+        print(utils.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
+                                     (f"backend={backend}",
+                                      f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})")))
 
 
 if __name__ == "__main__":

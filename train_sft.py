@@ -25,8 +25,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     # Data first: a missing dataset fails in a second, before any model is loaded.
     spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = spider.examples("train", cfg.use_train_others)
-    if cfg.max_train_examples > 0:
-        examples = examples[: cfg.max_train_examples]
+    if cfg.max_train_examples > 0:  # a seeded sample over every database, in dataset order
+        examples = [examples[i] for i in utils.stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
 
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=None, trainable=True)  # unsloth, if used, first

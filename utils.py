@@ -33,7 +33,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import sqlglot
 from sqlglot import exp
@@ -296,6 +296,76 @@ def benchmark_spec(cfg: Config):
     import benchmarks  # it builds on this module, so it is imported when first needed
 
     return benchmarks.get(cfg.benchmark)
+
+
+SUBSET_HARDNESS = "hardness"  # a stratum key that is not a field: Spider's hardness of the gold query
+
+
+def _stratum_key(key: str | Callable[[dict], Any]) -> Callable[[dict], Any]:
+    if callable(key):
+        return key
+    if key == SUBSET_HARDNESS:
+        return lambda example: spider_hardness(example["query"])
+    return lambda example: example[key]
+
+
+def _allocate(sizes: dict[Any, int], n: int, rng) -> dict[Any, int]:
+    """Split n draws over groups of the given sizes in proportion to size (largest remainder, exact
+    integers, ties broken by `rng`); when n is at least the number of groups, every group gets one,
+    taken from the most over-represented group."""
+    groups = sorted(sizes, key=repr)
+    n = min(n, sum(sizes.values()))
+    total = sum(sizes.values())
+    quota, remainders = {}, {}
+    for g in groups:
+        quota[g], remainders[g] = divmod(n * sizes[g], total)
+    order = list(groups)
+    rng.shuffle(order)
+    order.sort(key=lambda g: -remainders[g])  # stable: equal remainders keep the shuffled order
+    for g in order[: n - sum(quota.values())]:
+        quota[g] += 1
+    if n >= len(groups):
+        for g in order:
+            if quota[g] == 0:
+                donor = max((d for d in order if quota[d] > 1), key=lambda d: quota[d] / sizes[d])
+                quota[donor] -= 1
+                quota[g] = 1
+    return quota
+
+
+def stratified_subset(examples: list[dict], n: int, seed: int,
+                      keys: Sequence[str | Callable[[dict], Any]] = ("db_id",)) -> list[int]:
+    """Indices of a seeded sample of `n` examples, stratified by `keys` in turn, in dataset order.
+
+    The first key splits the draws over its groups in proportion to their sizes (every group gets
+    at least one when n is at least the number of groups), each group's share is split the
+    same way by the next key, and the last level draws at random. A key is a field name, "hardness"
+    (Spider's level of the gold query), or a function of an example. n <= 0 or n >= len(examples):
+    all of them. The first N examples of Spider dev cover a handful of databases; this covers all.
+    """
+    if n <= 0 or n >= len(examples):
+        return list(range(len(examples)))
+    import random
+
+    rng = random.Random(seed)
+    key_fns = [_stratum_key(k) for k in keys]
+
+    def draw(indices: list[int], count: int, level: int) -> list[int]:
+        if level == len(key_fns):
+            return rng.sample(indices, count)
+        groups: dict[Any, list[int]] = {}
+        for i in indices:
+            groups.setdefault(key_fns[level](examples[i]), []).append(i)
+        quota = _allocate({g: len(members) for g, members in groups.items()}, count, rng)
+        return [i for g in sorted(groups, key=repr) for i in draw(groups[g], quota[g], level + 1)]
+
+    return sorted(draw(list(range(len(examples))), n, 0))
+
+
+def subset_record(indices: list[int], total: int, n: int, seed: int, keys: Sequence[str]) -> dict:
+    """What a stratified subset was, for metrics files: enough to draw the same one again and check it."""
+    return {"requested": n, "size": len(indices), "of": total, "seed": seed, "strata": list(keys),
+            "indices": indices, "indices_sha256": hashlib.sha256(json.dumps(indices).encode()).hexdigest()}
 
 
 # ======================================================================
@@ -1070,7 +1140,8 @@ PLOTS = {
     "sft": [("loss", ["loss"]), ("learning rate", ["learning_rate"])],
     "grpo": [("reward", ["reward", "reward_std"]),
              ("outcomes", [f"outcome/{o}" for o in OUTCOMES] + ["outcome/parse_fail", "outcome/timeout"]),
-             ("completion length", ["completions/mean_length"]), ("KL", ["kl"])],
+             ("completion length", ["completions/mean_length"]), ("KL", ["kl"]),
+             ("dev EX (greedy, --eval_steps)", ["eval/ex"])],
 }
 
 
@@ -1380,14 +1451,22 @@ def run_identity_callback(path: Path):
     return RunIdentity()
 
 
-def save_adapter(trainer, path: Path, info: dict) -> None:
-    """Save adapter + tokenizer, then the `run_info.json` marker last: its presence means 'finished'."""
+def save_adapter(trainer, path: Path, info: dict, check: Callable[[Path], None] | None = None) -> None:
+    """Save adapter + tokenizer, then the `run_info.json` marker last: its presence means 'finished'.
+
+    `check(path)` runs on the saved adapter before the marker is written (rank 0); raising there leaves
+    the run unfinished (train_grpo.py refuses an adapter identical to the SFT one this way).
+    """
+    if trainer.is_world_process_zero():  # the adapter is about to change: an old marker would vouch for it
+        (path / "run_info.json").unlink(missing_ok=True)
     trainer.save_model(str(path))  # collective under DeepSpeed/FSDP: every process calls it
     if not trainer.is_world_process_zero():
         return
     tokenizer = getattr(trainer, "processing_class", None)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(path))
+    if check is not None:
+        check(path)
     tmp = path / ".run_info.json.tmp"
     tmp.write_text(json.dumps(info, indent=2, default=str))
     os.replace(tmp, path / "run_info.json")
@@ -1810,7 +1889,11 @@ class SQLExecutionReward:
                 self.close()
         return results
 
-    def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], **_: Any) -> list[float]:
+    def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], *,
+                 log_metric: Callable[[str, float], None] | None = None,
+                 log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float]:
+        """TRL passes `log_metric`/`log_extra` (TRL >= 1.15): the outcome fractions go through them, so TRL
+        averages them over processes; each completion's outcome becomes a column of TRL's completion log."""
         texts = [_completion_text(c) for c in completions]
         scored = self.score(texts, gold_sql, db_path)
         for text, (reward, outcome, error) in zip(texts, scored):
@@ -1821,6 +1904,11 @@ class SQLExecutionReward:
             if error and error.startswith("timeout"):
                 self._counts["timeout"] += 1
         self.samples = [{"completion": t, "reward": r, "outcome": o} for t, (r, o, _) in zip(texts, scored)][: self.num_samples]
+        if log_extra is not None:
+            log_extra("outcome", [outcome for _, outcome, _ in scored])
+        if log_metric is not None:
+            for name, value in self.pop_metrics().items():
+                log_metric(name, value)
         return [reward for reward, _, _ in scored]
 
     def pop_metrics(self) -> dict[str, float]:

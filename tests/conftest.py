@@ -1,5 +1,6 @@
 """Fixtures on real parts: the shipped mini-Spider, the tiny local Qwen3, SQLite databases in tmp."""
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -58,3 +59,21 @@ def assert_trainer_args_follow_config(run_info: dict, mapping: dict[str, str]) -
     got, cfg = run_info["trainer_args"], run_info["config"]
     mismatched = {field: (cfg[field], got[arg]) for field, arg in mapping.items() if got[arg] != cfg[field]}
     assert not mismatched, f"config value vs the trainer's own argument: {mismatched}"
+
+
+@pytest.fixture(scope="session")
+def smoke_sft(tmp_path_factory) -> Path:
+    """The `sft` folder of one finished `train_sft.py --preset smoke` run, trained once per session (the
+    slowest step of the suite). Tests that only need a finished SFT adapter copy it (copy_sft); never
+    write into it."""
+    out = tmp_path_factory.mktemp("smoke-sft")
+    result = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(out))
+    assert result.returncode == 0, f"sft failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out / "sft"
+
+
+def copy_sft(sft: Path, output_dir: Path) -> Path:
+    """A copy of a finished SFT run as <output_dir>/sft (its checkpoints left out), for train_grpo.py."""
+    target = Path(output_dir) / "sft"
+    shutil.copytree(sft, target, ignore=shutil.ignore_patterns("checkpoint-*"))
+    return target

@@ -276,6 +276,13 @@ def test_every_script_lists_the_benchmark_fields_and_a_run_depends_on_its_own_da
     assert "spider_dir" not in identity and {"benchmark", "bird_dir", "bird_column_descriptions"} <= set(identity)
 
 
+def test_bird_samples_are_stratified_by_database_and_difficulty(dev):
+    strata = benchmarks.get("bird").eval_strata
+    assert strata == ("db_id", "difficulty")
+    chosen = utils.stratified_subset(dev, 3, 0, strata)
+    assert sorted(dev[i]["difficulty"] for i in chosen) == ["challenging", "moderate", "simple"]
+
+
 def test_each_benchmark_describes_its_own_eval_splits():
     spider, bird = benchmarks.get("spider"), benchmarks.get("bird")
     assert spider.eval_splits == tuple(utils.SPIDER_EVAL_SPLITS) and bird.eval_splits == ("dev", "mini_dev")

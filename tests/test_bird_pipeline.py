@@ -20,7 +20,7 @@ def sha(path) -> str:
 def bird_smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bird_smoke")
     runs = {}
-    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py"]),
+    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py", "--eval_steps", "2", "--eval_subset_size", "6"]),
                         ("eval", ["evaluate.py", "--adapter", "grpo"])):
         runs[stage] = run_script(*args, "--preset", "smoke", "--benchmark", "bird", "--output_dir", str(out))
         assert runs[stage].returncode == 0, f"{stage} failed:\n{runs[stage].stdout[-3000:]}\n{runs[stage].stderr[-3000:]}"
@@ -37,6 +37,10 @@ def test_sft_and_grpo_train_on_bird_prompts_with_birds_rule(bird_smoke):
     logs = [r for r in utils.read_metrics(out / "grpo" / "metrics.jsonl") if "reward" in r]
     assert logs and any(row["reward_std"] > 0 for row in logs)
     assert "prompts=36" in runs["grpo"].stdout
+    # --eval_steps: dev EX on a subset drawn by database and difficulty, scored on BIRD's dev databases by its rule
+    assert "on 6 of 12 dev questions" in runs["grpo"].stdout and "by database and difficulty" in runs["grpo"].stdout
+    logged = [r for r in utils.read_metrics(out / "grpo" / "metrics.jsonl") if "eval/ex" in r]
+    assert logged and all(0.0 <= r["eval/ex"] <= 1.0 for r in logged)
 
 
 def test_evaluation_writes_birds_files(bird_smoke):

@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
@@ -56,13 +57,33 @@ def test_bad_overrides_are_one_line_errors(argv, message):
     assert "\n" not in str(err.value)
 
 
-def test_grpo_batch_is_derived_so_trl_divisibility_holds():
-    cfg = Config(grpo_prompts_per_step=4, num_generations=8, grpo_grad_accum=4)
-    cfg.validate(world_size=2)
-    per_device = cfg.grpo_per_device_batch(world_size=2)
-    generation_batch = per_device * 2 * cfg.grpo_grad_accum  # TRL: per-device x processes x steps_per_generation
-    assert generation_batch % cfg.num_generations == 0
-    with pytest.raises(ConfigError):
+def test_grpo_batch_is_derived_so_trl_divisibility_holds(tmp_path):
+    # TRL's own GRPOConfig validation decides, for the batch fields train_grpo.py passes it, as if
+    # launched on `processes` processes: every config we accept, TRL accepts, with the prompts per step asked for.
+    from trl import GRPOConfig
+
+    import train_grpo
+
+    for processes in (1, 2, 3):
+        class OnProcesses(GRPOConfig):
+            @property
+            def world_size(self):
+                return processes
+
+        accepted = 0
+        for prompts, generations, accum in itertools.product((1, 2, 3, 4), (2, 3, 4, 8), (1, 2, 4)):
+            cfg = Config(grpo_prompts_per_step=prompts, num_generations=generations, grpo_grad_accum=accum)
+            try:
+                cfg.validate(world_size=processes)
+            except ConfigError:
+                continue
+            args = OnProcesses(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[],
+                               **train_grpo.grpo_batch_args(cfg, processes))
+            assert args.generation_batch_size == prompts * generations  # one optimizer step = the prompts asked for
+            accepted += 1
+        assert accepted >= 10
+    # and the combination from the issue is refused in one line before TRL ever sees it
+    with pytest.raises(ConfigError, match="must be divisible"):
         Config(grpo_prompts_per_step=1, num_generations=8, grpo_grad_accum=4).validate(world_size=3)
 
 

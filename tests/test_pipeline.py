@@ -2,13 +2,14 @@
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS, parse_config
-from conftest import assert_trainer_args_follow_config, run_script
+from conftest import assert_trainer_args_follow_config, copy_sft, run_script
 
 
 def sha(path: Path) -> str:
@@ -16,11 +17,11 @@ def sha(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, smoke_sft):
     out = tmp_path_factory.mktemp("smoke")
+    copy_sft(smoke_sft, out)  # `train_sft.py --preset smoke`, run once per session (conftest)
     runs = {}
-    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py"]),
-                        ("eval", ["evaluate.py", "--adapter", "grpo"])):
+    for stage, args in (("grpo", ["train_grpo.py"]), ("eval", ["evaluate.py", "--adapter", "grpo"])):
         runs[stage] = run_script(*args, "--preset", "smoke", "--output_dir", str(out))
         assert runs[stage].returncode == 0, f"{stage} failed:\n{runs[stage].stdout[-3000:]}\n{runs[stage].stderr[-3000:]}"
     return out, runs
@@ -51,7 +52,22 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
         assert sum(row[f"outcome/{o}"] for o in utils.OUTCOMES) == pytest.approx(1.0)
     # the reward values seen are the reward function's own: matches (+5), invalid (-1), partial/wrong (>= 0)
     assert any(row["outcome/match"] > 0 for row in logs) and any(row["reward_std"] > 0 for row in logs)
-    assert "[grpo] step 1:" in runs["grpo"].stdout and "match +5.00" in runs["grpo"].stdout
+    assert "[grpo] step 1:" in runs["grpo"].stdout and "outcome/match" in runs["grpo"].stdout
+    # TRL's completion log holds every completion of each step with its reward and outcome (log_extra);
+    # the logged fractions (log_metric) are exactly that step's outcomes, and a match earned +5.
+    import pandas
+
+    tables = []
+    for row in logs:
+        table = pandas.read_parquet(grpo / "completions" / f"completions_{row['step']:05d}.parquet")
+        assert len(table) == 2 * 4  # prompts per step x generations
+        for outcome in utils.OUTCOMES:
+            assert (table["outcome"] == outcome).mean() == pytest.approx(row[f"outcome/{outcome}"])
+        tables.append(table)
+    completions = pandas.concat(tables)
+    assert (completions["outcome"] == "match").any()
+    assert (completions.loc[completions["outcome"] == "match", "sql_execution"] == 5.0).all()
+    assert "sql_execution" in runs["grpo"].stdout and "Completion" in runs["grpo"].stdout  # TRL's sample table
 
 
 def test_trainers_get_the_configs_settings(smoke):
@@ -72,9 +88,10 @@ def test_evaluation_writes_official_files_that_line_up(smoke):
     assert [g.split("\t") for g in golds] == [[" ".join(ex["query"].split()), ex["db_id"]] for ex in dev]
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["adapter"].endswith("grpo") and metrics["adapter_sha256"] == sha(out / "grpo" / "adapter_model.safetensors")
-    assert metrics["by_hardness"]["all"]["count"] == len(dev)
+    assert metrics["by_hardness"]["all"]["count"] == len(dev) and metrics["subset"] is None
     records = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
     assert [r["prediction"] for r in records] == preds
+    assert [r["dev_index"] for r in records] == list(range(len(dev)))
     assert "evaluation.py --gold" in runs["eval"].stdout
     # the files score the same through --score_only
     rescored = utils.score_predictions(utils.read_pred_file(ev / "pred.txt"), utils.read_gold_file(ev / "gold.txt"),
@@ -124,7 +141,7 @@ def test_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_path):
         assert learned[: -len("<|im_end|>\n")] in golds  # and nothing of the prompt
 
 
-def test_grpo_refuses_an_adapter_it_cannot_train(tmp_path):
+def test_grpo_refuses_an_adapter_it_cannot_train(tmp_path, monkeypatch):
     from peft import PeftModel
 
     cfg, _ = parse_config(["--preset", "smoke"])
@@ -134,6 +151,59 @@ def test_grpo_refuses_an_adapter_it_cannot_train(tmp_path):
     assert utils.count_trainable(trained) > 0
     frozen = PeftModel.from_pretrained(utils.load_model(cfg, "hf", trainable=False)[0], str(tmp_path))
     assert utils.count_trainable(frozen) == 0  # what the silent failure looks like; load_model never returns it
+    # The reported failure (trl #6700): the adapter comes back frozen. Make PEFT load it that way and
+    # load_model must refuse, in one line, instead of handing GRPO a model that trains nothing.
+    load_frozen = PeftModel.from_pretrained.__func__
+    monkeypatch.setattr(PeftModel, "from_pretrained",
+                        classmethod(lambda cls, *args, **kwargs: load_frozen(cls, *args, **{**kwargs, "is_trainable": False})))
+    with pytest.raises(utils.UserError, match="no trainable parameters"):
+        utils.load_model(cfg, "hf", adapter=tmp_path, trainable=True)
+
+
+def test_grpo_that_changes_nothing_is_not_marked_finished(tmp_path, smoke_sft):
+    # One-token answers are all "no SQL" (-1): every group scores the same, no gradient, no update.
+    copy_sft(smoke_sft, tmp_path)
+    result = run_script("train_grpo.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--max_completion_length", "1",
+                        "--grpo_max_steps", "1", "--num_completions_to_log", "0")
+    assert result.returncode == 2 and "identical to the SFT adapter" in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert sha(tmp_path / "grpo" / "adapter_model.safetensors") == sha(tmp_path / "sft" / "adapter_model.safetensors")
+    assert not (tmp_path / "grpo" / "run_info.json").exists()  # not finished: evaluate --adapter grpo would be wrong
+    again = run_script("train_grpo.py", "--preset", "smoke", "--output_dir", str(tmp_path))
+    assert again.returncode == 2 and "--resume" in again.stderr  # its checkpoints are an unfinished run's
+
+
+def test_grpo_eval_steps_logs_the_dev_ex_that_evaluate_reproduces(tmp_path, smoke_sft):
+    # Dev questions the tiny model has seen in SFT, so that its greedy EX is not 0 and comparing means something.
+    data = tmp_path / "spider"
+    data.mkdir()
+    for name in ("tables.json", "train_spider.json"):
+        shutil.copy(MINI_SPIDER_DIR / name, data / name)
+    (data / "dev.json").write_text((MINI_SPIDER_DIR / "train_spider.json").read_text())
+    (data / "database").symlink_to(MINI_SPIDER_DIR / "database")
+    copy_sft(smoke_sft, tmp_path)
+    common = ["--preset", "smoke", "--output_dir", str(tmp_path), "--spider_dir", str(data)]
+    grpo = run_script("train_grpo.py", *common, "--eval_steps", "2", "--eval_subset_size", "12")
+    assert grpo.returncode == 0, grpo.stderr[-3000:]
+    logged = [r for r in utils.read_metrics(tmp_path / "grpo" / "metrics.jsonl") if "eval/ex" in r]
+    assert [r["step"] for r in logged] == [2, 4]
+    assert all("reward" in r for r in logged)  # in the step's own log line, not a line of its own
+    assert "eval/ex=" in grpo.stdout and "on 12 of 48 dev questions" in grpo.stdout
+    # evaluate.py on the saved adapter, same seeded subset (same function, same strata): the same EX as
+    # the callback measured on the live model after the last step.
+    ev = run_script("evaluate.py", *common, "--adapter", "grpo", "--max_eval_examples", "12")
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "grpo" / "metrics.json").read_text())
+    assert metrics["ex"] > 0
+    assert logged[-1]["eval/ex"] == pytest.approx(metrics["ex"])
+    subset = metrics["subset"]
+    assert subset["size"] == 12 and subset["of"] == 48 and subset["seed"] == 42 and subset["strata"] == ["db_id", "hardness"]
+    dev = json.loads((data / "dev.json").read_text())
+    assert subset["indices"] == utils.stratified_subset(dev, 12, 42, ["db_id", "hardness"])
+    assert {dev[i]["db_id"] for i in subset["indices"]} == {ex["db_id"] for ex in dev}
+    records = [json.loads(line) for line in (tmp_path / "eval" / "grpo" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["dev_index"] for r in records] == subset["indices"]
+    assert [r["question"] for r in records] == [dev[i]["question"] for i in subset["indices"]]
 
 
 def test_same_seed_same_lora_initialisation():

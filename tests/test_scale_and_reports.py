@@ -11,25 +11,38 @@ import pytest
 
 import utils
 from config import MINI_SPIDER_DIR, parse_config
-from conftest import ROOT, run_script
+from conftest import ROOT, copy_sft, run_script
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/ddp.yaml",
               "--num_processes", "2", "--mixed_precision", "no"]
 
 
-def test_accelerate_launch_two_processes_runs_sft_and_grpo(tmp_path):
-    for script in ("train_sft.py", "train_grpo.py"):
-        result = subprocess.run([*ACCELERATE, script, "--preset", "smoke", "--output_dir", str(tmp_path)],
+def test_accelerate_launch_two_processes_runs_sft_and_grpo(tmp_path, smoke_sft):
+    # SFT: a few steps show how the data is split. GRPO starts from the session's finished smoke SFT
+    # adapter (a few SFT steps would not make the tiny model write SQL, and GRPO would learn nothing).
+    sft_run, grpo_run = tmp_path / "sft_run", tmp_path / "grpo_run"
+    copy_sft(smoke_sft, grpo_run)
+    for script, out, flags in (("train_sft.py", sft_run, ["--sft_max_steps", "12"]), ("train_grpo.py", grpo_run, [])):
+        result = subprocess.run([*ACCELERATE, script, "--preset", "smoke", "--output_dir", str(out), *flags],
                                 cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # Two processes share the data: 200 steps of 2 x 8 examples over 48 examples is 66.7 epochs, not 33.3.
-    sft_end = [r for r in utils.read_metrics(tmp_path / "sft" / "metrics.jsonl") if "train_runtime" in r][-1]
-    assert sft_end["step"] == 200 and sft_end["epoch"] == pytest.approx(200 * 16 / 48)
-    grpo = json.loads((tmp_path / "grpo" / "run_info.json").read_text())
+    # Two processes share the data: 12 steps of 2 x 8 examples over 48 examples is 4 epochs, not 2.
+    sft_end = [r for r in utils.read_metrics(sft_run / "sft" / "metrics.jsonl") if "train_runtime" in r][-1]
+    assert sft_end["step"] == 12 and sft_end["epoch"] == pytest.approx(12 * 16 / 48)
+    grpo = json.loads((grpo_run / "grpo" / "run_info.json").read_text())
     assert grpo["global_step"] == 4
-    rewards = [r for r in utils.read_metrics(tmp_path / "grpo" / "metrics.jsonl") if "reward" in r]
+    rewards = [r for r in utils.read_metrics(grpo_run / "grpo" / "metrics.jsonl") if "reward" in r]
     assert len(rewards) == 4 and all("outcome/match" in r for r in rewards)
-    assert (tmp_path / "grpo" / "curves.png").exists() and (tmp_path / "sft" / "curves.png").exists()
+    # Outcome fractions are averaged over both processes (TRL's log_metric), not rank 0's alone: they
+    # equal the outcomes of all completions of the step, which TRL's completion log gathers from both.
+    import pandas
+
+    for row in rewards:
+        table = pandas.read_parquet(grpo_run / "grpo" / "completions" / f"completions_{row['step']:05d}.parquet")
+        assert len(table) == 2 * 4
+        for outcome in utils.OUTCOMES:
+            assert (table["outcome"] == outcome).mean() == pytest.approx(row[f"outcome/{outcome}"])
+    assert (grpo_run / "grpo" / "curves.png").exists() and (sft_run / "sft" / "curves.png").exists()
 
 
 def kill_after_checkpoint(args: list[str], checkpoint: Path, timeout: float = 300) -> None:
@@ -45,11 +58,11 @@ def kill_after_checkpoint(args: list[str], checkpoint: Path, timeout: float = 30
 
 @pytest.mark.parametrize("script, stage, flags, total", [
     ("train_sft.py", "sft", ["--sft_max_steps", "60", "--save_steps", "20"], 60),
-    ("train_grpo.py", "grpo", ["--grpo_max_steps", "40", "--save_steps", "4"], 40),
+    ("train_grpo.py", "grpo", ["--grpo_max_steps", "12", "--save_steps", "4"], 12),
 ])
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, script, stage, flags, total):
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, smoke_sft, script, stage, flags, total):
     if stage == "grpo":  # GRPO starts from a finished SFT adapter
-        assert run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path)).returncode == 0
+        copy_sft(smoke_sft, tmp_path)
     args = [script, "--preset", "smoke", "--output_dir", str(tmp_path), *flags]
     out = tmp_path / stage
     kill_after_checkpoint(args, out / f"checkpoint-{flags[-1]}")
