@@ -267,6 +267,8 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, table
     with up to that many distinct values.
     """
     json_pks, json_fks = keys_from_tables_json(tables_entry) if tables_entry else ({}, {})
+    if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables
+        raise SpiderDataError(f"cannot read schema of {db_path}: empty file, not a database (an interrupted download or copy?)")
     conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro&immutable=1", uri=True)
     conn.text_factory = decode_text
     try:
@@ -878,15 +880,32 @@ def save_adapter(trainer, path: Path, info: dict) -> None:
 
 MAX_RESULT_ROWS = 100_000  # more rows than any Spider gold result; a runaway SELECT stops here
 MAX_RESULT_BYTES = 64 * 2**20  # text/blob bytes held for one result
-MAX_VALUE_BYTES = 2**20  # SQLite's own limit on one string or blob (SQLITE_LIMIT_LENGTH)
+# SQLite's own limit on one string or blob (SQLITE_LIMIT_LENGTH). It bounds the work of one function
+# call, which no progress handler can interrupt: instr/replace/trim cost up to length x length.
+# Under the former 1 MiB one trim(x, y) ran 222 s; the longest value in Spider's dev databases is 60 bytes.
+MAX_VALUE_BYTES = 100_000
+# Further SQLite limits (Connection.setlimit) that bound the work a query can ask for, far above what
+# any Spider or BIRD query uses (LIKE patterns of a few words, a few arguments, a few UNIONs).
+_SQLITE_LIMITS = {
+    "SQLITE_LIMIT_LENGTH": MAX_VALUE_BYTES,
+    "SQLITE_LIMIT_LIKE_PATTERN_LENGTH": 500,  # a LIKE/GLOB costs value length x pattern length
+    "SQLITE_LIMIT_SQL_LENGTH": 20_000,
+    "SQLITE_LIMIT_EXPR_DEPTH": 100,
+    "SQLITE_LIMIT_COMPOUND_SELECT": 50,
+    "SQLITE_LIMIT_FUNCTION_ARG": 32,
+    "SQLITE_LIMIT_ATTACHED": 0,  # no ATTACH, and no VACUUM INTO (it attaches)
+}
 SQLITE_HEAP_LIMIT = 1 << 30  # PRAGMA hard_heap_limit: sorts and CTEs of a runaway query fail instead of eating RAM
 
 # Authorizer action codes that only read (sqlite3 module constants). Everything else is denied:
 # INSERT/UPDATE/DELETE, CREATE/DROP/ALTER, ATTACH/DETACH, PRAGMA, transactions, ANALYZE, ...
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-# printf/format pad one character at a time inside a single VM step that no progress handler can
-# interrupt: printf('%.*c', 2000000000, 'x') runs for seconds. No Spider query uses them.
-_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "printf", "format"}
+# Functions that only serve to stall: printf/format pad one character at a time inside a single VM
+# step that no progress handler can interrupt (printf('%.*c', 2000000000, 'x') runs for seconds);
+# randomblob/zeroblob make a value of any size from one number (the raw material of a slow instr or
+# LIKE). No Spider dev gold query uses any of them (only count/avg/max/sum/min).
+_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "printf", "format",
+                     "randomblob", "zeroblob"}
 # Only queries: the authorizer denies writes, and this also turns away REINDEX, VACUUM and friends,
 # which it never sees.
 _QUERY_START = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:SELECT|WITH|VALUES|\()", re.I | re.S)
@@ -937,13 +956,15 @@ def _connection(db_path: str) -> tuple[sqlite3.Connection, _Deadline]:
     if db_path not in cache:
         if not os.path.isfile(db_path):
             raise FileNotFoundError(db_path)
+        if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables: "no such table"
+            raise sqlite3.DatabaseError("empty file, not a database")
         # mode=ro: no writes; immutable=1: no locks, journals or -shm files are ever created.
         uri = "file:" + urllib.parse.quote(os.path.abspath(db_path)) + "?mode=ro&immutable=1"
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA temp_store = MEMORY")  # sorts never spill into temporary files
         conn.execute(f"PRAGMA hard_heap_limit = {SQLITE_HEAP_LIMIT}")
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # no ATTACH, and no VACUUM INTO (it attaches)
+        for name, value in _SQLITE_LIMITS.items():
+            conn.setlimit(getattr(sqlite3, name), value)
         conn.set_authorizer(_authorizer)
         deadline = _Deadline()
         conn.set_progress_handler(deadline, 10000)  # every 10k VM steps: well under a millisecond
@@ -1011,6 +1032,173 @@ def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_
         return ExecResult(None, "error", str(exc) or type(exc).__name__)
     finally:
         cursor.close()
+
+
+class WorkerPool:
+    """Worker processes with a hard time limit per item, for the reward and the scorer.
+
+    SQLite checks its time limit between VM steps, so one function call (instr, LIKE, trim on long
+    strings) runs to its end whatever the limit; SQLite's length limits keep that short, and this
+    pool makes it hard. Each worker runs `fn(items, args, emit)` on a batch and emits one result per
+    item as it finishes; an item still running `limit(item)` seconds after the previous result gets
+    its worker killed and replaced, `on_fail(item, "timeout: ...")` as its result, and the rest of
+    its batch goes on in the new worker. A worker that dies or raises is a failure: the item gets
+    `on_fail(item, "worker failed: ...")`, and `max_failures` failures in a row raise a UserError
+    (a broken pool would otherwise score everything as invalid without a word).
+    """
+
+    START_S = 60.0  # time a new worker process may take to start
+
+    def __init__(self, fn: Callable, workers: int, method: str = "spawn", max_failures: int = 5) -> None:
+        import multiprocessing
+
+        self.fn, self.workers, self.max_failures = fn, max(1, workers), max_failures
+        self.context = multiprocessing.get_context(method)
+        self.idle: list[tuple[Any, Any]] = []  # (process, connection) waiting for work
+        self.timeouts = 0  # workers killed at the hard limit
+        self.failures = 0  # workers that died or raised
+        self.failures_in_a_row = 0
+
+    def _start(self) -> tuple[Any, Any]:
+        import signal
+
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=_pool_worker, args=(child, self.fn), daemon=True)
+        # Ctrl-C goes to the whole process group: the workers ignore it (inherited through spawn's exec
+        # too) and the parent shuts them down, with no "Process SpawnProcess-N:" traceback.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        child.close()
+        return process, parent
+
+    @staticmethod
+    def _stop(worker: tuple[Any, Any]) -> None:
+        process, conn = worker
+        process.kill()
+        process.join(5)
+        conn.close()
+
+    def _failed(self, item: Any, error: str, on_fail: Callable[[Any, str], Any], timeout: bool) -> Any:
+        if timeout:
+            self.timeouts += 1
+        else:
+            self.failures += 1
+            self.failures_in_a_row += 1
+            if self.failures_in_a_row >= self.max_failures:
+                self.close()
+                raise UserError(f"{self.failures_in_a_row} SQL worker processes failed in a row (last: {error}); "
+                                "stopping rather than scoring every answer as invalid")
+        return on_fail(item, error)
+
+    @staticmethod
+    def _deadline(state: list, limit: Callable[[Any], float]) -> float:
+        items, done, since = state[2], state[3], state[4]
+        return since + (limit(items[done]) if done < len(items) else 10.0)  # all results in, "done" on its way
+
+    def run(self, batches: list[list], args: Any, limit: Callable[[Any], float],
+            on_fail: Callable[[Any, str], Any]) -> list[list]:
+        """The results of each batch, in order (a result per item)."""
+        from multiprocessing.connection import wait
+
+        results: list[list] = [[] for _ in batches]
+        pending = [(b, batch) for b, batch in enumerate(batches) if batch]  # (batch index, items not yet sent)
+        busy: dict[Any, list] = {}  # connection -> [worker, batch index, items, results so far, time of last result]
+        try:
+            while pending or busy:
+                while pending and len(busy) < self.workers:
+                    b, items = pending.pop(0)
+                    fresh = not self.idle
+                    worker = self.idle.pop() if self.idle else self._start()
+                    try:
+                        worker[1].send((items, args))
+                    except (OSError, ValueError) as exc:  # a dead idle worker
+                        self._stop(worker)
+                        results[b].append(self._failed(items[0], f"worker failed: {exc}", on_fail, False))
+                        if items[1:]:
+                            pending.insert(0, (b, items[1:]))
+                        continue
+                    # A new worker's clock starts when it says it is ready (imports take a second or two).
+                    busy[worker[1]] = [worker, b, items, 0, time.monotonic() + (self.START_S if fresh else 0.0)]
+                now = time.monotonic()
+                next_deadline = min(self._deadline(state, limit) for state in busy.values())
+                for conn in wait(list(busy), timeout=max(0.0, next_deadline - now)):
+                    state = busy[conn]
+                    try:
+                        kind, payload = conn.recv()
+                    except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, crashed)
+                        kind, payload = "error", f"worker died ({type(exc).__name__}, exit code {state[0][0].exitcode})"
+                    if kind == "ready":
+                        state[4] = time.monotonic()
+                    elif kind == "result":
+                        results[state[1]].append(payload)
+                        state[3] += 1
+                        state[4] = time.monotonic()
+                        self.failures_in_a_row = 0
+                    elif kind == "done":
+                        del busy[conn]
+                        self.idle.append(state[0])
+                    elif kind == "user_error":
+                        raise UserError(payload)
+                    else:  # the item in progress failed: replace the worker, go on with the rest of the batch
+                        del busy[conn]
+                        self._stop(state[0])
+                        worker_, b, items, done, _ = state
+                        results[b].append(self._failed(items[done], f"worker failed: {payload}", on_fail, False))
+                        if items[done + 1:]:
+                            pending.insert(0, (b, items[done + 1:]))
+                now = time.monotonic()
+                for conn, state in list(busy.items()):
+                    worker_, b, items, done, since = state
+                    if now > self._deadline(state, limit) and done < len(items):  # stalled inside one SQLite call
+                        del busy[conn]
+                        self._stop(worker_)
+                        error = f"timeout: over the hard limit of {limit(items[done]):g} s (worker stopped)"
+                        results[b].append(self._failed(items[done], error, on_fail, True))
+                        if items[done + 1:]:
+                            pending.insert(0, (b, items[done + 1:]))
+        except BaseException:
+            for state in busy.values():  # interrupted (Ctrl-C) or a UserError: stop what is running, quietly
+                self._stop(state[0])
+            raise
+        return results
+
+    def close(self) -> None:
+        for worker in self.idle:
+            try:
+                worker[1].send(None)  # exit cleanly; killed below if it does not
+                worker[0].join(1)
+            except OSError:
+                pass
+            self._stop(worker)
+        self.idle = []
+
+
+def _pool_worker(conn: Any, fn: Callable) -> None:
+    """A WorkerPool process: run fn(items, args, emit) on each batch the parent sends."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    conn.send(("ready", None))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        items, args = message
+        try:
+            fn(items, args, lambda result: conn.send(("result", result)))
+            conn.send(("done", None))
+        except UserError as exc:
+            conn.send(("user_error", str(exc)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 # ======================================================================
@@ -1165,9 +1353,12 @@ def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: st
     return ("partial" if f1 > 0 else "wrong"), f1, None
 
 
+GOLD_TIMEOUT_S = 30.0  # time limit of a gold query (at least the predictions' own)
+
+
 def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float) -> ExecResult:
     # Gold gets a generous limit: a slow gold query is the dataset's cost, not the model's fault.
-    return execute_sql(db_path, official_normalize(gold_sql, is_prediction=False), max(timeout_s, 30.0))
+    return execute_sql(db_path, official_normalize(gold_sql, is_prediction=False), max(timeout_s, GOLD_TIMEOUT_S))
 
 
 def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike, *,
@@ -1207,17 +1398,26 @@ def _completion_text(completion: Any) -> str:
     return completion or ""
 
 
-def _score_jobs(jobs: list[tuple]) -> list[tuple[float, str, str | None]]:
-    """Score (completion, gold_sql, db_path, gold result, timeout_s, values) jobs; runs in a worker."""
-    return [score_completion(c, g, d, gold=gold, timeout_s=t, values=v) for c, g, d, gold, t, v in jobs]
+def _score_jobs(jobs: list[tuple], _args: Any = None, emit: Callable | None = None) -> list[tuple[float, str, str | None]]:
+    """Score (completion, gold_sql, db_path, gold result, timeout_s, values) jobs; runs in a worker,
+    emitting each result as it comes (see WorkerPool)."""
+    results = []
+    for c, g, d, gold, t, v in jobs:
+        results.append(score_completion(c, g, d, gold=gold, timeout_s=t, values=v))
+        if emit is not None:
+            emit(results[-1])
+    return results
 
 
 class SQLExecutionReward:
     """The GRPO reward: TRL calls it as reward(prompts, completions, gold_sql=[...], db_path=[...], ...).
 
-    Gold results are executed once and cached; predictions run in a pool of worker processes, each
-    query under its own time limit, so one slow query never stalls the batch. Outcome counts are
-    accumulated for logging (pop_metrics) together with a few sample completions.
+    Gold results are executed once and cached; predictions run in a WorkerPool, each query under
+    its own time limit (`timeout_s`) and each completion under a hard one (`hard_limit_s`: past it,
+    its worker is killed and replaced and the completion scored as a time-out), so one slow query
+    never stalls the batch. Outcome counts (and worker failures) are accumulated for logging
+    (pop_metrics) together with a few sample completions. workers=0 scores in this process, with
+    no hard limit.
     """
 
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
@@ -1225,21 +1425,20 @@ class SQLExecutionReward:
     def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = RewardValues(),
                  num_samples: int = 2) -> None:
         self.timeout_s = timeout_s
+        # A query stops itself at timeout_s; the rest is margin for comparing results and for a busy machine.
+        self.hard_limit_s = 2 * timeout_s + 2.0
         self.workers = workers
         self.values = values
         self.num_samples = num_samples
         self._gold: dict[tuple[str, str], ExecResult] = {}
-        self._pool = None
+        self._pool: WorkerPool | None = None
         self._counts: collections.Counter = collections.Counter()
         self.samples: list[dict] = []
 
-    def _executor(self):
-        if self._pool is None and self.workers > 1:
-            import concurrent.futures
-            import multiprocessing
-
+    def _executor(self) -> WorkerPool | None:
+        if self._pool is None and self.workers > 0:
             # spawn: never fork a process that holds CUDA state or tokenizer threads
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = WorkerPool(_score_jobs, self.workers, "spawn")
         return self._pool
 
     def gold_result(self, gold_sql: str, db_path: str) -> ExecResult:
@@ -1254,22 +1453,18 @@ class SQLExecutionReward:
         pool = self._executor()
         if pool is None:
             return _score_jobs(jobs)
-        # A few chunks per worker: one future per completion costs more in pickling than these
-        # sub-millisecond queries, and a slow query still leaves the other workers busy.
-        size = max(1, -(-len(jobs) // (self.workers * 4)))
-        chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-        futures = [pool.submit(_score_jobs, chunk) for chunk in chunks]
-        results = []
-        # Each query stops itself at its limit; this outer wait only guards against a wedged worker.
-        give_up_at = time.monotonic() + self.timeout_s * (len(jobs) / self.workers + 2) + 10
-        for chunk, future in zip(chunks, futures):
-            try:
-                results.extend(future.result(timeout=max(0.1, give_up_at - time.monotonic())))
-            except UserError:
-                raise
-            except Exception as exc:  # timeout or a dead worker: count it, rebuild the pool
-                results.extend([(self.values.invalid, "invalid", f"worker failed: {type(exc).__name__}")] * len(chunk))
-                self.close()
+        # A few batches per worker: one message per completion costs more in pickling than these
+        # sub-millisecond queries (a batch pickles a shared gold result once), and a slow query
+        # still leaves the other workers busy.
+        size = max(1, -(-len(jobs) // (pool.workers * 4)))
+        batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        failures = pool.failures
+
+        def failed(_job: tuple, error: str) -> tuple[float, str, str | None]:
+            return self.values.invalid, "invalid", error
+
+        results = [r for batch in pool.run(batches, None, lambda _job: self.hard_limit_s, failed) for r in batch]
+        self._counts["worker_failed"] += pool.failures - failures
         return results
 
     def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], **_: Any) -> list[float]:
@@ -1286,21 +1481,21 @@ class SQLExecutionReward:
         return [reward for reward, _, _ in scored]
 
     def pop_metrics(self) -> dict[str, float]:
-        """Fraction of each outcome (and of parse failures and timeouts) since the last call."""
+        """Fraction of each outcome (and of parse failures, timeouts and worker failures) since the last call."""
         total = self._counts.get("total", 0)
         if not total:
             return {}
         metrics = {f"outcome/{name}": self._counts.get(name, 0) / total for name in OUTCOMES}
         metrics["outcome/parse_fail"] = self._counts.get("parse_fail", 0) / total
         metrics["outcome/timeout"] = self._counts.get("timeout", 0) / total
+        # answers scored invalid because their worker process died or raised, not because of their SQL
+        metrics["outcome/worker_failed"] = self._counts.get("worker_failed", 0) / total
         self._counts.clear()
         return metrics
 
     def close(self) -> None:
         if self._pool is not None:
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
-                proc.terminate()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def __del__(self) -> None:
@@ -1382,9 +1577,9 @@ def _execute_cached(cache: dict, db_file: str, sql: str, limit: float) -> ExecRe
     return result
 
 
-def _score_chunk(job: tuple) -> list[dict]:
-    """Score (index, pred, gold_sql, db_id) items; runs in a worker process."""
-    items, db_dir, timeout_s = job
+def _score_chunk(items: list[tuple], args: tuple, emit: Callable[[dict], Any]) -> None:
+    """Score (index, pred, gold_sql, db_id) items, emitting a record per item; runs in a WorkerPool process."""
+    db_dir, timeout_s = args
     results: dict[tuple[str, str], ExecResult] = {}  # (db file, normalised SQL) -> result, for gold and pred alike
     files: dict[str, list[str]] = {}
     memo: dict[int, list[tuple]] = {}  # normalised rows per result list (kept alive by `results`)
@@ -1394,7 +1589,6 @@ def _score_chunk(job: tuple) -> list[dict]:
             memo[id(rows)] = unordered_rows(rows)
         return memo[id(rows)]
 
-    records = []
     for index, pred, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
@@ -1404,12 +1598,12 @@ def _score_chunk(job: tuple) -> list[dict]:
                   "outcome": "wrong", "error": None}
         if not pred.strip() or pred.strip() == EMPTY_PREDICTION:
             record.update(outcome="empty", error="empty prediction")
-            records.append(record)
+            emit(record)
             continue
         pred_norm = official_normalize(pred, is_prediction=True)
         match = True
         for db_file in files[db_id]:
-            gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
+            gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, GOLD_TIMEOUT_S))
             if not gold.ok:
                 record.update(outcome="gold_error", error=f"gold query fails on {os.path.basename(db_file)}: {gold.error}")
                 match = False
@@ -1424,8 +1618,7 @@ def _score_chunk(job: tuple) -> list[dict]:
                 break
         if match:
             record.update(exec_match=True, outcome="match")
-        records.append(record)
-    return records
+        emit(record)
 
 
 def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
@@ -1434,7 +1627,8 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
 
     Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
     The one intended difference from the official evaluator: a prediction over `timeout_s` is wrong
-    (the official one hangs).
+    (the official one hangs). Workers are processes, so the limit is hard: a prediction stalled
+    inside one SQLite call is stopped by killing its worker (see WorkerPool).
     """
     if len(preds) != len(golds):
         raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")
@@ -1448,16 +1642,26 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
     workers = max(1, min(workers, len(items) // 200 + 1))  # a process is worth starting only for a few hundred pairs
     size = -(-len(items) // workers)
     chunks = [items[k:k + size] for k in range(0, len(items), size)]  # contiguous: a database stays in one worker
-    if workers == 1:
-        records = _score_chunk((items, db_dir, timeout_s))
-    else:
-        import concurrent.futures
-        import multiprocessing
+    # Always in worker processes, even one: a prediction stalled inside one SQLite call is stopped
+    # only by killing its process. Per item: its gold (first run) and its prediction on each file.
+    n_files = {db: len(_db_files(db_dir, db)) for db in {item[3] for item in items}}
 
-        # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
-        method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            records = [r for chunk in pool.map(_score_chunk, [(c, db_dir, timeout_s) for c in chunks]) for r in chunk]
+    def limit(item: tuple) -> float:
+        return n_files[item[3]] * (max(timeout_s, GOLD_TIMEOUT_S) + 2 * timeout_s) + 2.0
+
+    def failed(item: tuple, error: str) -> dict:
+        return {"index": item[0], "db_id": item[3], "exec_match": False, "hardness": spider_hardness(item[2]),
+                "outcome": "invalid", "error": error[:200]}
+
+    import multiprocessing
+
+    # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
+    method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = WorkerPool(_score_chunk, workers, method)
+    try:
+        records = [r for chunk in pool.run(chunks, (db_dir, timeout_s), limit, failed) for r in chunk]
+    finally:
+        pool.close()
     records.sort(key=lambda r: r["index"])
     failed_gold = [r for r in records if r["outcome"] == "gold_error"]
     if failed_gold:
