@@ -1550,10 +1550,38 @@ def read_pred_file(path: str | os.PathLike, expected: int | None = None) -> list
     return [line.strip().split("\t")[0] for line in lines]
 
 
+_LINE_BREAKERS = {"\n": "char(10)", "\r": "char(13)", "\t": "char(9)"}  # what would split a pred.txt line or field
+
+
+def _literal_on_one_line(literal: str) -> str:
+    """'a<newline>b' as ('a' || char(10) || 'b'): the same value, written on one line."""
+    if not any(ch in literal for ch in _LINE_BREAKERS):
+        return literal
+    parts = re.split(r"([\n\r\t])", literal[1:-1])
+    pieces = [_LINE_BREAKERS[p] if p in _LINE_BREAKERS else f"'{p}'" for p in parts if p]
+    return "(" + " || ".join(pieces) + ")"
+
+
 def flatten_sql(sql: str) -> str:
-    """One line for pred.txt/gold.txt: newlines and tabs become spaces; empty becomes a placeholder."""
-    flat = " ".join(sql.split())
-    return flat or EMPTY_PREDICTION
+    """One line for pred.txt/gold.txt, with the same meaning; empty becomes a placeholder.
+
+    Tokenized with sqlparse, so that `--` and `/* */` comments are dropped (joining lines would
+    otherwise comment out the rest of the query) while string literals stay as they are: runs of
+    whitespace between tokens become one space, a line break or tab inside a string literal becomes
+    a char() concatenation.
+    """
+    from sqlparse import lexer, tokens
+
+    parts: list[str] = []
+    for ttype, value in lexer.Lexer.get_default_instance().get_tokens(sql):
+        if ttype in tokens.Whitespace or (ttype in tokens.Comment and value.startswith(("--", "/*"))):
+            if parts and parts[-1] != " ":
+                parts.append(" ")  # SQLite reads a comment as whitespace
+        elif ttype in tokens.String.Single:
+            parts.append(_literal_on_one_line(value))
+        else:  # a quoted identifier or a stray character with a line break in it: no way to keep it
+            parts.append(" ".join(value.split()) if any(ch in value for ch in _LINE_BREAKERS) else value)
+    return "".join(parts).strip() or EMPTY_PREDICTION
 
 
 def _db_files(db_dir: str, db_id: str) -> list[str]:
