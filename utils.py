@@ -350,14 +350,35 @@ def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=No
     return render_prompt(tokenizer, messages) if tokenizer is not None else messages
 
 
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
-_FENCE = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+_FENCE = re.compile(r"```[ \t]*(?:sqlite3|sqlite|sql)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+_INLINE = re.compile(r"`([^`\n]+)`")
 _SQL_START_UPPER = re.compile(r"\b(SELECT|WITH)\b")
-_SQL_START_ANY = re.compile(r"(?:^|\n)\s*(select|with)\b", re.I)
+# Where a query may start: a line start or after a ';', or after a label such as "SQL:",
+# "query:", "**Final answer:**" (then in any case: a label says what follows).
+_SQL_START = re.compile(r"(?:^|\n|;)[ \t>*_-]*(?:(?:[A-Za-z][\w ]{0,30}?)?\b(?:sql|query|answer)\b[ \t*_]*:[ \t*_]*\s*"
+                        r"(?P<labelled>(?i:select|with))|(?P<plain>SELECT|select|WITH|with))\b")
+# A base model goes on with the next few-shot example; a chat model may emit its end-of-turn token.
+_STOP = re.compile(r"\n[ \t]*(?:question|q|schema|database|input|context|user|human)[ \t]*:|<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>", re.I)
+_CONTINUATION = re.compile(r"^(FROM|WHERE|GROUP|ORDER|HAVING|LIMIT|JOIN|LEFT|INNER|UNION|INTERSECT|EXCEPT|AND|OR|ON|SELECT|\))\b", re.I)
+_SQL_WORDS = {"select", "from", "where", "group", "order", "having", "limit", "join", "left", "right", "inner", "outer",
+              "cross", "natural", "union", "intersect", "except", "and", "or", "on", "as", "case", "when", "then", "else",
+              "end", "not", "in", "like", "between", "is", "by", "asc", "desc", "offset", "using", "with", "distinct"}
+_PROSE_LINE = re.compile(r"^(?:\*\*|#+ |[-*] |\d+\. |[A-Z][a-z']+(?:[ ,:]+[a-z][a-z']*){2,})")
+
+
+def _looks_like_sql_continuation(text: str) -> bool:
+    return bool(_CONTINUATION.match(text))
+
+
+def _is_prose_line(line: str) -> bool:
+    """An explanation after the query: "This returns ...", "Explanation: ...", a markdown bullet."""
+    line = line.strip()
+    return bool(_PROSE_LINE.match(line)) and line.split()[0].strip("*:,").lower() not in _SQL_WORDS
 
 
 def _cut_statement(sql: str) -> str:
-    """Keep the first statement: stop at a ';' outside quotes, or at a blank line (an explanation)."""
+    """Keep the first statement: stop at a ';' outside quotes, at a blank line (an explanation), or
+    at a line of prose."""
     quote = None
     for i, ch in enumerate(sql):
         if quote:
@@ -367,36 +388,73 @@ def _cut_statement(sql: str) -> str:
             quote = ch
         elif ch == ";":
             return sql[:i]
-        elif ch == "\n" and sql[i:i + 2] == "\n\n" and sql[i:].strip():
-            if not _looks_like_sql_continuation(sql[i:].strip()):
+        elif ch == "\n":
+            if sql[i:i + 2] == "\n\n" and sql[i:].strip() and not _looks_like_sql_continuation(sql[i:].strip()):
+                return sql[:i]
+            if _is_prose_line(sql[i + 1:].split("\n", 1)[0]):
                 return sql[:i]
     return sql
 
 
-_CONTINUATION = re.compile(r"^(FROM|WHERE|GROUP|ORDER|HAVING|LIMIT|JOIN|LEFT|INNER|UNION|INTERSECT|EXCEPT|AND|OR|ON|SELECT|\))\b", re.I)
+def _last_query(text: str) -> str:
+    """The last query statement in `text` (the final step of a multi-step answer), or ""."""
+    found, pos = "", 0
+    while True:
+        match = _SQL_START.search(text, pos)
+        if not match:
+            return found
+        begin = match.start("labelled") if match.group("labelled") else match.start("plain")
+        sql = _cut_statement(text[begin:]).strip()
+        keyword = match.group("labelled") or match.group("plain")
+        # lowercase `select` without a FROM is most likely prose ("select the rows ..."), unless short
+        if keyword.isupper() or match.group("labelled") or re.search(r"\bfrom\b", sql, re.I) or len(sql.split()) <= 3:
+            found = sql
+        pos = begin + max(len(sql), 1)
 
 
-def _looks_like_sql_continuation(text: str) -> bool:
-    return bool(_CONTINUATION.match(text))
+def _clean(sql: str) -> str:
+    return sql.strip().rstrip(";").strip().rstrip("`").strip()
 
 
 def extract_sql(text: str | None) -> str:
-    """The SQL in a model's answer: a ```sql block, plain SQL, or SQL after a short preamble.
+    """The SQL in a model's answer: a ```sql block, plain SQL, SQL after a label or a short preamble.
 
-    A `<think>` block is dropped first; only the first statement is kept, without its semicolon.
-    Returns "" when there is no SQL.
+    Reasoning is dropped first (`<think>...</think>`, everything before a lone `</think>`, an
+    unterminated `<think>` to the end), and so is whatever follows a few-shot marker such as
+    "Question:" (a base model's next example) or an end-of-turn token. Then the first of these that
+    holds a query wins: the last ```sql block with a query (a schema recap block before it does
+    not count), the last query that starts a line or follows a label ("SQL: ...", "query: ...")
+    or a ';' (the final step of a multi-step answer), the last `inline` query, the first SELECT or
+    WITH anywhere. The query ends at its ';', at a blank line or at a line of prose, and is
+    returned without the semicolon. Returns "" when there is no SQL.
     """
     if not text:
         return ""
-    text = _THINK.sub("", text)
-    fence = _FENCE.search(text)
-    if fence:
-        text = fence.group(1)
-    match = _SQL_START_UPPER.search(text) or _SQL_START_ANY.search(text)
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    if "<think>" in text:
+        text = text.split("<think>", 1)[0]  # thinking that never ended: no answer after it
+    for stop in _STOP.finditer(text):
+        if re.search(r"(?i)\b(select|with)\b", text[:stop.start()]):
+            text = text[:stop.start()]
+            break
+    blocks = [b for b in _FENCE.findall(text) if b.strip()]
+    for block in reversed(blocks):
+        sql = _last_query(block)
+        if sql:
+            return _clean(sql)
+    if blocks:
+        text = _FENCE.sub("\n", text)
+    sql = _last_query(text)
+    if sql:
+        return _clean(sql)
+    spans = [m for m in _INLINE.findall(text) if re.match(r"(?i)\s*(select|with)\b\s*\S", m)]
+    if spans:
+        return _clean(spans[-1])
+    match = _SQL_START_UPPER.search(text)
     if not match:
         return ""
-    sql = _cut_statement(text[match.start(1):])
-    return sql.strip().rstrip(";").strip()
+    return _clean(_last_query(text[match.start(1):]) or _cut_statement(text[match.start(1):]))
 
 
 # ======================================================================
