@@ -1563,6 +1563,21 @@ class SQLExecutionReward:
             pass
 
 
+def checked_gold_rows(rows: list[dict], reward: SQLExecutionReward, skip_empty: bool) -> tuple[list[dict], int]:
+    """Execute the gold query of every GRPO row now: one that fails is a UserError here, not at step
+    1000. With `skip_empty`, rows whose gold result is empty are left out: the official rule counts
+    two empty results as a match, so `SELECT 1 WHERE 0` would earn the full reward on them.
+    Returns (kept rows, number left out)."""
+    kept = []
+    for row in rows:
+        gold = reward.gold_result(row["gold_sql"], row["db_path"])
+        if not gold.ok:
+            raise UserError(f"gold query fails on {row['db_path']}: {gold.error}: {row['gold_sql'][:120]}")
+        if not (skip_empty and not gold.rows):
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
 # ======================================================================
 # 8. scoring: pred.txt / gold.txt like Spider's official evaluator
 

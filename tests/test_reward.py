@@ -195,3 +195,18 @@ def test_ctrl_c_stops_the_reward_workers_quietly(db):
                           text=True, timeout=60, start_new_session=True)
     assert done.stdout.strip() == "interrupted", done.stderr
     assert "Process SpawnProcess" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_grpo_leaves_out_prompts_whose_gold_result_is_empty(spider):
+    # Under the official rule two empty results match: `SELECT 1 WHERE 0` would earn +5.0 on them.
+    rows = [{"gold_sql": ex["query"], "db_path": str(spider.db_path(ex["db_id"]))} for ex in spider.examples("dev")]
+    reward = utils.SQLExecutionReward(workers=0)
+    empty_answer = "SELECT 1 WHERE 0"
+    free = [r for r in rows if utils.score_completion(empty_answer, r["gold_sql"], r["db_path"])[1] == "match"]
+    assert len(free) == 1  # the mini-Spider's one dev question whose gold result is empty
+    kept, skipped = utils.checked_gold_rows(rows, reward, skip_empty=True)
+    assert skipped == 1 and len(kept) == len(rows) - 1 and free[0] not in kept
+    scores = reward(prompts=["q"] * len(kept), completions=[empty_answer] * len(kept),
+                    gold_sql=[r["gold_sql"] for r in kept], db_path=[r["db_path"] for r in kept])
+    assert max(scores) == 0.0  # no kept prompt pays anything for an empty result
+    assert utils.checked_gold_rows(rows, reward, skip_empty=False) == (rows, 0)  # --grpo_skip_empty_gold false
