@@ -1034,6 +1034,9 @@ def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
                 max_rows: int = MAX_RESULT_ROWS) -> ExecResult:
     """Run one untrusted query read-only, within `timeout_s`, with bounded memory. Never raises for bad SQL.
 
+    The time limit is checked between SQLite VM steps; SQLite's limits (_SQLITE_LIMITS) keep a single
+    step short but not instant. Only a process can be stopped at any moment: WorkerPool does that.
+
     The database file is never changed and no file is created: the connection is read-only and
     immutable, an authorizer allows reads only, ATTACH is limited to zero databases, temporary
     storage is in memory, and only one statement is accepted per call.
