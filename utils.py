@@ -355,7 +355,7 @@ _INLINE = re.compile(r"`([^`\n]+)`")
 _SQL_START_UPPER = re.compile(r"\b(SELECT|WITH)\b")
 # Where a query may start: a line start or after a ';', or after a label such as "SQL:",
 # "query:", "**Final answer:**" (then in any case: a label says what follows).
-_SQL_START = re.compile(r"(?:^|\n|;)[ \t>*_-]*(?:(?:[A-Za-z][\w ]{0,30}?)?\b(?:sql|query|answer)\b[ \t*_]*:[ \t*_]*\s*"
+_SQL_START = re.compile(r"(?:^|\n|;)[ \t>*_-]*(?:(?:[A-Za-z][\w ]{0,30}?)?\b(?i:sql|query|answer)\b[ \t*_]*:[ \t*_]*\s*"
                         r"(?P<labelled>(?i:select|with))|(?P<plain>SELECT|select|WITH|with))\b")
 # A base model goes on with the next few-shot example; a chat model may emit its end-of-turn token.
 _STOP = re.compile(r"\n[ \t]*(?:question|q|schema|database|input|context|user|human)[ \t]*:|<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>", re.I)
@@ -373,7 +373,12 @@ def _looks_like_sql_continuation(text: str) -> bool:
 def _is_prose_line(line: str) -> bool:
     """An explanation after the query: "This returns ...", "Explanation: ...", a markdown bullet."""
     line = line.strip()
-    return bool(_PROSE_LINE.match(line)) and line.split()[0].strip("*:,").lower() not in _SQL_WORDS
+    if not _PROSE_LINE.match(line) or line.split()[0].strip("*:,").lower() in _SQL_WORDS:
+        return False
+    if re.match(r"(?:\*\*|#+ |[-*] |\d+\. )", line):
+        return True
+    # "Name as singer name" may still be SQL; a sentence ends like one or runs on without operators
+    return line.endswith((".", ":", "!", "?")) or (len(line.split()) >= 5 and not re.search(r"[=<>()]", line))
 
 
 def _cut_statement(sql: str) -> str:

@@ -23,6 +23,8 @@ SHAPES = [
     ("preamble on the same line", "Sure. " + Q, Q),
     ("label SQL:", "SQL: " + Q, Q),
     ("label query: lowercase", "query: select name from singer", "select name from singer"),
+    ("label SQL: lowercase query", "SQL: select name from singer", "select name from singer"),
+    ("label Query: then prose", "Query: select name from singer\nThis lists every singer.", "select name from singer"),
     ("label on its own line", "SQL query:\nselect name\nfrom singer", "select name\nfrom singer"),
     ("markdown bold label", "**Final answer:** " + Q, Q),
     ("label Answer:", "Answer: " + Q, Q),
@@ -33,6 +35,9 @@ SHAPES = [
     ("explanation label on the next line", "SELECT name\nFROM singer\nExplanation: it filters by age.",
      "SELECT name\nFROM singer"),
     ("markdown bullet after", Q + "\n- `name` is the singer's name", Q),
+    ("capitalised column then lowercase keywords", "SELECT\n  Name as singer_name\nFROM singer",
+     "SELECT\n  Name as singer_name\nFROM singer"),
+    ("explanation without a full stop", Q + "\nIt keeps the singers older than thirty", Q),
     ("UNION after a blank line is SQL", "SELECT a FROM t\n\nUNION SELECT b FROM u", "SELECT a FROM t\n\nUNION SELECT b FROM u"),
     # --- fences
     ("sql fence", "```sql\n" + Q + ";\n```", Q),
