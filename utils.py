@@ -1219,10 +1219,12 @@ class WorkerPool:
                             pending.insert(0, (b, items[done + 1:]))
                 now = time.monotonic()
                 for conn, state in list(busy.items()):
-                    worker_, b, items, done, since = state
-                    if now > self._deadline(state, limit) and done < len(items):  # stalled inside one SQLite call
-                        del busy[conn]
-                        self._stop(worker_)
+                    worker_, b, items, done, _ = state
+                    if now <= self._deadline(state, limit):
+                        continue
+                    del busy[conn]
+                    self._stop(worker_)
+                    if done < len(items):  # stalled inside one SQLite call: only a kill stops it
                         error = f"timeout: over the hard limit of {limit(items[done]):g} s (worker stopped)"
                         results[b].append(self._failed(items[done], error, on_fail, True))
                         if items[done + 1:]:
