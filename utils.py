@@ -122,8 +122,8 @@ def ensure_databases_built(database_dir: Path) -> None:
         sqlite_path = sql_path.with_suffix(".sqlite")
         stamp = sql_path.with_suffix(".sql.sha256")  # no ".sqlite" in the name: the official evaluator opens every such file
         digest = hashlib.sha256(sql_path.read_bytes()).hexdigest()
-        if sqlite_path.exists() and (not stamp.exists() or stamp.read_text().strip() == digest):
-            continue
+        if sqlite_path.exists() and sqlite_path.stat().st_size > 0 and (not stamp.exists() or stamp.read_text().strip() == digest):
+            continue  # (a zero-byte file is an interrupted copy: rebuilt)
         build_sqlite_from_sql(sql_path, sqlite_path)
         stamp.write_text(digest + "\n")
 

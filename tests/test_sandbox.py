@@ -180,3 +180,13 @@ def test_zero_byte_database_is_reported_as_an_empty_file(tmp_path):
     with pytest.raises(utils.SpiderDataError, match="empty file, not a database"):
         utils.schema_from_sqlite(empty)
     assert empty.read_bytes() == b""
+
+
+def test_zero_byte_database_with_its_sql_source_is_rebuilt(tmp_path):
+    folder = tmp_path / "database" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tiny.sql").write_text("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (7);")
+    utils.ensure_databases_built(tmp_path / "database")
+    (folder / "tiny.sqlite").write_bytes(b"")  # an interrupted copy
+    utils.ensure_databases_built(tmp_path / "database")
+    assert utils.execute_sql(folder / "tiny.sqlite", "SELECT a FROM t").rows == [(7,)]
