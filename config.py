@@ -101,7 +101,7 @@ class Config:
     reward_invalid: float = _f(-1.0, "reward for no SQL, invalid, refused or timed-out SQL")
     reward_empty: float = _f(-2.0, "reward for an empty answer")
     reward_partial_max: float = _f(2.5, "partial credit = this x F1 of result rows (must be < reward_exact)")
-    sql_timeout_s: float = _f(2.0, "time limit per SQL query, seconds (hard: a worker stalled past 2x this + 2 s is killed)")
+    sql_timeout_s: float = _f(2.0, "time limit per SQL query, seconds (made hard by the worker processes: a query stalled well past it has its worker killed)")
     reward_workers: int = _f(2, "processes that execute predicted SQL in parallel")
 
     # --- evaluation ---

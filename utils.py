@@ -396,7 +396,8 @@ def _cut_statement(sql: str) -> str:
         elif ch == "\n":
             if sql[i:i + 2] == "\n\n" and sql[i:].strip() and not _looks_like_sql_continuation(sql[i:].strip()):
                 return sql[:i]
-            if _is_prose_line(sql[i + 1:].split("\n", 1)[0]):
+            line_end = sql.find("\n", i + 1)
+            if _is_prose_line(sql[i + 1:line_end if line_end >= 0 else len(sql)]):
                 return sql[:i]
     return sql
 
