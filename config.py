@@ -128,13 +128,14 @@ class Config:
     vllm_mode: str = _f("colocate", "hf backend GRPO rollouts: colocate = plain generate in-process; server = TRL's `trl vllm-serve` on its own GPUs")
     vllm_server_host: str = _f("127.0.0.1", "--vllm_mode server: host of `trl vllm-serve`")
     vllm_server_port: int = _f(8000, "--vllm_mode server: port of `trl vllm-serve`")
+    grpo_skip_empty_gold: bool = _f(True, "leave out GRPO prompts whose gold result is empty: an empty answer would match them for free")
 
     # --- reward (also used by the scorer) ---
     reward_exact: float = _f(5.0, "reward when the predicted result equals the gold result")
     reward_invalid: float = _f(-1.0, "reward for no SQL, invalid, refused or timed-out SQL")
     reward_empty: float = _f(-2.0, "reward for an empty answer")
     reward_partial_max: float = _f(2.5, "partial credit = this x F1 of result rows (must be < reward_exact)")
-    sql_timeout_s: float = _f(2.0, "hard time limit per SQL query, seconds")
+    sql_timeout_s: float = _f(2.0, "time limit per SQL query, seconds (made hard by the worker processes: a query stalled well past it has its worker killed)")
     reward_workers: int = _f(2, "processes that execute predicted SQL in parallel")
 
     # --- evaluation ---

@@ -159,17 +159,17 @@ def main() -> None:
             continue
         lengths.append(n_tokens)
         rows.append({"prompt": messages, "gold_sql": ex["query"], "db_path": str(spider.db_path(ex["db_id"]))})
-    print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={skipped}; {utils.length_report(lengths)}")
     if not rows:
         raise utils.UserError("no training prompt fits in --max_prompt_length")
 
     reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, utils.RewardValues.from_config(cfg),
                                       num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
-    # Fail now, not at step 1000, if a gold query does not run on its database.
-    for row in rows:
-        gold = reward.gold_result(row["gold_sql"], row["db_path"])
-        if not gold.ok:
-            raise utils.UserError(f"gold query fails on {row['db_path']}: {gold.error}: {row['gold_sql'][:120]}")
+    # Fail now, not at step 1000, if a gold query does not run; leave out empty gold results (free reward).
+    rows, skipped_empty_gold = utils.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
+    print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={skipped} "
+          f"skipped_empty_gold={skipped_empty_gold}; {utils.length_report(lengths)}")
+    if not rows:
+        raise utils.UserError("no training prompt left (every gold result is empty); try --grpo_skip_empty_gold false")
 
     world_size = utils.world_size()
     args = GRPOConfig(
@@ -243,7 +243,7 @@ def main() -> None:
     utils.save_adapter(trainer, out, {
         "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "sft_adapter": str(sft_dir),
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
-        "skipped_prompts": skipped, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
+        "skipped_prompts": skipped, "skipped_empty_gold": skipped_empty_gold, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
         "trainer_args": trainer_args,
     }, check=refuse_unchanged)
     if trainer.is_world_process_zero():

@@ -149,8 +149,8 @@ def ensure_databases_built(database_dir: Path) -> None:
         sqlite_path = sql_path.with_suffix(".sqlite")
         stamp = sql_path.with_suffix(".sql.sha256")  # no ".sqlite" in the name: the official evaluator opens every such file
         digest = hashlib.sha256(sql_path.read_bytes()).hexdigest()
-        if sqlite_path.exists() and (not stamp.exists() or stamp.read_text().strip() == digest):
-            continue
+        if sqlite_path.exists() and sqlite_path.stat().st_size > 0 and (not stamp.exists() or stamp.read_text().strip() == digest):
+            continue  # (a zero-byte file is an interrupted copy: rebuilt)
         build_sqlite_from_sql(sql_path, sqlite_path)
         stamp.write_text(digest + "\n")
 
@@ -447,6 +447,8 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, table
     BIRD's column descriptions) are added to those comments.
     """
     json_pks, json_fks = keys_from_tables_json(tables_entry) if tables_entry else ({}, {})
+    if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables
+        raise SpiderDataError(f"cannot read schema of {db_path}: empty file, not a database (an interrupted download or copy?)")
     conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro&immutable=1", uri=True)
     conn.text_factory = decode_text
     try:
@@ -662,14 +664,40 @@ def check_chat_template(tokenizer, model_name: str, stop_ids: list[int] | None =
     return kwargs
 
 
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
-_FENCE = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+_FENCE = re.compile(r"```[ \t]*(?:sqlite3|sqlite|sql)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+_INLINE = re.compile(r"`([^`\n]+)`")
 _SQL_START_UPPER = re.compile(r"\b(SELECT|WITH)\b")
-_SQL_START_ANY = re.compile(r"(?:^|\n)\s*(select|with)\b", re.I)
+# Where a query may start: a line start or after a ';', or after a label such as "SQL:",
+# "query:", "**Final answer:**" (then in any case: a label says what follows).
+_SQL_START = re.compile(r"(?:^|\n|;)[ \t>*_-]*(?:(?:[A-Za-z][\w ]{0,30}?)?\b(?i:sql|query|answer)\b[ \t*_]*:[ \t*_]*\s*"
+                        r"(?P<labelled>(?i:select|with))|(?P<plain>SELECT|select|WITH|with))\b")
+# A base model goes on with the next few-shot example; a chat model may emit its end-of-turn token.
+_STOP = re.compile(r"\n[ \t]*(?:question|q|schema|database|input|context|user|human)[ \t]*:|<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>", re.I)
+_CONTINUATION = re.compile(r"^(FROM|WHERE|GROUP|ORDER|HAVING|LIMIT|JOIN|LEFT|INNER|UNION|INTERSECT|EXCEPT|AND|OR|ON|SELECT|\))\b", re.I)
+_SQL_WORDS = {"select", "from", "where", "group", "order", "having", "limit", "join", "left", "right", "inner", "outer",
+              "cross", "natural", "union", "intersect", "except", "and", "or", "on", "as", "case", "when", "then", "else",
+              "end", "not", "in", "like", "between", "is", "by", "asc", "desc", "offset", "using", "with", "distinct"}
+_PROSE_LINE = re.compile(r"^(?:\*\*|#+ |[-*] |\d+\. |[A-Z][a-z']+(?:[ ,:]+[a-z][a-z']*){2,})")
+
+
+def _looks_like_sql_continuation(text: str) -> bool:
+    return bool(_CONTINUATION.match(text))
+
+
+def _is_prose_line(line: str) -> bool:
+    """An explanation after the query: "This returns ...", "Explanation: ...", a markdown bullet."""
+    line = line.strip()
+    if not _PROSE_LINE.match(line) or line.split()[0].strip("*:,").lower() in _SQL_WORDS:
+        return False
+    if re.match(r"(?:\*\*|#+ |[-*] |\d+\. )", line):
+        return True
+    # "Name as singer name" may still be SQL; a sentence ends like one or runs on without operators
+    return line.endswith((".", ":", "!", "?")) or (len(line.split()) >= 5 and not re.search(r"[=<>()]", line))
 
 
 def _cut_statement(sql: str) -> str:
-    """Keep the first statement: stop at a ';' outside quotes, or at a blank line (an explanation)."""
+    """Keep the first statement: stop at a ';' outside quotes, at a blank line (an explanation), or
+    at a line of prose."""
     quote = None
     for i, ch in enumerate(sql):
         if quote:
@@ -679,36 +707,74 @@ def _cut_statement(sql: str) -> str:
             quote = ch
         elif ch == ";":
             return sql[:i]
-        elif ch == "\n" and sql[i:i + 2] == "\n\n" and sql[i:].strip():
-            if not _looks_like_sql_continuation(sql[i:].strip()):
+        elif ch == "\n":
+            if sql[i:i + 2] == "\n\n" and sql[i:].strip() and not _looks_like_sql_continuation(sql[i:].strip()):
+                return sql[:i]
+            line_end = sql.find("\n", i + 1)
+            if _is_prose_line(sql[i + 1:line_end if line_end >= 0 else len(sql)]):
                 return sql[:i]
     return sql
 
 
-_CONTINUATION = re.compile(r"^(FROM|WHERE|GROUP|ORDER|HAVING|LIMIT|JOIN|LEFT|INNER|UNION|INTERSECT|EXCEPT|AND|OR|ON|SELECT|\))\b", re.I)
+def _last_query(text: str) -> str:
+    """The last query statement in `text` (the final step of a multi-step answer), or ""."""
+    found, pos = "", 0
+    while True:
+        match = _SQL_START.search(text, pos)
+        if not match:
+            return found
+        begin = match.start("labelled") if match.group("labelled") else match.start("plain")
+        sql = _cut_statement(text[begin:]).strip()
+        keyword = match.group("labelled") or match.group("plain")
+        # lowercase `select` without a FROM is most likely prose ("select the rows ..."), unless short
+        if keyword.isupper() or match.group("labelled") or re.search(r"\bfrom\b", sql, re.I) or len(sql.split()) <= 3:
+            found = sql
+        pos = begin + max(len(sql), 1)
 
 
-def _looks_like_sql_continuation(text: str) -> bool:
-    return bool(_CONTINUATION.match(text))
+def _clean(sql: str) -> str:
+    return sql.strip().rstrip(";").strip().rstrip("`").strip()
 
 
 def extract_sql(text: str | None) -> str:
-    """The SQL in a model's answer: a ```sql block, plain SQL, or SQL after a short preamble.
+    """The SQL in a model's answer: a ```sql block, plain SQL, SQL after a label or a short preamble.
 
-    A `<think>` block is dropped first; only the first statement is kept, without its semicolon.
-    Returns "" when there is no SQL.
+    Reasoning is dropped first (`<think>...</think>`, everything before a lone `</think>`, an
+    unterminated `<think>` to the end), and so is whatever follows a few-shot marker such as
+    "Question:" (a base model's next example) or an end-of-turn token. Then the first of these that
+    holds a query wins: the last ```sql block with a query (a schema recap block before it does
+    not count), the last query that starts a line or follows a label ("SQL: ...", "query: ...")
+    or a ';' (the final step of a multi-step answer), the last `inline` query, the first SELECT or
+    WITH anywhere. The query ends at its ';', at a blank line or at a line of prose, and is
+    returned without the semicolon. Returns "" when there is no SQL.
     """
     if not text:
         return ""
-    text = _THINK.sub("", text)
-    fence = _FENCE.search(text)
-    if fence:
-        text = fence.group(1)
-    match = _SQL_START_UPPER.search(text) or _SQL_START_ANY.search(text)
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    if "<think>" in text:
+        text = text.split("<think>", 1)[0]  # thinking that never ended: no answer after it
+    for stop in _STOP.finditer(text):
+        if re.search(r"(?i)\b(select|with)\b", text[:stop.start()]):
+            text = text[:stop.start()]
+            break
+    blocks = [b for b in _FENCE.findall(text) if b.strip()]
+    for block in reversed(blocks):
+        sql = _last_query(block)
+        if sql:
+            return _clean(sql)
+    if blocks:
+        text = _FENCE.sub("\n", text)
+    sql = _last_query(text)
+    if sql:
+        return _clean(sql)
+    spans = [m for m in _INLINE.findall(text) if re.match(r"(?i)\s*(select|with)\b\s*\S", m)]
+    if spans:
+        return _clean(spans[-1])
+    match = _SQL_START_UPPER.search(text)
     if not match:
         return ""
-    sql = _cut_statement(text[match.start(1):])
-    return sql.strip().rstrip(";").strip()
+    return _clean(_last_query(text[match.start(1):]) or _cut_statement(text[match.start(1):]))
 
 
 # ======================================================================
@@ -1477,15 +1543,32 @@ def save_adapter(trainer, path: Path, info: dict, check: Callable[[Path], None] 
 
 MAX_RESULT_ROWS = 100_000  # more rows than any Spider gold result; a runaway SELECT stops here
 MAX_RESULT_BYTES = 64 * 2**20  # text/blob bytes held for one result
-MAX_VALUE_BYTES = 2**20  # SQLite's own limit on one string or blob (SQLITE_LIMIT_LENGTH)
+# SQLite's own limit on one string or blob (SQLITE_LIMIT_LENGTH). It bounds the work of one function
+# call, which no progress handler can interrupt: instr/replace/trim cost up to length x length.
+# Under the former 1 MiB one trim(x, y) ran 222 s; the longest value in Spider's dev databases is 60 bytes.
+MAX_VALUE_BYTES = 100_000
+# Further SQLite limits (Connection.setlimit) that bound the work a query can ask for, far above what
+# any Spider or BIRD query uses (LIKE patterns of a few words, a few arguments, a few UNIONs).
+_SQLITE_LIMITS = {
+    "SQLITE_LIMIT_LENGTH": MAX_VALUE_BYTES,
+    "SQLITE_LIMIT_LIKE_PATTERN_LENGTH": 500,  # a LIKE/GLOB costs value length x pattern length
+    "SQLITE_LIMIT_SQL_LENGTH": 20_000,
+    "SQLITE_LIMIT_EXPR_DEPTH": 100,
+    "SQLITE_LIMIT_COMPOUND_SELECT": 50,
+    "SQLITE_LIMIT_FUNCTION_ARG": 32,
+    "SQLITE_LIMIT_ATTACHED": 0,  # no ATTACH, and no VACUUM INTO (it attaches)
+}
 SQLITE_HEAP_LIMIT = 1 << 30  # PRAGMA hard_heap_limit: sorts and CTEs of a runaway query fail instead of eating RAM
 
 # Authorizer action codes that only read (sqlite3 module constants). Everything else is denied:
 # INSERT/UPDATE/DELETE, CREATE/DROP/ALTER, ATTACH/DETACH, PRAGMA, transactions, ANALYZE, ...
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-# printf/format pad one character at a time inside a single VM step that no progress handler can
-# interrupt: printf('%.*c', 2000000000, 'x') runs for seconds. No Spider query uses them.
-_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "printf", "format"}
+# Functions that only serve to stall: printf/format pad one character at a time inside a single VM
+# step that no progress handler can interrupt (printf('%.*c', 2000000000, 'x') runs for seconds);
+# randomblob/zeroblob make a value of any size from one number (the raw material of a slow instr or
+# LIKE). No Spider dev gold query uses any of them (only count/avg/max/sum/min).
+_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "printf", "format",
+                     "randomblob", "zeroblob"}
 # Only queries: the authorizer denies writes, and this also turns away REINDEX, VACUUM and friends,
 # which it never sees.
 _QUERY_START = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:SELECT|WITH|VALUES|\()", re.I | re.S)
@@ -1537,13 +1620,15 @@ def _connection(db_path: str) -> tuple[sqlite3.Connection, _Deadline]:
     if db_path not in cache:
         if not os.path.isfile(db_path):
             raise FileNotFoundError(db_path)
+        if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables: "no such table"
+            raise sqlite3.DatabaseError("empty file, not a database")
         # mode=ro: no writes; immutable=1: no locks, journals or -shm files are ever created.
         uri = "file:" + urllib.parse.quote(os.path.abspath(db_path)) + "?mode=ro&immutable=1"
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA temp_store = MEMORY")  # sorts never spill into temporary files
         conn.execute(f"PRAGMA hard_heap_limit = {SQLITE_HEAP_LIMIT}")
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # no ATTACH, and no VACUUM INTO (it attaches)
+        for name, value in _SQLITE_LIMITS.items():
+            conn.setlimit(getattr(sqlite3, name), value)
         conn.set_authorizer(_authorizer)
         deadline = _Deadline()
         conn.set_progress_handler(deadline, 10000)  # every 10k VM steps: well under a millisecond
@@ -1554,6 +1639,9 @@ def _connection(db_path: str) -> tuple[sqlite3.Connection, _Deadline]:
 def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
                 max_rows: int = MAX_RESULT_ROWS) -> ExecResult:
     """Run one untrusted query read-only, within `timeout_s`, with bounded memory. Never raises for bad SQL.
+
+    The time limit is checked between SQLite VM steps; SQLite's limits (_SQLITE_LIMITS) keep a single
+    step short but not instant. Only a process can be stopped at any moment: WorkerPool does that.
 
     The database file is never changed and no file is created: the connection is read-only and
     immutable, an authorizer allows reads only, ATTACH is limited to zero databases, temporary
@@ -1612,6 +1700,175 @@ def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_
         return ExecResult(None, "error", str(exc) or type(exc).__name__)
     finally:
         cursor.close()
+
+
+class WorkerPool:
+    """Worker processes with a hard time limit per item, for the reward and the scorer.
+
+    SQLite checks its time limit between VM steps, so one function call (instr, LIKE, trim on long
+    strings) runs to its end whatever the limit; SQLite's length limits keep that short, and this
+    pool makes it hard. Each worker runs `fn(items, args, emit)` on a batch and emits one result per
+    item as it finishes; an item still running `limit(item)` seconds after the previous result gets
+    its worker killed and replaced, `on_fail(item, "timeout: ...")` as its result, and the rest of
+    its batch goes on in the new worker. A worker that dies or raises is a failure: the item gets
+    `on_fail(item, "worker failed: ...")`, and `max_failures` failures in a row raise a UserError
+    (a broken pool would otherwise score everything as invalid without a word).
+    """
+
+    START_S = 60.0  # time a new worker process may take to start
+
+    def __init__(self, fn: Callable, workers: int, method: str = "spawn", max_failures: int = 5) -> None:
+        import multiprocessing
+
+        self.fn, self.workers, self.max_failures = fn, max(1, workers), max_failures
+        self.context = multiprocessing.get_context(method)
+        self.idle: list[tuple[Any, Any]] = []  # (process, connection) waiting for work
+        self.timeouts = 0  # workers killed at the hard limit
+        self.failures = 0  # workers that died or raised
+        self.failures_in_a_row = 0
+
+    def _start(self) -> tuple[Any, Any]:
+        import signal
+
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=_pool_worker, args=(child, self.fn), daemon=True)
+        # Ctrl-C goes to the whole process group: the workers ignore it (inherited through spawn's exec
+        # too) and the parent shuts them down, with no "Process SpawnProcess-N:" traceback.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        child.close()
+        return process, parent
+
+    @staticmethod
+    def _stop(worker: tuple[Any, Any]) -> None:
+        process, conn = worker
+        process.kill()
+        process.join(5)
+        conn.close()
+
+    def _failed(self, item: Any, error: str, on_fail: Callable[[Any, str], Any], timeout: bool) -> Any:
+        if timeout:
+            self.timeouts += 1
+        else:
+            self.failures += 1
+            self.failures_in_a_row += 1
+            if self.failures_in_a_row >= self.max_failures:
+                self.close()
+                raise UserError(f"{self.failures_in_a_row} SQL worker processes failed in a row (last: {error}); "
+                                "stopping rather than scoring every answer as invalid")
+        return on_fail(item, error)
+
+    @staticmethod
+    def _deadline(state: list, limit: Callable[[Any], float]) -> float:
+        items, done, since = state[2], state[3], state[4]
+        return since + (limit(items[done]) if done < len(items) else 10.0)  # all results in, "done" on its way
+
+    def run(self, batches: list[list], args: Any, limit: Callable[[Any], float],
+            on_fail: Callable[[Any, str], Any]) -> list[list]:
+        """The results of each batch, in order (a result per item)."""
+        from multiprocessing.connection import wait
+
+        results: list[list] = [[] for _ in batches]
+        pending = [(b, batch) for b, batch in enumerate(batches) if batch]  # (batch index, items not yet sent)
+        busy: dict[Any, list] = {}  # connection -> [worker, batch index, items, results so far, time of last result]
+        try:
+            while pending or busy:
+                while pending and len(busy) < self.workers:
+                    b, items = pending.pop(0)
+                    fresh = not self.idle
+                    worker = self.idle.pop() if self.idle else self._start()
+                    try:
+                        worker[1].send((items, args))
+                    except (OSError, ValueError) as exc:  # a dead idle worker
+                        self._stop(worker)
+                        results[b].append(self._failed(items[0], f"worker failed: {exc}", on_fail, False))
+                        if items[1:]:
+                            pending.insert(0, (b, items[1:]))
+                        continue
+                    # A new worker's clock starts when it says it is ready (imports take a second or two).
+                    busy[worker[1]] = [worker, b, items, 0, time.monotonic() + (self.START_S if fresh else 0.0)]
+                now = time.monotonic()
+                next_deadline = min(self._deadline(state, limit) for state in busy.values())
+                for conn in wait(list(busy), timeout=max(0.0, next_deadline - now)):
+                    state = busy[conn]
+                    try:
+                        kind, payload = conn.recv()
+                    except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, crashed)
+                        kind, payload = "error", f"worker died ({type(exc).__name__}, exit code {state[0][0].exitcode})"
+                    if kind == "ready":
+                        state[4] = time.monotonic()
+                    elif kind == "result":
+                        results[state[1]].append(payload)
+                        state[3] += 1
+                        state[4] = time.monotonic()
+                        self.failures_in_a_row = 0
+                    elif kind == "done":
+                        del busy[conn]
+                        self.idle.append(state[0])
+                    elif kind == "user_error":
+                        raise UserError(payload)
+                    else:  # the item in progress failed: replace the worker, go on with the rest of the batch
+                        del busy[conn]
+                        self._stop(state[0])
+                        worker_, b, items, done, _ = state
+                        results[b].append(self._failed(items[done], f"worker failed: {payload}", on_fail, False))
+                        if items[done + 1:]:
+                            pending.insert(0, (b, items[done + 1:]))
+                now = time.monotonic()
+                for conn, state in list(busy.items()):
+                    worker_, b, items, done, _ = state
+                    if now <= self._deadline(state, limit):
+                        continue
+                    del busy[conn]
+                    self._stop(worker_)
+                    if done < len(items):  # stalled inside one SQLite call: only a kill stops it
+                        error = f"timeout: over the hard limit of {limit(items[done]):g} s (worker stopped)"
+                        results[b].append(self._failed(items[done], error, on_fail, True))
+                        if items[done + 1:]:
+                            pending.insert(0, (b, items[done + 1:]))
+        except BaseException:
+            for state in busy.values():  # interrupted (Ctrl-C) or a UserError: stop what is running, quietly
+                self._stop(state[0])
+            raise
+        return results
+
+    def close(self) -> None:
+        for worker in self.idle:
+            try:
+                worker[1].send(None)  # exit cleanly; killed below if it does not
+                worker[0].join(1)
+            except OSError:
+                pass
+            self._stop(worker)
+        self.idle = []
+
+
+def _pool_worker(conn: Any, fn: Callable) -> None:
+    """A WorkerPool process: run fn(items, args, emit) on each batch the parent sends."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    conn.send(("ready", None))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        items, args = message
+        try:
+            fn(items, args, lambda result: conn.send(("result", result)))
+            conn.send(("done", None))
+        except UserError as exc:
+            conn.send(("user_error", str(exc)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 # ======================================================================
@@ -1781,9 +2038,12 @@ def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: st
     return ("partial" if f1 > 0 else "wrong"), f1, None
 
 
+GOLD_TIMEOUT_S = 30.0  # time limit of a gold query (at least the predictions' own)
+
+
 def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float, rule: str = "spider") -> ExecResult:
     # Gold gets a generous limit: a slow gold query is the dataset's cost, not the model's fault.
-    return execute_sql(db_path, match_rule(rule).prepare(gold_sql, False), max(timeout_s, 30.0))
+    return execute_sql(db_path, match_rule(rule).prepare(gold_sql, False), max(timeout_s, GOLD_TIMEOUT_S))
 
 
 def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike, *,
@@ -1823,17 +2083,26 @@ def _completion_text(completion: Any) -> str:
     return completion or ""
 
 
-def _score_jobs(jobs: list[tuple]) -> list[tuple[float, str, str | None]]:
-    """Score (completion, gold_sql, db_path, gold result, timeout_s, values, rule) jobs; runs in a worker."""
-    return [score_completion(c, g, d, gold=gold, timeout_s=t, values=v, rule=r) for c, g, d, gold, t, v, r in jobs]
+def _score_jobs(jobs: list[tuple], _args: Any = None, emit: Callable | None = None) -> list[tuple[float, str, str | None]]:
+    """Score (completion, gold_sql, db_path, gold result, timeout_s, values, rule) jobs; runs in a worker,
+    emitting each result as it comes (see WorkerPool)."""
+    results = []
+    for c, g, d, gold, t, v, r in jobs:
+        results.append(score_completion(c, g, d, gold=gold, timeout_s=t, values=v, rule=r))
+        if emit is not None:
+            emit(results[-1])
+    return results
 
 
 class SQLExecutionReward:
     """The GRPO reward: TRL calls it as reward(prompts, completions, gold_sql=[...], db_path=[...], ...).
 
-    Gold results are executed once and cached; predictions run in a pool of worker processes, each
-    query under its own time limit, so one slow query never stalls the batch. Outcome counts are
-    accumulated for logging (pop_metrics) together with a few sample completions.
+    Gold results are executed once and cached; predictions run in a WorkerPool, each query under
+    its own time limit (`timeout_s`) and each completion under a hard one (`hard_limit_s`: past it,
+    its worker is killed and replaced and the completion scored as a time-out), so one slow query
+    never stalls the batch. Outcome counts (and worker failures) are accumulated for logging
+    (pop_metrics) together with a few sample completions. workers=0 scores in this process, with
+    no hard limit.
     """
 
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
@@ -1842,21 +2111,20 @@ class SQLExecutionReward:
                  num_samples: int = 2, rule: str = "spider") -> None:
         self.rule = rule  # the benchmark's match rule decides the +5 (benchmarks.MATCH_RULES)
         self.timeout_s = timeout_s
+        # A query stops itself at timeout_s; the rest is margin for comparing results and for a busy machine.
+        self.hard_limit_s = 2 * timeout_s + 2.0
         self.workers = workers
         self.values = values
         self.num_samples = num_samples
         self._gold: dict[tuple[str, str], ExecResult] = {}
-        self._pool = None
+        self._pool: WorkerPool | None = None
         self._counts: collections.Counter = collections.Counter()
         self.samples: list[dict] = []
 
-    def _executor(self):
-        if self._pool is None and self.workers > 1:
-            import concurrent.futures
-            import multiprocessing
-
+    def _executor(self) -> WorkerPool | None:
+        if self._pool is None and self.workers > 0:
             # spawn: never fork a process that holds CUDA state or tokenizer threads
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = WorkerPool(_score_jobs, self.workers, "spawn")
         return self._pool
 
     def gold_result(self, gold_sql: str, db_path: str) -> ExecResult:
@@ -1871,22 +2139,18 @@ class SQLExecutionReward:
         pool = self._executor()
         if pool is None:
             return _score_jobs(jobs)
-        # A few chunks per worker: one future per completion costs more in pickling than these
-        # sub-millisecond queries, and a slow query still leaves the other workers busy.
-        size = max(1, -(-len(jobs) // (self.workers * 4)))
-        chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-        futures = [pool.submit(_score_jobs, chunk) for chunk in chunks]
-        results = []
-        # Each query stops itself at its limit; this outer wait only guards against a wedged worker.
-        give_up_at = time.monotonic() + self.timeout_s * (len(jobs) / self.workers + 2) + 10
-        for chunk, future in zip(chunks, futures):
-            try:
-                results.extend(future.result(timeout=max(0.1, give_up_at - time.monotonic())))
-            except UserError:
-                raise
-            except Exception as exc:  # timeout or a dead worker: count it, rebuild the pool
-                results.extend([(self.values.invalid, "invalid", f"worker failed: {type(exc).__name__}")] * len(chunk))
-                self.close()
+        # A few batches per worker: one message per completion costs more in pickling than these
+        # sub-millisecond queries (a batch pickles a shared gold result once), and a slow query
+        # still leaves the other workers busy.
+        size = max(1, -(-len(jobs) // (pool.workers * 4)))
+        batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        failures = pool.failures
+
+        def failed(_job: tuple, error: str) -> tuple[float, str, str | None]:
+            return self.values.invalid, "invalid", error
+
+        results = [r for batch in pool.run(batches, None, lambda _job: self.hard_limit_s, failed) for r in batch]
+        self._counts["worker_failed"] += pool.failures - failures
         return results
 
     def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], *,
@@ -1912,21 +2176,21 @@ class SQLExecutionReward:
         return [reward for reward, _, _ in scored]
 
     def pop_metrics(self) -> dict[str, float]:
-        """Fraction of each outcome (and of parse failures and timeouts) since the last call."""
+        """Fraction of each outcome (and of parse failures, timeouts and worker failures) since the last call."""
         total = self._counts.get("total", 0)
         if not total:
             return {}
         metrics = {f"outcome/{name}": self._counts.get(name, 0) / total for name in OUTCOMES}
         metrics["outcome/parse_fail"] = self._counts.get("parse_fail", 0) / total
         metrics["outcome/timeout"] = self._counts.get("timeout", 0) / total
+        # answers scored invalid because their worker process died or raised, not because of their SQL
+        metrics["outcome/worker_failed"] = self._counts.get("worker_failed", 0) / total
         self._counts.clear()
         return metrics
 
     def close(self) -> None:
         if self._pool is not None:
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
-                proc.terminate()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def __del__(self) -> None:
@@ -1934,6 +2198,21 @@ class SQLExecutionReward:
             self.close()
         except Exception:
             pass
+
+
+def checked_gold_rows(rows: list[dict], reward: SQLExecutionReward, skip_empty: bool) -> tuple[list[dict], int]:
+    """Execute the gold query of every GRPO row now: one that fails is a UserError here, not at step
+    1000. With `skip_empty`, rows whose gold result is empty are left out: the official rule counts
+    two empty results as a match, so `SELECT 1 WHERE 0` would earn the full reward on them.
+    Returns (kept rows, number left out)."""
+    kept = []
+    for row in rows:
+        gold = reward.gold_result(row["gold_sql"], row["db_path"])
+        if not gold.ok:
+            raise UserError(f"gold query fails on {row['db_path']}: {gold.error}: {row['gold_sql'][:120]}")
+        if not (skip_empty and not gold.rows):
+            kept.append(row)
+    return kept, len(rows) - len(kept)
 
 
 # ======================================================================
@@ -1981,10 +2260,38 @@ def read_pred_file(path: str | os.PathLike, expected: int | None = None) -> list
     return [line.strip().split("\t")[0] for line in lines]
 
 
+_LINE_BREAKERS = {"\n": "char(10)", "\r": "char(13)", "\t": "char(9)"}  # what would split a pred.txt line or field
+
+
+def _literal_on_one_line(literal: str) -> str:
+    """'a<newline>b' as ('a' || char(10) || 'b'): the same value, written on one line."""
+    if not any(ch in literal for ch in _LINE_BREAKERS):
+        return literal
+    parts = re.split(r"([\n\r\t])", literal[1:-1])
+    pieces = [_LINE_BREAKERS[p] if p in _LINE_BREAKERS else f"'{p}'" for p in parts if p]
+    return "(" + " || ".join(pieces) + ")"
+
+
 def flatten_sql(sql: str) -> str:
-    """One line for pred.txt/gold.txt: newlines and tabs become spaces; empty becomes a placeholder."""
-    flat = " ".join(sql.split())
-    return flat or EMPTY_PREDICTION
+    """One line for pred.txt/gold.txt, with the same meaning; empty becomes a placeholder.
+
+    Tokenized with sqlparse, so that `--` and `/* */` comments are dropped (joining lines would
+    otherwise comment out the rest of the query) while string literals stay as they are: runs of
+    whitespace between tokens become one space, a line break or tab inside a string literal becomes
+    a char() concatenation.
+    """
+    from sqlparse import lexer, tokens
+
+    parts: list[str] = []
+    for ttype, value in lexer.Lexer.get_default_instance().get_tokens(sql):
+        if ttype in tokens.Whitespace or (ttype in tokens.Comment and value.startswith(("--", "/*"))):
+            if parts and parts[-1] != " ":
+                parts.append(" ")  # SQLite reads a comment as whitespace
+        elif ttype in tokens.String.Single:
+            parts.append(_literal_on_one_line(value))
+        else:  # a quoted identifier or a stray character with a line break in it: no way to keep it
+            parts.append(" ".join(value.split()) if any(ch in value for ch in _LINE_BREAKERS) else value)
+    return "".join(parts).strip() or EMPTY_PREDICTION
 
 
 def _db_files(db_dir: str, db_id: str) -> list[str]:
@@ -2020,7 +2327,7 @@ def _score_one(pred: str, gold_norm: str, ordered: bool, db_files: list[str], re
     comparison = match_rule(rule)
     pred_norm = comparison.prepare(pred, True, keep_distinct)
     for db_file in db_files:
-        gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, 30.0))
+        gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, GOLD_TIMEOUT_S))
         if not gold.ok:
             return "gold_error", f"gold query fails on {os.path.basename(db_file)}: {gold.error}"
         if comparison.result_error(gold):  # BIRD's evaluator scores such a question 0, whatever is predicted
@@ -2048,26 +2355,23 @@ def _chunk_state() -> tuple[dict, dict, Callable[[list[tuple]], list[tuple]]]:
     return results, {}, unorder
 
 
-def _score_chunk(job: tuple) -> list[dict]:
-    """Score (index, pred, gold_sql, db_id) items; runs in a worker process.
+def _score_chunk(items: list[tuple], args: tuple, emit: Callable[[dict], Any]) -> None:
+    """Score (index, pred, gold_sql, db_id) items, emitting a record per item; runs in a WorkerPool process.
 
-    job = (items, db_dir, timeout_s[, keep_distinct[, rule]]).
+    args = (db_dir, timeout_s, keep_distinct[, rule]): rule is the benchmark's match rule (default "spider").
     """
-    items, db_dir, timeout_s, *rest = job
-    keep_distinct = bool(rest and rest[0])
-    rule = rest[1] if len(rest) > 1 else "spider"
+    db_dir, timeout_s, keep_distinct, *rest = args
+    rule = rest[0] if rest else "spider"
     comparison = match_rule(rule)
     results, files, unorder = _chunk_state()
-    records = []
     for index, pred, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
         gold_norm = comparison.prepare(gold_sql, False, keep_distinct)
         outcome, error = _score_one(pred, gold_norm, "order by" in gold_norm.lower(), files[db_id], results,
                                     unorder, timeout_s, keep_distinct, rule)
-        records.append({"index": index, "db_id": db_id, "exec_match": outcome == "match",
-                        "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error})
-    return records
+        emit({"index": index, "db_id": db_id, "exec_match": outcome == "match",
+              "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error})
 
 
 def _rows_key(rows: list[tuple]) -> tuple:
@@ -2076,8 +2380,8 @@ def _rows_key(rows: list[tuple]) -> tuple:
     return tuple(sorted(map(repr, rows)))
 
 
-def _vote_chunk(job: tuple) -> list[dict]:
-    """Vote among (index, candidates, gold_sql, db_id) items and score every candidate; a worker.
+def _vote_chunk(items: list[tuple], args: tuple, emit: Callable[[dict], Any]) -> None:
+    """Vote among (index, candidates, gold_sql, db_id) items and score every candidate; a WorkerPool process.
 
     The voting rule (README, "Self-consistency"): each candidate runs as the scorer runs a prediction
     (same rewrites, sandbox and time limit) on <db_dir>/<db_id>/<db_id>.sqlite; empty or failing
@@ -2087,11 +2391,10 @@ def _vote_chunk(job: tuple) -> list[dict]:
     a tie goes to the group holding the earliest candidate; the chosen prediction is that group's
     earliest candidate, or candidate 0 when none ran. Identical SQL texts run once.
     """
-    items, db_dir, timeout_s, keep_distinct, *rest = job
+    db_dir, timeout_s, keep_distinct, *rest = args
     rule = rest[0] if rest else "spider"
     comparison = match_rule(rule)
     results, files, unorder = _chunk_state()
-    records = []
     for index, candidates, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
@@ -2128,35 +2431,56 @@ def _vote_chunk(job: tuple) -> list[dict]:
         gold_failed = next((v for v in verdicts.values() if v[0] == "gold_error"), None)
         if gold_failed:
             outcome, error = gold_failed
-        records.append({"index": index, "db_id": db_id, "exec_match": outcome == "match",
-                        "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error,
-                        "chosen": chosen, "votes": len(winner) if groups else 0,
-                        "executed": sum(g is not None for g in group_of), "any_match": any(matches),
-                        "candidate_matches": matches, "candidate_outcomes": [verdicts[c][0] for c in candidates],
-                        "groups": group_of})
-    return records
+        emit({"index": index, "db_id": db_id, "exec_match": outcome == "match",
+              "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error,
+              "chosen": chosen, "votes": len(winner) if groups else 0,
+              "executed": sum(g is not None for g in group_of), "any_match": any(matches),
+              "candidate_matches": matches, "candidate_outcomes": [verdicts[c][0] for c in candidates],
+              "groups": group_of})
 
 
-def _run_chunks(worker: Callable[[tuple], list[dict]], items: list[tuple], db_dir: str, timeout_s: float,
+def _failed_record(item: tuple, error: str) -> dict:
+    """The record of an item whose worker was stopped at the hard limit (or died): wrong, with why.
+    A voting item (its second field a tuple of candidates) keeps the voting keys: none of its
+    candidates counts as run."""
+    record = {"index": item[0], "db_id": item[3], "exec_match": False, "hardness": spider_hardness(item[2]),
+              "outcome": "invalid", "error": error[:200]}
+    if isinstance(item[1], tuple):
+        k = len(item[1])
+        record.update(chosen=0, votes=0, executed=0, any_match=False, candidate_matches=[False] * k,
+                      candidate_outcomes=["invalid"] * k, groups=[None] * k)
+    return record
+
+
+def _run_chunks(worker: Callable, items: list[tuple], db_dir: str, timeout_s: float,
                 workers: int, keep_distinct: bool, queries_per_item: int = 1, rule: str = "spider") -> list[dict]:
-    """Run items (index, ..., db_id) through `worker` in a pool, grouped by database; records in input order."""
+    """Run items (index, ..., db_id) through `worker` in a WorkerPool, grouped by database; records in input order.
+
+    Always in worker processes, even one: a prediction stalled inside one SQLite call is stopped
+    only by killing its process. An item's hard limit covers its gold (first run) and each of its
+    `queries_per_item` queries on every database file of its folder. `rule`: the benchmark's match rule.
+    """
     # Group by database so each worker reuses its connections and cached gold results.
     items = sorted(items, key=lambda item: (item[3], item[0]))
     # a process is worth starting only for a few hundred queries
     workers = max(1, min(workers, len(items) * queries_per_item // 200 + 1, len(items)))
     size = max(1, -(-len(items) // workers))
     chunks = [items[k:k + size] for k in range(0, len(items), size)]  # contiguous: a database stays in one worker
-    if workers == 1:
-        records = worker((items, db_dir, timeout_s, keep_distinct, rule))
-    else:
-        import concurrent.futures
-        import multiprocessing
+    n_files = {db: len(_db_files(db_dir, db)) for db in {item[3] for item in items}}
 
-        # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
-        method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            jobs = [(c, db_dir, timeout_s, keep_distinct, rule) for c in chunks]
-            records = [r for chunk in pool.map(worker, jobs) for r in chunk]
+    def limit(item: tuple) -> float:
+        return n_files[item[3]] * (max(timeout_s, GOLD_TIMEOUT_S) + 2 * timeout_s * queries_per_item) + 2.0
+
+    import multiprocessing
+
+    # fork is fast and safe when no threaded library (torch) is loaded; otherwise spawn
+    method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = WorkerPool(worker, workers, method)
+    try:
+        records = [r for chunk in pool.run(chunks, (db_dir, timeout_s, keep_distinct, rule), limit, _failed_record)
+                   for r in chunk]
+    finally:
+        pool.close()
     records.sort(key=lambda r: r["index"])
     failed_gold = [r for r in records if r["outcome"] == "gold_error"]
     if failed_gold:
@@ -2184,6 +2508,8 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
     Every `.sqlite` file of `<db_dir>/<db_id>/` is used (a test suite when there are several: right
     only when right on all of them). keep_distinct: the official --keep_distinct. The one intended
     difference from the official evaluator: a prediction over `timeout_s` is wrong (the official one hangs).
+    Workers are processes, so the limit is hard: a prediction stalled inside one SQLite call is stopped
+    by killing its worker (see WorkerPool).
     """
     if len(preds) != len(golds):
         raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")

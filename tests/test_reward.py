@@ -133,3 +133,80 @@ def test_official_row_normalisation_rejects_what_python_equality_accepts():
 def test_remove_distinct_splits_statements_like_sqlparse():
     assert utils.remove_distinct("SELECT count(*) FROM singer GO SELECT 1").strip() == "SELECT count(*) FROM singer GO"
     assert utils.remove_distinct("SELECT name FROM singer") == "SELECT name FROM singer"
+
+
+def test_a_dead_worker_fails_only_its_answer_and_is_counted(db):
+    gold = "SELECT count(*) FROM singer"
+    reward = utils.SQLExecutionReward(timeout_s=0.5, workers=2)
+    try:
+        assert reward(prompts=["q"] * 4, completions=[gold] * 4, gold_sql=[gold] * 4, db_path=[str(db)] * 4) == [5.0] * 4
+        reward.pop_metrics()
+        for process, _ in reward._pool.idle:  # as the out-of-memory killer would
+            process.kill()
+            process.join()
+        rewards = reward(prompts=["q"] * 8, completions=[gold] * 8, gold_sql=[gold] * 8, db_path=[str(db)] * 8)
+        assert rewards.count(-1.0) == 2 and rewards.count(5.0) == 6  # one answer per dead worker
+        metrics = reward.pop_metrics()
+        assert metrics["outcome/worker_failed"] == pytest.approx(2 / 8)
+        assert all(isinstance(v, float) for v in metrics.values())
+    finally:
+        reward.close()
+
+
+def _die(items, _args, emit):
+    import os
+
+    os._exit(3)
+
+
+def test_repeated_worker_failures_stop_with_a_clear_error():
+    pool = utils.WorkerPool(_die, workers=1, method="fork", max_failures=3)
+    try:
+        with pytest.raises(utils.UserError, match="3 SQL worker processes failed in a row"):
+            pool.run([list(range(10))], None, lambda _item: 5.0, lambda item, error: error)
+    finally:
+        pool.close()
+
+
+CTRL_C = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+import utils
+reward = utils.SQLExecutionReward(timeout_s=5, workers=2)
+try:
+    reward(prompts=["q"] * 4, completions=["SELECT 1"] * 4, gold_sql=["SELECT 1"] * 4, db_path=[{db!r}] * 4)
+    os.killpg(os.getpgid(0), signal.SIGINT)  # Ctrl-C in a terminal, while the workers wait (the trainer generates)
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("interrupted")
+    time.sleep(1)  # the trainer's own cleanup: time for a worker to print what it would
+finally:
+    reward.close()
+"""
+
+
+def test_ctrl_c_stops_the_reward_workers_quietly(db):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", CTRL_C.format(root=str(ROOT), db=str(db))], capture_output=True,
+                          text=True, timeout=60, start_new_session=True)
+    assert done.stdout.strip() == "interrupted", done.stderr
+    assert "Process SpawnProcess" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_grpo_leaves_out_prompts_whose_gold_result_is_empty(spider):
+    # Under the official rule two empty results match: `SELECT 1 WHERE 0` would earn +5.0 on them.
+    rows = [{"gold_sql": ex["query"], "db_path": str(spider.db_path(ex["db_id"]))} for ex in spider.examples("dev")]
+    reward = utils.SQLExecutionReward(workers=0)
+    empty_answer = "SELECT 1 WHERE 0"
+    free = [r for r in rows if utils.score_completion(empty_answer, r["gold_sql"], r["db_path"])[1] == "match"]
+    assert len(free) == 1  # the mini-Spider's one dev question whose gold result is empty
+    kept, skipped = utils.checked_gold_rows(rows, reward, skip_empty=True)
+    assert skipped == 1 and len(kept) == len(rows) - 1 and free[0] not in kept
+    scores = reward(prompts=["q"] * len(kept), completions=[empty_answer] * len(kept),
+                    gold_sql=[r["gold_sql"] for r in kept], db_path=[r["db_path"] for r in kept])
+    assert max(scores) == 0.0  # no kept prompt pays anything for an empty result
+    assert utils.checked_gold_rows(rows, reward, skip_empty=False) == (rows, 0)  # --grpo_skip_empty_gold false

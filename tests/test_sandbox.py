@@ -72,9 +72,69 @@ def test_printf_padding_cannot_stall_a_single_step(make_db):
     assert time.monotonic() - start < 1.0 and result.kind == "refused"
 
 
+def _doubled(n: int, char: str, name: str) -> str:
+    """A CTE `name(s)` whose largest row is `char` repeated 2**k <= n times, built without zeroblob."""
+    return f"{name}(s) AS (SELECT '{char}' UNION ALL SELECT s || s FROM {name} WHERE length(s) * 2 <= {n})"
+
+
+def _stalling(n: int, body: str) -> str:
+    return (f"WITH RECURSIVE {_doubled(n, 'a', 'd')}, h(s) AS (SELECT max(s) FROM d), "
+            f"{_doubled(n // 16, 'b', 'e')}, g(t) AS (SELECT max(s) FROM e) {body}")
+
+
+# One SQLite function call is one VM step: the progress handler never sees it. Under the former
+# limits (1 MiB values, 50k-character patterns, zeroblob allowed) and timeout_s=0.5 these ran
+# 5.4 s (zeroblob instr), 48 s (zeroblob LIKE), 4.0 s (instr), 4.3 s (replace), 55-66 s (long
+# LIKE/GLOB patterns) and 86 s (trim), and returned "ok". SQLite's own limits now make each short or
+# an error; the WorkerPool (reward, scorer) makes the time limit hard for what remains.
+STALLING = {
+    "zeroblob_instr": "SELECT instr(hex(zeroblob(500000)), hex(zeroblob(250000)) || '1')",
+    "zeroblob_like": "SELECT hex(zeroblob(500000)) LIKE '%' || hex(zeroblob(20000)) || '1'",
+    "instr": _stalling(1_000_000, "SELECT instr(s, substr(s, 1, length(s) / 2) || 'b') FROM h"),
+    "replace": _stalling(1_000_000, "SELECT length(replace(s, substr(s, 1, length(s) / 2) || 'b', '')) FROM h"),
+    "like_long_pattern": _stalling(60_000, "SELECT s LIKE '%' || substr(s, 1, length(s) / 16) || 'b' FROM h"),
+    "glob_long_pattern": _stalling(60_000, "SELECT s GLOB '*' || substr(s, 1, length(s) / 16) || 'b' FROM h"),
+    "like": _stalling(1_000_000, "SELECT s LIKE '%' || substr(s, 1, 400) || 'b' FROM h"),
+    "trim": _stalling(1_000_000, "SELECT length(trim(s, t || 'a')) FROM h, g"),
+    "many_calls": _stalling(60_000, "SELECT " + " + ".join(["instr(s, substr(s, 1, 30000) || 'b')"] * 200) + " FROM h"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STALLING))
+def test_single_call_stalls_are_bounded_by_sqlite_limits(make_db, name):
+    db = make_db(SCRIPT)
+    start = time.monotonic()
+    result = utils.execute_sql(db, STALLING[name], timeout_s=0.5)
+    assert time.monotonic() - start < 3.0, result  # a loose bound: a correctness property, not a speed target
+    assert result.kind in ("refused", "error", "timeout"), result
+
+
+def test_a_stall_within_sqlite_limits_is_stopped_by_the_worker_pool(make_db):
+    # trim(x, y) costs len(x) x len(y) character comparisons in one call: 65536 x 8193 still takes
+    # seconds within SQLite's limits. Only killing the process stops it; the other answers of its
+    # batch are still scored.
+    db = make_db(SCRIPT)
+    trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)  # tens of seconds in one VM step
+    stall = _stalling(65_536, f"SELECT max({trims}) FROM h, g")
+    reward = utils.SQLExecutionReward(timeout_s=0.2, workers=1)
+    reward.hard_limit_s = 1.0
+    try:
+        start = time.monotonic()
+        rewards = reward(prompts=["q"] * 3, completions=["SELECT count(*) FROM t", stall, "SELECT count(*) FROM t"],
+                         gold_sql=["SELECT count(*) FROM t"] * 3, db_path=[str(db)] * 3)
+        assert time.monotonic() - start < 1.0 + 14.0  # the hard limit, plus starting two worker processes
+        assert rewards == [5.0, -1.0, 5.0]
+        metrics = reward.pop_metrics()
+        assert metrics["outcome/timeout"] == pytest.approx(1 / 3) and metrics["outcome/worker_failed"] == 0.0
+    finally:
+        reward.close()
+
+
 def test_result_size_is_bounded(make_db):
     db = make_db(SCRIPT)
-    assert utils.execute_sql(db, "SELECT randomblob(100000000)").kind == "error"  # over SQLite's length limit
+    assert utils.execute_sql(db, "SELECT randomblob(100000000)").kind == "refused"
+    doubling = "WITH RECURSIVE d(s) AS (SELECT 'a' UNION ALL SELECT s || s FROM d) SELECT length(s) FROM d"
+    assert utils.execute_sql(db, doubling).kind == "error"  # over SQLite's length limit
     big = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50) SELECT x FROM c"
     assert utils.execute_sql(db, big, max_rows=10).kind == "too_large"
 
@@ -111,3 +171,23 @@ def test_safe_from_many_threads(make_db):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_zero_byte_database_is_reported_as_an_empty_file(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    result = utils.execute_sql(empty, "SELECT name FROM singer")
+    assert result.kind == "error" and "empty file, not a database" in result.error  # not "no such table"
+    with pytest.raises(utils.SpiderDataError, match="empty file, not a database"):
+        utils.schema_from_sqlite(empty)
+    assert empty.read_bytes() == b""
+
+
+def test_zero_byte_database_with_its_sql_source_is_rebuilt(tmp_path):
+    folder = tmp_path / "database" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tiny.sql").write_text("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (7);")
+    utils.ensure_databases_built(tmp_path / "database")
+    (folder / "tiny.sqlite").write_bytes(b"")  # an interrupted copy
+    utils.ensure_databases_built(tmp_path / "database")
+    assert utils.execute_sql(folder / "tiny.sqlite", "SELECT a FROM t").rows == [(7,)]

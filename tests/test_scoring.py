@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import time
 
 import pytest
 
@@ -86,6 +87,24 @@ def test_timeout_is_wrong_not_a_hang(files):
     assert record["exec_match"] is False and record["error"].startswith("timeout")
 
 
+def test_a_prediction_stalled_inside_one_sqlite_call_cannot_hang_scoring(files, monkeypatch):
+    # trim(x, y) costs len(x) x len(y) character comparisons in one call, which no progress handler
+    # interrupts: 32 of them run for about 40 s within SQLite's limits. Its worker is killed
+    # at the item's hard limit (shortened here through the gold limit it is derived from).
+    _, gold, db_dir = files
+    golds = utils.read_gold_file(gold)[:2]
+    doubled = "{n}(s) AS (SELECT '{c}' UNION ALL SELECT s || s FROM {n} WHERE length(s) * 2 <= {size})"
+    trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)
+    stall = (f"WITH RECURSIVE {doubled.format(n='d', c='a', size=65536)}, h(s) AS (SELECT max(s) FROM d), "
+             f"{doubled.format(n='e', c='b', size=4096)}, g(t) AS (SELECT max(s) FROM e) SELECT max({trims}) FROM h, g")
+    monkeypatch.setattr(utils, "GOLD_TIMEOUT_S", 1.0)
+    start = time.monotonic()
+    records = utils.score_predictions([stall, golds[1][0]], golds, db_dir, timeout_s=0.3, workers=1)
+    assert time.monotonic() - start < 20.0  # the hard limit (1 + 2 x 0.3 + 2 s), plus starting two workers
+    assert records[0]["outcome"] == "invalid" and records[0]["error"].startswith("timeout: over the hard limit")
+    assert records[1]["exec_match"] is True  # the rest of the batch is still scored
+
+
 def test_malformed_inputs_are_clear_one_line_errors(files, tmp_path):
     pred, gold, db_dir = files
     short = tmp_path / "short.txt"
@@ -143,3 +162,60 @@ def test_lines_split_only_at_newlines(tmp_path):
     pred = tmp_path / "pred.txt"
     pred.write_text("SELECT 'a\x0cb'\nSELECT 2\n")
     assert utils.read_pred_file(pred, expected=2) == ["SELECT 'a\x0cb'", "SELECT 2"]
+
+
+def raw_answers(gold: str) -> list[str]:
+    """Answers a model writes for one gold query: comments (with quotes and semicolons in them),
+    strings holding `--`, line breaks, fences, <think> blocks, second statements, wrong queries."""
+    lines = gold.replace(" FROM ", "\nFROM ").replace(" WHERE ", "\n  WHERE ").replace(" JOIN ", "\n  JOIN ")
+    first, _, rest = lines.partition("\n")
+    return [
+        gold,
+        f"{first} -- the column's name\n{rest}",
+        f"```sql\n-- find it; carefully\n{lines};\n```",
+        f"```sql\n{first} /* pick; the -- columns */ {rest}\n```",
+        f"{lines} -- done",
+        f"/* answer */ {gold}",
+        f"<think>The user wants it.</think>\n{lines}",
+        f"{first}\n-- FROM nowhere\n{rest}",
+        f"{first} -- {rest}",  # everything after the comment is gone: wrong, both ways
+        f"Here is the query:\n\n```sql\n{lines}\n```\n\nIt joins the tables.",
+        f"{gold}; -- second statement follows\nDROP TABLE x",
+        f"SELECT * FROM ({lines}\n) -- wrapped",
+        f"{first}\n\t{rest}",
+        "SELECT 1 -- nothing\n",
+        "-- just a comment",
+        "",
+    ]
+
+
+def filter_answers(gold: str) -> list[str]:
+    """String literals that hold comment markers, spaces, tabs and line breaks, in a WHERE that
+    still finds the gold rows when the literal matches nothing."""
+    if " WHERE " not in gold or " INTERSECT " in gold or " EXCEPT " in gold:
+        return []
+    head, _, cond = gold.partition(" WHERE ")
+    return [f"{head}\nWHERE ({cond}) OR {literal} = 'impossible'" for literal in
+            ["'a -- b'", "'a /* b */ c'", "'two  spaces'", "'line\nbreak'", "'tab\there'", "'it''s -- x'"]] + [
+            f"{head} WHERE ({cond}) AND 'a -- b' = 'a -- b'",
+            f"{head} WHERE ({cond}) AND 'line\nbreak' = 'line' || char(10) || 'break'",
+            f"{head} WHERE ({cond}) AND 'two  spaces' != 'two spaces'"]
+
+
+def test_reward_and_scorer_agree_on_every_answer_as_written_to_pred_txt(spider):
+    # The GRPO reward judges a raw answer; evaluation judges the line flatten_sql(extract_sql(answer))
+    # written to pred.txt. Both must give the same match verdict, always.
+    answers, golds, rewarded = [], [], []
+    for ex in dev_golds():
+        gold, db_path = ex["query"], spider.db_path(ex["db_id"])
+        executed = utils.execute_gold(db_path, gold, 2.0)
+        for answer in raw_answers(gold) + filter_answers(gold):
+            answers.append(answer)
+            golds.append((gold, ex["db_id"]))
+            rewarded.append(utils.score_completion(answer, gold, db_path, gold=executed)[1] == "match")
+    lines = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
+    assert all("\n" not in line and "\t" not in line and "\r" not in line for line in lines)
+    scored = utils.score_predictions(lines, golds, spider.root / "database", workers=1)
+    disagree = [(a, line) for a, line, r, s in zip(answers, lines, rewarded, scored) if r != s["exec_match"]]
+    assert disagree == []
+    assert 200 < sum(rewarded) < len(answers)  # both verdicts occur, many matches among them
