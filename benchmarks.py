@@ -1,18 +1,21 @@
 """What differs between the benchmarks sql-rlvr trains and evaluates on, in one place.
 
-A `Benchmark` describes one benchmark: how its release folder is opened (file layout, field names),
-the match rule that decides "same result" (for the metric and for GRPO's +5 alike), where the
-difficulty labels come from, and the file formats of its official evaluator. The scripts reach it
-through `utils.open_benchmark(cfg)` / `utils.benchmark_spec(cfg)`; utils' reward and scorer take the
-rule by name (`rule="spider" | "bird"`) and look it up here.
+A `Benchmark` describes one benchmark: how its release folder is opened (file layout, field names,
+evaluation splits), the match rule that decides "same result" (for the metric, voting's groups and
+GRPO's +5 alike), where the difficulty labels come from (and the strata of seeded samples), the file
+formats of its official evaluator, and the options only that evaluator has (Spider's --ts_db_dir and
+--keep_distinct, refused with BIRD). The scripts reach it through `utils.open_benchmark(cfg)` /
+`utils.benchmark_spec(cfg)`; utils' reward, scorer and voting take the rule by name
+(`rule="spider" | "bird"`) and look it up here.
 
     spider   Spider's release (utils.Spider); test-suite-sql-eval's execution match (DISTINCT
              removed, `value` rewritten, column permutations, order when the gold says ORDER BY);
-             hardness computed from the gold SQL; pred.txt / gold.txt.
+             hardness computed from the gold SQL; pred.txt / gold.txt; eval splits dev, test; voting
+             groups equal row multisets (1 and 1.0 apart); test suites and --keep_distinct.
     bird     BIRD's release (train/, dev/, mini_dev_sqlite.json); BIRD's rule, exactly as
              bird-bench/mini_dev evaluation/evaluation_ex.py: set(pred) == set(gold) on the raw
              rows, with sqlite3's strict UTF-8 text; difficulty from the data; predict_dev.json
-             and dev_gold.sql.
+             and dev_gold.sql; eval splits dev, mini_dev; voting groups equal row sets (1 == 1.0).
 """
 
 from __future__ import annotations
