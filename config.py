@@ -22,6 +22,7 @@ from typing import Any
 
 REPO_DIR = Path(__file__).resolve().parent
 MINI_SPIDER_DIR = REPO_DIR / "data" / "mini_spider"
+MINI_BIRD_DIR = REPO_DIR / "data" / "mini_bird"
 TINY_MODEL_NAME = "tiny"  # resolved to a ~100k-parameter Qwen3 built locally (utils.ensure_tiny_model)
 
 try:  # .env is optional; python-dotenv is in both requirement sets, but config must never crash on it
@@ -47,6 +48,8 @@ class Config:
     # --- paths ---
     model_name: str = _f("unsloth/Qwen3-4B-Instruct-2507", "base model: hub name or local folder ('tiny' = the local test model)")
     spider_dir: str = _f(os.environ.get("SPIDER_DIR", "data/spider"), "Spider release folder (train_spider.json, dev.json, tables.json, database/); env SPIDER_DIR")
+    benchmark: str = _f("spider", "spider | bird: which benchmark's files, prompt extras, match rule and output formats (benchmarks.py)")
+    bird_dir: str = _f(os.environ.get("BIRD_DIR", "data/bird"), "BIRD release folder (train/, dev/, mini_dev_sqlite.json); env BIRD_DIR")
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
     overwrite: bool = _f(False, "redo a stage: clears its old checkpoints, metrics and adapter (or evaluation) first")
     resume: bool = _f(False, "continue a stage from its newest checkpoint; a finished stage says so and exits 0")
@@ -61,7 +64,9 @@ class Config:
     use_train_others: bool = _f(True, "add train_others.json to the training set when present")
     schema_sample_values: int = _f(0, "distinct sample values shown per column in the schema prompt (0 = none)")
     max_train_examples: int = _f(0, "use at most this many training examples, a seeded sample over every database (0 = all)")
-    max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness (0 = all)")
+    max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness "
+                                "(BIRD: difficulty) (0 = all)")
+    bird_column_descriptions: bool = _f(False, "BIRD: add each column's description from database_description/*.csv to the schema prompt")
 
     # --- model and LoRA ---
     max_seq_length: int = _f(2048, "longest prompt + answer the model handles (vLLM max_model_len)")
@@ -138,13 +143,17 @@ class Config:
     eval_temperature: float = _f(0.0, "0 = greedy decoding")
     adapter: str = _f("grpo", "evaluate.py: sft | grpo | none | PATH to a PEFT adapter folder")
     export_dtype: str = _f("bfloat16", "evaluate.py --export merged: bfloat16 | float16 | float32 weights")
-    eval_split: str = _f("dev", "evaluate.py: Spider split to evaluate on: dev | test (test.json, test_tables.json, test_database/)")
+    eval_split: str = _f("dev", "evaluate.py: split to evaluate on: Spider dev | test (test.json, test_tables.json, "
+                         "test_database/); BIRD dev | mini_dev (mini_dev_sqlite.json, BIRD's 500-question mini-dev)")
     num_samples: int = _f(0, "evaluate.py: sampled answers per question besides the greedy one, voted on by execution (0 = greedy only)")
     sample_temperature: float = _f(0.8, "evaluate.py --num_samples: sampling temperature (top_p 0.95, seeded with --seed)")
-    keep_distinct: bool = _f(False, "scoring and voting keep DISTINCT (the official evaluator's --keep_distinct; default: removed)")
-    ts_db_dir: str = _f("", "evaluate.py: a test-suite database folder (<dir>/<db_id>/*.sqlite); also report test-suite accuracy (ts)")
+    keep_distinct: bool = _f(False, "scoring and voting keep DISTINCT (the official evaluator's --keep_distinct; default: "
+                             "removed). Spider only: refused with --benchmark bird")
+    ts_db_dir: str = _f("", "evaluate.py: a test-suite database folder (<dir>/<db_id>/*.sqlite); also report test-suite "
+                        "accuracy (ts). Spider only: refused with --benchmark bird")
     eval_steps: int = _f(0, "GRPO: greedy execution accuracy on a fixed dev subset every N steps, logged as eval/ex (0 = off)")
-    eval_subset_size: int = _f(100, "GRPO --eval_steps: dev questions in that subset (seeded, stratified by database and hardness)")
+    eval_subset_size: int = _f(100, "GRPO --eval_steps: dev questions in that subset (seeded, stratified by database and "
+                               "hardness; BIRD: difficulty)")
 
     # --- logging and checkpoints ---
     logging_steps: int = _f(10, "log every N optimizer steps")
@@ -173,6 +182,8 @@ class Config:
             raise ConfigError("--top_p must be in (0, 1] and --top_k >= 0 (0 = off)")
         if self.export_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
+        if self.benchmark not in ("spider", "bird"):  # each one's splits and options: benchmarks.py
+            raise ConfigError(f"--benchmark must be spider or bird, not {self.benchmark!r}")
         if self.num_samples < 0:
             raise ConfigError("--num_samples must be >= 0 (0 = greedy only)")
         if self.num_samples > 0 and self.sample_temperature <= 0:
@@ -235,6 +246,15 @@ class Config:
         return dataclasses.asdict(self)
 
 
+# Defaults that differ per benchmark, applied when --benchmark names it, before a preset and the
+# command line (which win). BIRD, measured in Qwen tokens by bench/bird_prompt_lengths.py on the 500
+# mini-dev questions: prompts (schema + question + evidence) max 1893, gold SQL max 480 (README,
+# "BIRD"); BIRD's own evaluator allows 30 s per question.
+BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bird": dict(max_seq_length=2560, max_prompt_length=2048, max_completion_length=512, sql_timeout_s=30.0),
+}
+
+
 # Config field -> the trainer argument it sets. run_info.json records these arguments as the built
 # trainer holds them (after unsloth and TRL have had their say); the tests check they equal the
 # config on both backends.
@@ -261,6 +281,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         model_name=TINY_MODEL_NAME,
         spider_dir=str(MINI_SPIDER_DIR),
+        bird_dir=str(MINI_BIRD_DIR),
         output_dir="outputs/smoke",
         backend="hf",
         torch_threads=1,  # measured: a 2-layer model gains nothing from more threads and loses 3-4x on a busy CPU
@@ -299,8 +320,8 @@ SCRIPTS = ("train_sft.py", "train_grpo.py", "evaluate.py")
 _SFT, _GRPO, _EVAL = ("train_sft.py",), ("train_grpo.py",), ("evaluate.py",)
 SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scripts, fields)
     ("shared by every script", SCRIPTS,
-     ("model_name", "spider_dir", "output_dir", "overwrite", "resume", "backend", "seed", "torch_threads",
-      "schema_sample_values", "max_seq_length", "load_in_4bit")),
+     ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
+      "resume", "backend", "seed", "torch_threads", "schema_sample_values", "max_seq_length", "load_in_4bit")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("use_train_others", "max_train_examples", "gradient_checkpointing",
                                                  "optim", "weight_decay", "max_grad_norm")),
     ("LoRA (later stages read it from the adapter)", _SFT,
@@ -335,9 +356,15 @@ def fields_for(script: str) -> list[str]:
     return [name for name in names if name in used or name not in placed]
 
 
+# Each benchmark's own data fields: a run on one never depends on the other's (a changed BIRD_DIR does
+# not block resuming a Spider run).
+BENCHMARK_DATA_FIELDS = {"spider": ("spider_dir",), "bird": ("bird_dir", "bird_column_descriptions")}
+
+
 def run_defining_config(cfg: Config, script: str) -> dict:
     """The fields of `script`'s stage that change what it computes: a checkpoint resumes only under the same."""
-    return {name: getattr(cfg, name) for name in fields_for(script) if name not in NOT_RUN_DEFINING}
+    unused = {name for bench, names in BENCHMARK_DATA_FIELDS.items() if bench != cfg.benchmark for name in names}
+    return {name: getattr(cfg, name) for name in fields_for(script) if name not in NOT_RUN_DEFINING | unused}
 
 
 # ----------------------------------------------------------------------
@@ -431,6 +458,9 @@ def parse_config(argv: list[str] | None = None, script: str = "sql-rlvr",
     cfg = Config()
     values = vars(args)
     preset = values.pop("preset", None)
+    benchmark = values.get("benchmark") or PRESETS.get(preset or "", {}).get("benchmark") or cfg.benchmark
+    for key, value in BENCHMARK_DEFAULTS.get(benchmark, {}).items():
+        setattr(cfg, key, value)
     if preset:
         for key, value in PRESETS[preset].items():
             setattr(cfg, key, value)

@@ -1,4 +1,5 @@
-"""Evaluation on Spider dev (or test): generate SQL with an adapter, write pred.txt/gold.txt, score them.
+"""Evaluation on Spider dev (or test) or BIRD dev (or mini-dev): generate SQL with an adapter, write the
+official evaluator's files, score them.
 
     python evaluate.py --adapter grpo                 # sft | grpo | none | PATH (greedy by default)
     python evaluate.py --preset smoke --adapter sft
@@ -9,6 +10,7 @@
     python evaluate.py --score_only --pred A --pred B --pred C --gold G --db_dir D   # vote among files
     python evaluate.py --compare RUN_A RUN_B           # evaluation folders or their metrics.json
     python evaluate.py --adapter grpo --export merged  # save a merged 16-bit checkpoint instead
+    python evaluate.py --benchmark bird --adapter grpo --eval_split mini_dev   # BIRD (benchmarks.py)
 
 Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
@@ -18,6 +20,9 @@ candidates.jsonl (pred.txt then holds the voted prediction). Score-only writes r
 metrics.json beside --results. Execution match follows Spider's official evaluator
 (test-suite-sql-eval, default flags or --keep_distinct) exactly, except that a prediction over
 --sql_timeout_s is wrong where the official one hangs.
+With --benchmark bird (benchmarks.py): BIRD's rule (also for voting), predict_dev.json / dev_gold.sql,
+EX by difficulty; --eval_split mini_dev scores BIRD's mini-dev (under eval/<adapter>/mini_dev/);
+--ts_db_dir and --keep_distinct are Spider's and refused.
 """
 
 import sys
@@ -31,12 +36,11 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
+import benchmarks
 import utils
 from config import Config, parse_config
-
-
-EVAL_STRATA = ("db_id", utils.SUBSET_HARDNESS)  # --max_eval_examples samples across databases and hardness
 
 
 def write_results(path: Path, records: list[dict]) -> None:
@@ -59,9 +63,7 @@ def questions_sha256(golds: list[tuple[str, str]]) -> str:
 
 
 def comparator(cfg: Config) -> str:
-    return ("sql-rlvr execution match = test-suite-sql-eval exec rules, "
-            + ("--keep_distinct" if cfg.keep_distinct else "default flags")
-            + f" (timeout {cfg.sql_timeout_s:g} s counts as wrong)")
+    return f"{utils.benchmark_spec(cfg).comparator(cfg)} (timeout {cfg.sql_timeout_s:g} s counts as wrong)"
 
 
 def test_suite_size(db_dir: str | os.PathLike, db_ids: set[str]) -> int:
@@ -69,20 +71,23 @@ def test_suite_size(db_dir: str | os.PathLike, db_ids: set[str]) -> int:
     return max((len(utils._db_files(os.fspath(db_dir), db)) for db in db_ids), default=0)
 
 
-def vote_metrics(records: list[dict], k: int) -> dict:
-    """ex_vote and pass_at_k, overall and by hardness, from vote_predictions records."""
-    vote, reach = utils.summarize_scores(records), utils.summarize_scores(records, key="any_match")
-    return {"k": k, "ex_vote": vote["all"]["ex"], "ex_vote_by_hardness": vote,
-            "pass_at_k": reach["all"]["ex"], "pass_at_k_by_hardness": reach}
+def vote_metrics(records: list[dict], k: int, spec) -> dict:
+    """ex_vote and pass_at_k, overall and by the benchmark's levels (ex_vote_by_hardness or
+    ex_vote_by_difficulty, ...), from vote_predictions records."""
+    vote, reach = spec.summarize(records), spec.summarize(records, key="any_match")
+    return {"k": k, "ex_vote": vote["all"]["ex"], f"ex_vote_{spec.metrics_key}": vote,
+            "pass_at_k": reach["all"]["ex"], f"pass_at_k_{spec.metrics_key}": reach}
 
 
 def score_only(cfg: Config, args: argparse.Namespace) -> None:
     missing = [flag for flag in ("pred", "gold", "db_dir") if not getattr(args, flag)]
     if missing:
         raise utils.UserError("--score_only needs " + ", ".join(f"--{m}" for m in missing))
-    golds = utils.read_gold_file(args.gold)
+    spec = utils.benchmark_spec(cfg)  # its file formats, match rule and difficulty levels
+    spec.check_options(cfg)
+    golds, labels = spec.read_gold(args.gold)
     pred_files = list(args.pred)
-    pred_lists = [utils.read_pred_file(path, expected=len(golds)) for path in pred_files]
+    pred_lists = [spec.read_predictions(path, expected=len(golds)) for path in pred_files]
     if not Path(args.db_dir).is_dir():
         raise utils.UserError(f"--db_dir {args.db_dir} is not a folder (expected <db_dir>/<db_id>/<db_id>.sqlite)")
     results = Path(args.results) if args.results else Path(pred_files[0]).with_name("results.jsonl")
@@ -92,22 +97,24 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
             previous = json.loads(metrics_path.read_text())
         except (OSError, json.JSONDecodeError):
             previous = {}
-        if isinstance(previous, dict) and previous.get("mode") != "score_only" and "by_hardness" in previous:
+        if (isinstance(previous, dict) and previous.get("mode") != "score_only"
+                and any(key.startswith("by_") for key in previous)):
             raise utils.UserError(f"{metrics_path} holds a generation run's metrics: pass --results in another folder")
     start = time.time()
     if len(pred_lists) == 1:
         records = utils.score_predictions(pred_lists[0], golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers,
-                                          keep_distinct=cfg.keep_distinct)
-    else:  # several files: candidates in the order given, voted on by execution
+                                          keep_distinct=cfg.keep_distinct, rule=spec.rule)
+    else:  # several files: candidates in the order given, voted on by execution under the benchmark's rule
         records = utils.vote_predictions([list(c) for c in zip(*pred_lists)], golds, args.db_dir, cfg.sql_timeout_s,
-                                         cfg.reward_workers, keep_distinct=cfg.keep_distinct)
+                                         cfg.reward_workers, keep_distinct=cfg.keep_distinct, rule=spec.rule)
+    spec.label(records, labels)
     seconds = time.time() - start
     for record in records:  # the scored (or chosen) prediction, for --compare's list of flipped questions
         record["prediction"] = pred_lists[record.get("chosen", 0)][record["index"]]
     write_results(results, records)
-    summary = utils.summarize_scores(records)
+    summary = spec.summarize(records)
     metrics = {
-        "ex": summary["all"]["ex"], "by_hardness": summary, "comparator": comparator(cfg),
+        "ex": summary["all"]["ex"], spec.metrics_key: summary, "comparator": comparator(cfg),
         "keep_distinct": cfg.keep_distinct, "mode": "score_only",
         "pred_files": [str(Path(f).resolve()) for f in pred_files], "gold_file": str(Path(args.gold).resolve()),
         "db_dir": str(Path(args.db_dir).resolve()),
@@ -119,18 +126,18 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
     extra_rows = []
     if len(pred_lists) > 1:
         k = len(pred_lists)
-        metrics.update(vote_metrics(records, k))
+        metrics.update(vote_metrics(records, k, spec))
         files = []
         for j, path in enumerate(pred_files):
-            own = utils.summarize_scores([{**r, "own": r["candidate_matches"][j]} for r in records], key="own")
-            files.append({"file": str(Path(path).resolve()), "ex": own["all"]["ex"], "by_hardness": own})
+            own = spec.summarize([{**r, "own": r["candidate_matches"][j]} for r in records], key="own")
+            files.append({"file": str(Path(path).resolve()), "ex": own["all"]["ex"], spec.metrics_key: own})
             extra_rows.append((f"file {j}: {Path(path).name}", own))
         metrics["ex_files"] = files
-        extra_rows.insert(0, (f"pass@{k}", metrics["pass_at_k_by_hardness"]))
+        extra_rows.insert(0, (f"pass@{k}", metrics[f"pass_at_k_{spec.metrics_key}"]))
     metrics_path.write_text(json.dumps(metrics, indent=2))
     if len(pred_lists) > 1:
         print(f"execution = EX of the vote among {len(pred_lists)} files (voting rule: README, Self-consistency)")
-    print(utils.format_score_table(summary, extra_rows))
+    print(spec.format_table(summary, extra_rows))
     print(f"scored {len(records)} predictions in {seconds:.2f} s; per-example results in {results}; metrics in {metrics_path}")
 
 
@@ -152,23 +159,26 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
 
 
 def evaluate(cfg: Config, args: argparse.Namespace) -> None:
-    utils.check_eval_split(cfg.eval_split)
+    spec = utils.benchmark_spec(cfg)  # Spider or BIRD (--benchmark): files, splits, match rule, levels
+    spec.check_eval_split(cfg.eval_split)
+    spec.check_options(cfg)
     adapter, label = resolve_adapter(cfg)
     out = Path(cfg.output_dir) / "eval" / label
     if cfg.eval_split != "dev":
-        out = out / cfg.eval_split  # eval/<adapter>/test/
+        out = out / cfg.eval_split  # eval/<adapter>/test/ (Spider), eval/<adapter>/mini_dev/ (BIRD)
     if (out / "metrics.json").exists() and not cfg.overwrite:
         if cfg.resume:  # evaluation has no checkpoints: --resume (as in a rerun chain) accepts a finished one
             raise utils.StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
                                       "to resume. Pass --overwrite to evaluate again.")
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
-    spider = utils.Spider.open(cfg.spider_dir, cfg.eval_split)
+    spider = utils.open_benchmark(cfg, cfg.eval_split)
     examples = spider.examples(cfg.eval_split)
     subset = None
     if 0 < cfg.max_eval_examples < len(examples):
-        # A seeded sample stratified by database and hardness (the first N questions cover a few databases).
-        chosen = utils.stratified_subset(examples, cfg.max_eval_examples, cfg.seed, EVAL_STRATA)
-        subset = utils.subset_record(chosen, len(examples), cfg.max_eval_examples, cfg.seed, EVAL_STRATA)
+        # A seeded sample stratified by database and hardness or difficulty (spec.eval_strata; the first N
+        # questions cover a few databases).
+        chosen = utils.stratified_subset(examples, cfg.max_eval_examples, cfg.seed, spec.eval_strata)
+        subset = utils.subset_record(chosen, len(examples), cfg.max_eval_examples, cfg.seed, spec.eval_strata)
         examples = [examples[i] for i in chosen]
     if cfg.ts_db_dir:  # checked before any generation
         if not Path(cfg.ts_db_dir).is_dir():
@@ -187,7 +197,7 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]
     too_long = len(prompts) - len(fits)
-    sampled = f" (seeded sample of {subset['of']}, seed {subset['seed']}, by database and hardness)" if subset else ""
+    sampled = f" (seeded sample of {subset['of']}, seed {subset['seed']}, by database and {spec.eval_strata[-1]})" if subset else ""
     print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}{sampled}; "
           f"{utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): {too_long}")
 
@@ -215,12 +225,13 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
     gold_path.write_text("\n".join(f"{sql}\t{db}" for sql, db in golds) + "\n", encoding="utf-8")
     golds_read = utils.read_gold_file(gold_path)
-    db_dir = spider.database_dir
+    db_dir = spec.db_dir(spider, cfg.eval_split)
     votes: list[dict] = []
     if k > 0:
         candidates = [[g] + [utils.flatten_sql(utils.extract_sql(a)) for a in more] for g, more in zip(greedy, samples)]
         votes = utils.vote_predictions(candidates, golds_read, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
-                                       keep_distinct=cfg.keep_distinct)
+                                       keep_distinct=cfg.keep_distinct, rule=spec.rule)
+        spec.label_from(votes, examples)
         preds = [c[v["chosen"]] for c, v in zip(candidates, votes)]
         (out / "pred_greedy.txt").write_text("\n".join(greedy) + "\n", encoding="utf-8")
         with open(out / "candidates.jsonl", "w", encoding="utf-8") as fh:
@@ -235,11 +246,15 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     else:
         preds = greedy
     pred_path.write_text("\n".join(preds) + "\n", encoding="utf-8")
+    if spec.write_eval_files is not None:  # the benchmark's own formats (BIRD: predict_dev.json, dev_gold.sql)
+        pred_path, gold_path = spec.write_eval_files(out, examples, preds)
+        golds_read = utils.read_gold_file(gold_path)
 
     # Score the files just written, exactly as --score_only (and the official evaluator) would read them.
-    preds_read = utils.read_pred_file(pred_path, len(golds_read))
+    preds_read = spec.read_predictions(pred_path, len(golds_read))
     records = utils.score_predictions(preds_read, golds_read, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
-                                      keep_distinct=cfg.keep_distinct)
+                                      keep_distinct=cfg.keep_distinct, rule=spec.rule)
+    spec.label_from(records, examples)
     dev_indices = subset["indices"] if subset else range(len(examples))
     for record, ex, answer, pred, dev_index in zip(records, examples, answers, preds, dev_indices):
         record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred, dev_index=dev_index)
@@ -254,12 +269,12 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
             record.update(ts_match=ts["exec_match"], ts_error=ts["error"])
     write_results(out / "predictions.jsonl", records)
 
-    summary = utils.summarize_scores(records)
+    summary = spec.summarize(records)
     adapter_sha = (hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
                    if adapter else None)
     metrics = {
         "ex": summary["all"]["ex"],
-        "by_hardness": summary,
+        spec.metrics_key: summary,
         "comparator": comparator(cfg), "keep_distinct": cfg.keep_distinct, "mode": "generation",
         "split": cfg.eval_split, "db_dir": str(db_dir.resolve()), "questions_sha256": questions_sha256(golds_read),
         "model": cfg.model_name, "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_sha,
@@ -270,11 +285,11 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     }
     extra_rows = []
     if k > 0:
-        greedy_summary = utils.summarize_scores([{**r, "greedy": r["greedy_match"]} for r in records], key="greedy")
-        metrics.update(num_samples=k, ex_greedy=greedy_summary["all"]["ex"], ex_greedy_by_hardness=greedy_summary,
-                       **vote_metrics(votes, k + 1))
-        extra_rows += [("greedy", greedy_summary), (f"pass@{k + 1}", metrics["pass_at_k_by_hardness"])]
-    if cfg.ts_db_dir:
+        greedy_summary = spec.summarize([{**r, "greedy": r["greedy_match"]} for r in records], key="greedy")
+        metrics.update({"num_samples": k, "ex_greedy": greedy_summary["all"]["ex"],
+                        f"ex_greedy_{spec.metrics_key}": greedy_summary, **vote_metrics(votes, k + 1, spec)})
+        extra_rows += [("greedy", greedy_summary), (f"pass@{k + 1}", metrics[f"pass_at_k_{spec.metrics_key}"])]
+    if cfg.ts_db_dir:  # Spider only (check_options)
         ts_summary = utils.summarize_scores(ts_records)
         metrics.update(ts=ts_summary["all"]["ex"], ts_by_hardness=ts_summary,
                        ts_db_dir=str(Path(cfg.ts_db_dir).resolve()),
@@ -283,16 +298,30 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if k > 0:
         print(f"execution = EX of the vote among {k + 1} candidates (greedy + {k} sampled at T={cfg.sample_temperature:g})")
-    print(utils.format_score_table(summary, extra_rows))
+    print(spec.format_table(summary, extra_rows))
     written = [pred_path, gold_path] + ([out / "pred_greedy.txt", out / "candidates.jsonl"] if k > 0 else [])
     print(f"[eval] wrote {', '.join(map(str, written))}, {out / 'predictions.jsonl'}, {out / 'metrics.json'}")
-    print("official evaluator on the same files:\n  " +
-          official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(),
-                           spider.tables_path.resolve(), cfg.keep_distinct))
+    print("official evaluator on the same files:\n  " + (
+        spec.official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(), out.resolve())
+        if spec.official_command else
+        official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(), spider.tables_path.resolve(),
+                         cfg.keep_distinct)))
     if cfg.ts_db_dir:
         print("  (test suites) " + official_command(pred_path.resolve(), gold_path.resolve(),
                                                     Path(cfg.ts_db_dir).resolve(), spider.tables_path.resolve(),
                                                     cfg.keep_distinct))
+
+
+def score_table(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
+    """(metrics key, levels + 'all') of the benchmark whose EX table metrics.json holds: by_hardness
+    (Spider) or by_difficulty (BIRD); None when it holds neither, complete."""
+    for spec in benchmarks.BENCHMARKS.values():
+        levels = spec.levels + ("all",)
+        by = metrics.get(spec.metrics_key) if isinstance(metrics, dict) else None
+        if isinstance(by, dict) and all(isinstance(by.get(lvl), dict) and {"ex", "count"} <= set(by[lvl])
+                                        for lvl in levels):
+            return spec.metrics_key, levels
+    return None
 
 
 def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
@@ -304,12 +333,9 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
         metrics = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise utils.UserError(f"cannot read {path}: {exc}") from None
-    levels = utils.HARDNESS_LEVELS + ("all",)
-    by = metrics.get("by_hardness") if isinstance(metrics, dict) else None
-    if not (isinstance(by, dict) and all(isinstance(by.get(lvl), dict) and {"ex", "count"} <= set(by[lvl])
-                                         for lvl in levels)):
-        raise utils.UserError(f"{path} is not an evaluation's metrics.json (no by_hardness with EX per level): "
-                              "pass a folder or metrics.json written by evaluate.py")
+    if score_table(metrics) is None:
+        raise utils.UserError(f"{path} is not an evaluation's metrics.json (no by_hardness or by_difficulty with EX "
+                              "per level): pass a folder or metrics.json written by evaluate.py")
     records_path = path.with_name(metrics.get("results_file") or "predictions.jsonl")
     records = []
     if records_path.exists():
@@ -321,26 +347,30 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
 
 
 def compare(path_a: str, path_b: str) -> None:
-    """EX by hardness side by side (and greedy/vote/pass@k/TS when present), and the questions whose verdict flipped."""
+    """EX by hardness (Spider) or difficulty (BIRD) side by side (and greedy/vote/pass@k/TS when present),
+    and the questions whose verdict flipped."""
     (a, rec_a, file_a), (b, rec_b, file_b) = load_run(path_a), load_run(path_b)
-    levels = utils.HARDNESS_LEVELS + ("all",)
+    (by, levels), (by_b, _) = score_table(a), score_table(b)
+    if by != by_b:
+        raise utils.UserError(f"{file_a} has {by} and {file_b} has {by_b}: evaluations of different benchmarks, "
+                              "nothing to compare")
     # Both must be evaluations of the same questions before anything is printed.
     qa, qb = a.get("questions_sha256"), b.get("questions_sha256")
-    counts_a = [a["by_hardness"][lvl]["count"] for lvl in levels]
-    counts_b = [b["by_hardness"][lvl]["count"] for lvl in levels]
+    counts_a = [a[by][lvl]["count"] for lvl in levels]
+    counts_b = [b[by][lvl]["count"] for lvl in levels]
     if (qa and qb and qa != qb) or counts_a != counts_b:
         raise utils.UserError(f"{file_a} and {file_b} are evaluations of different questions "
                               f"({counts_a[-1]} vs {counts_b[-1]} examples{', other gold queries' if qa != qb else ''}): "
                               "nothing to compare")
     if rec_a and rec_b and [r.get("db_id") for r in rec_a] != [r.get("db_id") for r in rec_b]:
         raise utils.UserError("the two evaluations are not on the same examples: cannot pair questions")
-    print(f"{'':<10}{'A':>10}{'B':>10}{'B - A':>10}   A = {file_a}\n{'':<10}{'':>30}   B = {file_b}")
+    print(f"{'':<12}{'A':>10}{'B':>10}{'B - A':>10}   A = {file_a}\n{'':<12}{'':>30}   B = {file_b}")
     for level in levels:
-        ea, eb = a["by_hardness"][level]["ex"], b["by_hardness"][level]["ex"]
-        print(f"{level:<10}{ea:>10.3f}{eb:>10.3f}{eb - ea:>+10.3f}   (n={a['by_hardness'][level]['count']})")
+        ea, eb = a[by][level]["ex"], b[by][level]["ex"]
+        print(f"{level:<12}{ea:>10.3f}{eb:>10.3f}{eb - ea:>+10.3f}   (n={a[by][level]['count']})")
     titles = {"ex_greedy": "greedy EX", "ex_vote": "voted EX", "pass_at_k": "pass@k", "ts": "test-suite accuracy (ts)"}
     for name, title in titles.items():
-        key = f"{name}_by_hardness"
+        key = f"{name}_{by}"
         if key not in a and key not in b:
             continue
         ka, kb = a.get("k"), b.get("k")
@@ -351,7 +381,7 @@ def compare(path_a: str, path_b: str) -> None:
             vb = b.get(key, {}).get(level, {}).get("ex")
             cells = [f"{v:>10.3f}" if isinstance(v, (int, float)) else f"{'-':>10}" for v in (va, vb)]
             diff = f"{vb - va:>+10.3f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else f"{'-':>10}"
-            print(f"{level:<10}{cells[0]}{cells[1]}{diff}")
+            print(f"{level:<12}{cells[0]}{cells[1]}{diff}")
     if not rec_a or not rec_b:
         print("no per-question records beside both metrics files: cannot list flipped questions")
         return
@@ -360,7 +390,7 @@ def compare(path_a: str, path_b: str) -> None:
     for title, pairs in ((f"fixed by B ({len(gained)})", gained), (f"broken by B ({len(lost)})", lost)):
         print(f"\n{title}:")
         for x, y in pairs:
-            print(f"  #{x['index']} [{x['hardness']}] {x.get('question', '')}\n      A: {x.get('prediction', '')}\n"
+            print(f"  #{x['index']} [{x.get(by.removeprefix('by_'))}] {x.get('question', '')}\n      A: {x.get('prediction', '')}\n"
                   f"      B: {y.get('prediction', '')}")
 
 
@@ -372,7 +402,7 @@ def export(cfg: Config) -> None:
     out = Path(cfg.output_dir) / "merged" / label
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise utils.UserError(f"{out} already holds an export; pass --overwrite to replace it")
-    spider = utils.Spider.open(cfg.spider_dir)
+    spider = utils.open_benchmark(cfg)
     examples = spider.examples("dev")[:4]
     chats = [utils.render_prompt_for(spider, ex, cfg) for ex in examples]
     backend = utils.pick_backend(cfg)
@@ -390,9 +420,10 @@ def export(cfg: Config) -> None:
 def main() -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--score_only", action="store_true", help="score an existing pred.txt; no model is loaded")
-    extra.add_argument("--pred", action="append", help="--score_only: predictions, one SQL a line; repeat it "
-                       "(--pred A --pred B ...) to vote among several files, candidates in the order given")
-    extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line")
+    extra.add_argument("--pred", action="append", help="--score_only: predictions, one SQL a line (--benchmark bird: "
+                       "or BIRD's predict_dev.json); repeat it (--pred A --pred B ...) to vote among several files, "
+                       "candidates in the order given")
+    extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line (--benchmark bird: or BIRD's dev.json)")
     extra.add_argument("--db_dir", help="--score_only: folder of <db_id>/<db_id>.sqlite")
     extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred)")
     extra.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),

@@ -30,9 +30,6 @@ import utils
 from config import GRPO_TRAINER_ARGS, parse_config
 
 
-EVAL_STRATA = ("db_id", utils.SUBSET_HARDNESS)
-
-
 def adapter_digest(path: Path) -> str:
     return hashlib.sha256((path / "adapter_model.safetensors").read_bytes()).hexdigest()
 
@@ -72,15 +69,16 @@ def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer,
 
     if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
         raise utils.UserError("--eval_steps needs the whole model on rank 0: not under DeepSpeed ZeRO-3 (use --eval_steps 0)")
+    spec = utils.benchmark_spec(cfg)  # the benchmark's strata, databases and match rule
     dev = spider.examples("dev")
-    chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, EVAL_STRATA)
+    chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, spec.eval_strata)
     examples = [dev[i] for i in chosen]
     prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(utils.prompt_lengths(tokenizer, prompts)) if n <= limit]  # the rest score wrong
     golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
     print(f"[grpo] eval/ex every {cfg.eval_steps} steps on {len(examples)} of {len(dev)} dev questions "
-          f"(seed {cfg.seed}, stratified by database and hardness; {len(examples) - len(fits)} over the prompt limit)")
+          f"(seed {cfg.seed}, stratified by database and {spec.eval_strata[-1]}; {len(examples) - len(fits)} over the prompt limit)")
 
     def answer(model) -> list[str]:
         texts = [prompts[i] for i in fits]
@@ -114,7 +112,8 @@ def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer,
             for i, text in zip(fits, generated):
                 answers[i] = text
             preds = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
-            records = utils.score_predictions(preds, golds, spider.root / "database", cfg.sql_timeout_s, workers=1)
+            records = utils.score_predictions(preds, golds, spec.db_dir(spider, "dev"), cfg.sql_timeout_s, workers=1,
+                                              rule=spec.rule)
             ex = sum(r["exec_match"] for r in records) / len(records)
             # GRPOTrainer.log averages what is in _metrics["train"] into this step's line (as log_metric does).
             trainer._metrics["train"]["eval/ex"].append(ex)
@@ -135,7 +134,7 @@ def main() -> None:
     # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
     resume_from = utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": adapter_digest(sft_dir)})
 
-    spider = utils.Spider.open(cfg.spider_dir)
+    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = spider.examples("train", cfg.use_train_others)
     if cfg.max_train_examples > 0:  # a seeded sample over every database, in dataset order
         examples = [examples[i] for i in utils.stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
@@ -153,7 +152,7 @@ def main() -> None:
     rows, lengths, skipped = [], [], 0
     for ex in examples:
         messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"],
-                                        tokenizer=tokenizer)
+                                        evidence=ex.get("evidence", ""), tokenizer=tokenizer)
         n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_prompt_length:
             skipped += 1
@@ -164,7 +163,7 @@ def main() -> None:
         raise utils.UserError("no training prompt fits in --max_prompt_length")
 
     reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, utils.RewardValues.from_config(cfg),
-                                      num_samples=cfg.num_completions_to_log)
+                                      num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
     # Fail now, not at step 1000, if a gold query does not run; leave out empty gold results (free reward).
     rows, skipped_empty_gold = utils.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
     print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={skipped} "

@@ -23,7 +23,7 @@ from config import SFT_TRAINER_ARGS, Config, parse_config
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
     # Data first: a missing dataset fails in a second, before any model is loaded.
-    spider = utils.Spider.open(cfg.spider_dir)
+    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = spider.examples("train", cfg.use_train_others)
     if cfg.max_train_examples > 0:  # a seeded sample over every database, in dataset order
         examples = [examples[i] for i in utils.stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
@@ -41,7 +41,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     rows, lengths, skipped = [], [], 0
     for ex in examples:
         messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"],
-                                        tokenizer=tokenizer)
+                                        evidence=ex.get("evidence", ""), tokenizer=tokenizer)
         full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
         n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_seq_length:

@@ -33,7 +33,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import sqlglot
 from sqlglot import exp
@@ -285,6 +285,19 @@ class Spider:
         return self._schema_cache[key]
 
 
+def open_benchmark(cfg: Config, split: str = "dev"):
+    """The dataset of --benchmark (Spider or BIRD; see benchmarks.py): examples(split), schema, db_path.
+    `split`: the evaluation split it is opened for (Spider's test split has its own tables and databases)."""
+    return benchmark_spec(cfg).open(cfg, split)
+
+
+def benchmark_spec(cfg: Config):
+    """The description of --benchmark: files, match rule, difficulty, output formats (benchmarks.Benchmark)."""
+    import benchmarks  # it builds on this module, so it is imported when first needed
+
+    return benchmarks.get(cfg.benchmark)
+
+
 SUBSET_HARDNESS = "hardness"  # a stratum key that is not a field: Spider's hardness of the gold query
 
 
@@ -423,13 +436,15 @@ def keys_from_tables_json(entry: dict) -> tuple[dict[str, list[str]], dict[str, 
     return pks, fks
 
 
-def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None) -> str:
+def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None,
+                       column_comments: dict[tuple[str, str], str] | None = None) -> str:
     """Every table as CREATE TABLE with declared types, primary and foreign keys, in creation order.
 
     Read from the database itself (tables.json has lost the declared types). Keys come from the
     database's declarations and, when `tables_entry` is given, from Spider's annotations too: many
     Spider databases declare no keys at all. With `sample_values` > 0, each column gets a comment
-    with up to that many distinct values.
+    with up to that many distinct values. `column_comments` ({(table, column) lowercased: text}, e.g.
+    BIRD's column descriptions) are added to those comments.
     """
     json_pks, json_fks = keys_from_tables_json(tables_entry) if tables_entry else ({}, {})
     if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables
@@ -445,6 +460,8 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, table
             columns = []
             for _cid, name, ctype, _notnull, _default, _pk in info:
                 comment = _sample_values(conn, table, name, sample_values) if sample_values > 0 else ""
+                if column_comments and column_comments.get((table.lower(), name.lower())):
+                    comment = "; ".join(c for c in (column_comments[(table.lower(), name.lower())], comment) if c)
                 columns.append((name, (ctype or "").upper(), comment))
             pks = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
             column_case = {row[1].lower(): row[1] for row in info}
@@ -495,13 +512,17 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_messages(schema: str, question: str, sql: str | None = None, tokenizer=None) -> list[dict]:
+def build_messages(schema: str, question: str, sql: str | None = None, evidence: str = "",
+                   tokenizer=None) -> list[dict]:
     """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL].
 
+    `evidence` (BIRD's external-knowledge hint) follows the question; it is left out when empty.
     With `tokenizer`, a template that has no system role (Gemma 1/2) gets the instructions at the top
     of the user turn instead, the way Gemma 3's own template folds them: the same text in every stage.
     """
     user = f"Database schema:\n{schema}\n\nQuestion: {question.strip()}"
+    if evidence and evidence.strip():
+        user += f"\nExternal knowledge: {evidence.strip()}"
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
     if sql is not None:
         messages.append({"role": "assistant", "content": sql.strip()})
@@ -523,7 +544,8 @@ def render_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None 
 
 def render_prompt_for(spider: "Spider", example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
     """The prompt chat of one Spider example, as training saw it (rendered to text with `tokenizer`)."""
-    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"])
+    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"],
+                              evidence=example.get("evidence", ""))
     return render_prompt(tokenizer, messages) if tokenizer is not None else messages
 
 
@@ -1569,6 +1591,7 @@ class ExecResult:
     error: str | None = None
     seconds: float = 0.0  # how long it ran
     limit: float = 0.0  # the time limit it ran under
+    lossy_text: bool = False  # some text was not UTF-8 and was read with those bytes dropped (BIRD counts it an error)
 
     @property
     def ok(self) -> bool:
@@ -1637,6 +1660,7 @@ def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
         if result.kind == "error" and "Could not decode to UTF-8" in (result.error or ""):
             conn.text_factory = decode_text
             result = _run_query(conn, deadline, sql, timeout_s, max_rows)
+            result.lossy_text = result.ok
         result.seconds, result.limit = time.monotonic() - start, timeout_s
         return result
     finally:
@@ -1973,6 +1997,13 @@ def order_matters(gold_sql: str) -> bool:
     return "order by" in official_normalize(gold_sql, is_prediction=False).lower()
 
 
+def match_rule(name: str = "spider"):
+    """The benchmark's result comparison by name ("spider" | "bird"): benchmarks.MatchRule."""
+    import benchmarks
+
+    return benchmarks.MATCH_RULES[name]
+
+
 @dataclass
 class RewardValues:
     exact: float = 5.0
@@ -1986,19 +2017,22 @@ class RewardValues:
 
 
 def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: str | os.PathLike,
-                     timeout_s: float) -> tuple[str, float, str | None]:
+                     timeout_s: float, rule: str = "spider") -> tuple[str, float, str | None]:
     """Execute a prediction and compare it with an executed gold: (outcome, F1, error).
 
     outcome is match / partial / wrong / invalid (no SQL, error, refusal, timeout). The comparison
-    is the official evaluator's, so reward and metric can never disagree on a match.
+    is the official evaluator's of the benchmark (`rule`), so reward and metric can never disagree on a match.
     """
     if not pred_sql.strip():
         return "invalid", 0.0, "no SQL"
-    result = execute_sql(db_path, official_normalize(pred_sql, is_prediction=True), timeout_s)
+    comparison = match_rule(rule)
+    result = execute_sql(db_path, comparison.prepare(pred_sql, True), timeout_s)
     if not result.ok:
         return "invalid", 0.0, f"{result.kind}: {result.error}"
+    if comparison.result_error(result):
+        return "invalid", 0.0, comparison.result_error(result)
     assert gold.rows is not None
-    if results_match(gold.rows, result.rows, order_matters(gold_sql)):
+    if not comparison.result_error(gold) and comparison.rows_match(gold.rows, result.rows, order_matters(gold_sql)):
         return "match", 1.0, None
     f1 = result_f1(gold.rows, result.rows)
     return ("partial" if f1 > 0 else "wrong"), f1, None
@@ -2007,23 +2041,23 @@ def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: st
 GOLD_TIMEOUT_S = 30.0  # time limit of a gold query (at least the predictions' own)
 
 
-def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float) -> ExecResult:
+def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float, rule: str = "spider") -> ExecResult:
     # Gold gets a generous limit: a slow gold query is the dataset's cost, not the model's fault.
-    return execute_sql(db_path, official_normalize(gold_sql, is_prediction=False), max(timeout_s, GOLD_TIMEOUT_S))
+    return execute_sql(db_path, match_rule(rule).prepare(gold_sql, False), max(timeout_s, GOLD_TIMEOUT_S))
 
 
 def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike, *,
                      gold: ExecResult | None = None, timeout_s: float = 2.0,
-                     values: RewardValues = RewardValues()) -> tuple[float, str, str | None]:
-    """(reward, outcome, error) for one raw model answer. See sql_reward for the values."""
+                     values: RewardValues = RewardValues(), rule: str = "spider") -> tuple[float, str, str | None]:
+    """(reward, outcome, error) for one raw model answer under the benchmark's match rule. See sql_reward."""
     if not completion or not completion.strip():
         return values.empty, "empty", "empty answer"
     if gold is None:
-        gold = execute_gold(db_path, gold_sql, timeout_s)
+        gold = execute_gold(db_path, gold_sql, timeout_s, rule)
     if not gold.ok:
         raise UserError(f"gold query fails on {db_path}: {gold.error}: {gold_sql[:200]}")
     sql = extract_sql(completion)
-    outcome, f1, error = judge_prediction(sql, gold_sql, gold, db_path, timeout_s)
+    outcome, f1, error = judge_prediction(sql, gold_sql, gold, db_path, timeout_s, rule)
     reward = {"match": values.exact, "invalid": values.invalid}.get(outcome, values.partial_max * f1)
     return reward, outcome, error
 
@@ -2050,11 +2084,11 @@ def _completion_text(completion: Any) -> str:
 
 
 def _score_jobs(jobs: list[tuple], _args: Any = None, emit: Callable | None = None) -> list[tuple[float, str, str | None]]:
-    """Score (completion, gold_sql, db_path, gold result, timeout_s, values) jobs; runs in a worker,
+    """Score (completion, gold_sql, db_path, gold result, timeout_s, values, rule) jobs; runs in a worker,
     emitting each result as it comes (see WorkerPool)."""
     results = []
-    for c, g, d, gold, t, v in jobs:
-        results.append(score_completion(c, g, d, gold=gold, timeout_s=t, values=v))
+    for c, g, d, gold, t, v, r in jobs:
+        results.append(score_completion(c, g, d, gold=gold, timeout_s=t, values=v, rule=r))
         if emit is not None:
             emit(results[-1])
     return results
@@ -2074,7 +2108,8 @@ class SQLExecutionReward:
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
 
     def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = RewardValues(),
-                 num_samples: int = 2) -> None:
+                 num_samples: int = 2, rule: str = "spider") -> None:
+        self.rule = rule  # the benchmark's match rule decides the +5 (benchmarks.MATCH_RULES)
         self.timeout_s = timeout_s
         # A query stops itself at timeout_s; the rest is margin for comparing results and for a busy machine.
         self.hard_limit_s = 2 * timeout_s + 2.0
@@ -2095,11 +2130,11 @@ class SQLExecutionReward:
     def gold_result(self, gold_sql: str, db_path: str) -> ExecResult:
         key = (str(db_path), gold_sql)
         if key not in self._gold:
-            self._gold[key] = execute_gold(db_path, gold_sql, self.timeout_s)
+            self._gold[key] = execute_gold(db_path, gold_sql, self.timeout_s, self.rule)
         return self._gold[key]
 
     def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str]) -> list[tuple[float, str, str | None]]:
-        jobs = [(c, g, str(d), self.gold_result(g, str(d)), self.timeout_s, self.values)
+        jobs = [(c, g, str(d), self.gold_result(g, str(d)), self.timeout_s, self.values, self.rule)
                 for c, g, d in zip(completions, gold_sqls, db_paths)]
         pool = self._executor()
         if pool is None:
@@ -2282,21 +2317,27 @@ def _execute_cached(cache: dict, db_file: str, sql: str, limit: float) -> ExecRe
 
 def _score_one(pred: str, gold_norm: str, ordered: bool, db_files: list[str], results: dict,
                unorder: Callable[[list[tuple]], list[tuple]], timeout_s: float,
-               keep_distinct: bool = False) -> tuple[str, str | None]:
+               keep_distinct: bool = False, rule: str = "spider") -> tuple[str, str | None]:
     """(outcome, error) of one prediction on every database file of its folder, as the official
-    evaluator judges it: the first file where the gold and the prediction differ decides (no later
-    file runs). Gold and predicted results are cached per (database file, normalised SQL)."""
+    evaluator of the benchmark (`rule`) judges it: the first file where the gold and the prediction
+    differ decides (no later file runs). Gold and predicted results are cached per (database file,
+    normalised SQL)."""
     if not pred.strip() or pred.strip() == EMPTY_PREDICTION:
         return "empty", "empty prediction"
-    pred_norm = official_normalize(pred, is_prediction=True, keep_distinct=keep_distinct)
+    comparison = match_rule(rule)
+    pred_norm = comparison.prepare(pred, True, keep_distinct)
     for db_file in db_files:
         gold = _execute_cached(results, db_file, gold_norm, max(timeout_s, GOLD_TIMEOUT_S))
         if not gold.ok:
             return "gold_error", f"gold query fails on {os.path.basename(db_file)}: {gold.error}"
+        if comparison.result_error(gold):  # BIRD's evaluator scores such a question 0, whatever is predicted
+            return "wrong", f"gold result: {comparison.result_error(gold)}"
         pred_result = _execute_cached(results, db_file, pred_norm, timeout_s)
         if not pred_result.ok:
             return "invalid", f"{pred_result.kind}: {pred_result.error}"[:200]
-        if not results_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
+        if comparison.result_error(pred_result):
+            return "invalid", comparison.result_error(pred_result)[:200]
+        if not comparison.rows_match(gold.rows, pred_result.rows, ordered, unorder=unorder):
             return "wrong", None
     return "match", None
 
@@ -2317,16 +2358,18 @@ def _chunk_state() -> tuple[dict, dict, Callable[[list[tuple]], list[tuple]]]:
 def _score_chunk(items: list[tuple], args: tuple, emit: Callable[[dict], Any]) -> None:
     """Score (index, pred, gold_sql, db_id) items, emitting a record per item; runs in a WorkerPool process.
 
-    args = (db_dir, timeout_s, keep_distinct).
+    args = (db_dir, timeout_s, keep_distinct[, rule]): rule is the benchmark's match rule (default "spider").
     """
-    db_dir, timeout_s, keep_distinct = args
+    db_dir, timeout_s, keep_distinct, *rest = args
+    rule = rest[0] if rest else "spider"
+    comparison = match_rule(rule)
     results, files, unorder = _chunk_state()
     for index, pred, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
-        gold_norm = official_normalize(gold_sql, is_prediction=False, keep_distinct=keep_distinct)
+        gold_norm = comparison.prepare(gold_sql, False, keep_distinct)
         outcome, error = _score_one(pred, gold_norm, "order by" in gold_norm.lower(), files[db_id], results,
-                                    unorder, timeout_s, keep_distinct)
+                                    unorder, timeout_s, keep_distinct, rule)
         emit({"index": index, "db_id": db_id, "exec_match": outcome == "match",
               "hardness": spider_hardness(gold_sql), "outcome": outcome, "error": error})
 
@@ -2342,33 +2385,36 @@ def _vote_chunk(items: list[tuple], args: tuple, emit: Callable[[dict], Any]) ->
 
     The voting rule (README, "Self-consistency"): each candidate runs as the scorer runs a prediction
     (same rewrites, sandbox and time limit) on <db_dir>/<db_id>/<db_id>.sqlite; empty or failing
-    candidates do not vote; candidates with equal row multisets form a group; the largest group wins,
+    candidates do not vote; candidates with equal results form a group (equal under the benchmark's
+    `rule`, MatchRule.group_key: Spider, equal row multisets with values as SQLite returned them;
+    BIRD, equal row sets under Python equality, so 1 and 1.0 agree); the largest group wins,
     a tie goes to the group holding the earliest candidate; the chosen prediction is that group's
     earliest candidate, or candidate 0 when none ran. Identical SQL texts run once.
     """
-    db_dir, timeout_s, keep_distinct = args
+    db_dir, timeout_s, keep_distinct, *rest = args
+    rule = rest[0] if rest else "spider"
+    comparison = match_rule(rule)
     results, files, unorder = _chunk_state()
     for index, candidates, gold_sql, db_id in items:
         if db_id not in files:
             files[db_id] = _db_files(db_dir, db_id)
         original = os.path.join(db_dir, db_id, f"{db_id}.sqlite")
         vote_db = original if original in files[db_id] else files[db_id][0]
-        gold_norm = official_normalize(gold_sql, is_prediction=False, keep_distinct=keep_distinct)
+        gold_norm = comparison.prepare(gold_sql, False, keep_distinct)
         ordered = "order by" in gold_norm.lower()
-        keys: dict[int, tuple] = {}  # id(result rows) -> multiset key, computed once per distinct result
-        groups: dict[tuple, list[int]] = {}
+        keys: dict[int, Hashable] = {}  # id(result rows) -> group key, computed once per distinct result
+        groups: dict[Hashable, list[int]] = {}
         group_of: list[int | None] = []
         for k, cand in enumerate(candidates):
             if not cand.strip() or cand.strip() == EMPTY_PREDICTION:
                 group_of.append(None)
                 continue
-            result = _execute_cached(results, vote_db,
-                                     official_normalize(cand, is_prediction=True, keep_distinct=keep_distinct), timeout_s)
-            if not result.ok:
+            result = _execute_cached(results, vote_db, comparison.prepare(cand, True, keep_distinct), timeout_s)
+            if not result.ok or comparison.result_error(result):
                 group_of.append(None)
                 continue
             if id(result.rows) not in keys:
-                keys[id(result.rows)] = _rows_key(result.rows)
+                keys[id(result.rows)] = comparison.group_key(result.rows)
             members = groups.setdefault(keys[id(result.rows)], [])
             members.append(k)
             group_of.append(members[0])
@@ -2379,7 +2425,7 @@ def _vote_chunk(items: list[tuple], args: tuple, emit: Callable[[dict], Any]) ->
         for cand in candidates:
             if cand not in verdicts:
                 verdicts[cand] = _score_one(cand, gold_norm, ordered, files[db_id], results, unorder, timeout_s,
-                                            keep_distinct)
+                                            keep_distinct, rule)
         outcome, error = verdicts[candidates[chosen]]
         matches = [verdicts[c][0] == "match" for c in candidates]
         gold_failed = next((v for v in verdicts.values() if v[0] == "gold_error"), None)
@@ -2407,12 +2453,12 @@ def _failed_record(item: tuple, error: str) -> dict:
 
 
 def _run_chunks(worker: Callable, items: list[tuple], db_dir: str, timeout_s: float,
-                workers: int, keep_distinct: bool, queries_per_item: int = 1) -> list[dict]:
+                workers: int, keep_distinct: bool, queries_per_item: int = 1, rule: str = "spider") -> list[dict]:
     """Run items (index, ..., db_id) through `worker` in a WorkerPool, grouped by database; records in input order.
 
     Always in worker processes, even one: a prediction stalled inside one SQLite call is stopped
     only by killing its process. An item's hard limit covers its gold (first run) and each of its
-    `queries_per_item` queries on every database file of its folder.
+    `queries_per_item` queries on every database file of its folder. `rule`: the benchmark's match rule.
     """
     # Group by database so each worker reuses its connections and cached gold results.
     items = sorted(items, key=lambda item: (item[3], item[0]))
@@ -2431,7 +2477,7 @@ def _run_chunks(worker: Callable, items: list[tuple], db_dir: str, timeout_s: fl
     method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = WorkerPool(worker, workers, method)
     try:
-        records = [r for chunk in pool.run(chunks, (db_dir, timeout_s, keep_distinct), limit, _failed_record)
+        records = [r for chunk in pool.run(chunks, (db_dir, timeout_s, keep_distinct, rule), limit, _failed_record)
                    for r in chunk]
     finally:
         pool.close()
@@ -2453,8 +2499,10 @@ def check_db_dir(db_dir: str | os.PathLike, db_ids: Iterable[str]) -> None:
 
 
 def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
-                      timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False) -> list[dict]:
-    """Execution match of each prediction against its gold, with the official evaluator's verdicts.
+                      timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False,
+                      rule: str = "spider") -> list[dict]:
+    """Execution match of each prediction against its gold, with the official evaluator's verdicts
+    (`rule`: the benchmark's match rule, "spider" or "bird"; see benchmarks.MATCH_RULES).
 
     Returns one record per pair, in input order: index, db_id, exec_match, hardness, outcome, error.
     Every `.sqlite` file of `<db_dir>/<db_id>/` is used (a test suite when there are several: right
@@ -2468,13 +2516,14 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
     db_dir = os.fspath(db_dir)
     check_db_dir(db_dir, (db for _, db in golds))
     items = [(i, p, g, db) for i, (p, (g, db)) in enumerate(zip(preds, golds))]
-    return _run_chunks(_score_chunk, items, db_dir, timeout_s, workers, keep_distinct)
+    return _run_chunks(_score_chunk, items, db_dir, timeout_s, workers, keep_distinct, rule=rule)
 
 
 def vote_predictions(candidates: list[list[str]], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
-                     timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False) -> list[dict]:
+                     timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False,
+                     rule: str = "spider") -> list[dict]:
     """Self-consistency: for each question, vote among its candidates (see _vote_chunk for the rule)
-    and score the chosen one like any prediction.
+    and score the chosen one like any prediction, both under the benchmark's match `rule`.
 
     candidates[i] lists question i's candidates in order (c0 first). One record per question:
     the keys of score_predictions (exec_match and outcome are the chosen candidate's) plus chosen
@@ -2491,7 +2540,7 @@ def vote_predictions(candidates: list[list[str]], golds: list[tuple[str, str]], 
     check_db_dir(db_dir, (db for _, db in golds))
     items = [(i, tuple(c), g, db) for i, (c, (g, db)) in enumerate(zip(candidates, golds))]
     k = max(len(c) for c in candidates)
-    return _run_chunks(_vote_chunk, items, db_dir, timeout_s, workers, keep_distinct, queries_per_item=k)
+    return _run_chunks(_vote_chunk, items, db_dir, timeout_s, workers, keep_distinct, queries_per_item=k, rule=rule)
 
 
 def summarize_scores(records: list[dict], key: str = "exec_match") -> dict:
