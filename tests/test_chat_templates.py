@@ -113,7 +113,8 @@ def test_sft_labels_and_prompts_agree_on_the_real_template(family, make_family, 
     assert utils.chat_template_kwargs(tokenizer) == kwargs
     assert tokenizer.convert_tokens_to_ids(spec["end"].split("\n")[0]) in utils.stop_token_ids(trainer.model, tokenizer)
 
-    for i, ex in enumerate(spider.examples("train")[:3]):
+    train = spider.examples("train")  # --max_train_examples 3 is a seeded sample, in dataset order
+    for i, ex in enumerate(train[j] for j in utils.stratified_subset(train, 3, cfg.seed, ["db_id"])):
         row = trainer.train_dataset[i]
         labels = trainer.data_collator([row])["labels"][0].tolist()
         start = next(j for j, t in enumerate(labels) if t != -100)
