@@ -2063,17 +2063,18 @@ def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike,
 
 
 def sql_reward(completion: str, gold_sql: str, db_path: str | os.PathLike, *, timeout_s: float = 2.0,
-               values: RewardValues = RewardValues()) -> float:
+               values: RewardValues = RewardValues(), rule: str = "spider") -> float:
     """Execution reward for one raw model answer.
 
-    +5.0 (exact)   the predicted result equals the gold result under the official comparison
+    +5.0 (exact)   the predicted result equals the gold result under the official comparison of the
+                   benchmark (`rule`: "spider" or "bird", benchmarks.MATCH_RULES)
     -2.0 (empty)   the answer is empty or whitespace
     -1.0 (invalid) no SQL in the answer, or it errors, is refused, or exceeds the time limit
     partial_max x F1 (2.5 x F1 by default) for a valid query with a different result, where F1 is
                    over result rows as multisets (result_f1): 0 when nothing overlaps, at most 2.5,
                    always strictly below the exact-match reward.
     """
-    return score_completion(completion, gold_sql, db_path, timeout_s=timeout_s, values=values)[0]
+    return score_completion(completion, gold_sql, db_path, timeout_s=timeout_s, values=values, rule=rule)[0]
 
 
 def _completion_text(completion: Any) -> str:
