@@ -90,6 +90,11 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
     pred_lists = [spec.read_predictions(path, expected=len(golds)) for path in pred_files]
     if not Path(args.db_dir).is_dir():
         raise utils.UserError(f"--db_dir {args.db_dir} is not a folder (expected <db_dir>/<db_id>/<db_id>.sqlite)")
+    # The shipped mini datasets keep their databases as SQL text, built on first use as opening them does
+    # (a real download's .sqlite files are never touched; a test suite only from our *.perturb.sql layout).
+    utils.ensure_databases_built(Path(args.db_dir))
+    if any(Path(args.db_dir).glob("*/*.perturb.sql")):
+        utils.ensure_test_suite_built(Path(args.db_dir), Path(args.db_dir).parent / "database")
     results = Path(args.results) if args.results else Path(pred_files[0]).with_name("results.jsonl")
     metrics_path = results.with_name("metrics.json")
     if metrics_path.exists():

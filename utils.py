@@ -2063,17 +2063,18 @@ def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike,
 
 
 def sql_reward(completion: str, gold_sql: str, db_path: str | os.PathLike, *, timeout_s: float = 2.0,
-               values: RewardValues = RewardValues()) -> float:
+               values: RewardValues = RewardValues(), rule: str = "spider") -> float:
     """Execution reward for one raw model answer.
 
-    +5.0 (exact)   the predicted result equals the gold result under the official comparison
+    +5.0 (exact)   the predicted result equals the gold result under the official comparison of the
+                   benchmark (`rule`: "spider" or "bird", benchmarks.MATCH_RULES)
     -2.0 (empty)   the answer is empty or whitespace
     -1.0 (invalid) no SQL in the answer, or it errors, is refused, or exceeds the time limit
     partial_max x F1 (2.5 x F1 by default) for a valid query with a different result, where F1 is
                    over result rows as multisets (result_f1): 0 when nothing overlaps, at most 2.5,
                    always strictly below the exact-match reward.
     """
-    return score_completion(completion, gold_sql, db_path, timeout_s=timeout_s, values=values)[0]
+    return score_completion(completion, gold_sql, db_path, timeout_s=timeout_s, values=values, rule=rule)[0]
 
 
 def _completion_text(completion: Any) -> str:
@@ -2439,6 +2440,10 @@ def _vote_chunk(items: list[tuple], args: tuple, emit: Callable[[dict], Any]) ->
               "groups": group_of})
 
 
+# How WorkerPool words the failure of an item whose worker it stopped (hard time limit) or lost.
+_WORKER_STOPPED = ("timeout: over the hard limit", "worker failed")
+
+
 def _failed_record(item: tuple, error: str) -> dict:
     """The record of an item whose worker was stopped at the hard limit (or died): wrong, with why.
     A voting item (its second field a tuple of candidates) keeps the voting keys: none of its
@@ -2540,7 +2545,29 @@ def vote_predictions(candidates: list[list[str]], golds: list[tuple[str, str]], 
     check_db_dir(db_dir, (db for _, db in golds))
     items = [(i, tuple(c), g, db) for i, (c, (g, db)) in enumerate(zip(candidates, golds))]
     k = max(len(c) for c in candidates)
-    return _run_chunks(_vote_chunk, items, db_dir, timeout_s, workers, keep_distinct, queries_per_item=k, rule=rule)
+    records = _run_chunks(_vote_chunk, items, db_dir, timeout_s, workers, keep_distinct, queries_per_item=k, rule=rule)
+    # A candidate stalled inside one SQLite call has its worker killed at the question's hard limit,
+    # which fails the whole question. Such a candidate ran out of time and must not vote (rule 1) while
+    # the others still do: find it by running each candidate alone, then vote again without it.
+    stopped = [r["index"] for r in records if len(set(candidates[r["index"]])) > 1
+               and (r["error"] or "").startswith(_WORKER_STOPPED)]
+    if not stopped:
+        return records
+    singles = sorted({(i, cand) for i in stopped for cand in candidates[i]})
+    alone = _run_chunks(_vote_chunk, [(n, (cand,), golds[i][0], golds[i][1]) for n, (i, cand) in enumerate(singles)],
+                        db_dir, timeout_s, workers, keep_distinct, rule=rule)
+    failed = {single: r["error"] for single, r in zip(singles, alone) if (r["error"] or "").startswith(_WORKER_STOPPED)}
+    again = [(i, tuple("" if (i, c) in failed else c for c in candidates[i]), *golds[i]) for i in stopped]
+    for record in _run_chunks(_vote_chunk, again, db_dir, timeout_s, workers, keep_distinct, queries_per_item=k,
+                              rule=rule):
+        i = record["index"]
+        for j, cand in enumerate(candidates[i]):
+            if (i, cand) in failed:  # it ran (and ran out of time): invalid, not empty
+                record["candidate_outcomes"][j] = "invalid"
+        if (i, candidates[i][record["chosen"]]) in failed:
+            record.update(outcome="invalid", error=failed[(i, candidates[i][record["chosen"]])], exec_match=False)
+        records[i] = record
+    return records
 
 
 def summarize_scores(records: list[dict], key: str = "exec_match") -> dict:

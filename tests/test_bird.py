@@ -176,6 +176,8 @@ def test_grpo_reward_gives_plus_five_by_the_benchmarks_rule(food_db):
         reward = utils.SQLExecutionReward(workers=1, rule=rule)
         value = reward([None], [[{"role": "assistant", "content": answer}]], gold_sql=[gold], db_path=[food_db])[0]
         assert value == 5.0 if expected else 0 < value < 5.0  # Spider: right rows, wrong order -> partial credit
+        # the single-answer reward (README, "Reward") takes the same rule
+        assert utils.sql_reward(answer, gold, food_db, rule=rule) == value
 
 
 def test_gold_against_gold_scores_every_question(dev):

@@ -67,6 +67,26 @@ def test_keep_distinct_flips_a_verdict_in_score_only(tmp_path):
     assert verdicts == {False: True, True: False}
 
 
+def test_score_only_builds_the_shipped_databases_and_test_suite_of_a_fresh_checkout(tmp_path):
+    # A fresh checkout holds the mini-Spider's databases and test suite as SQL text only: score-only
+    # pointed straight at them builds them as opening the mini-Spider does (no "no database" error).
+    mini = tmp_path / "mini_spider"
+    unbuilt = shutil.ignore_patterns("*.sqlite", "*.sha256")
+    shutil.copytree(MINI_SPIDER_DIR / "database", mini / "database", ignore=unbuilt)
+    shutil.copytree(SUITE, mini / "test_suite", ignore=unbuilt)
+    golds = dev_golds()
+    pred, gold = tmp_path / "pred.txt", tmp_path / "gold.txt"
+    pred.write_text("".join(g + "\n" for g, _ in golds))
+    gold.write_text("".join(f"{g}\t{db}\n" for g, db in golds))
+    for folder, per_db_id in (("test_suite", 3), ("database", 1)):
+        results = tmp_path / folder / "results.jsonl"
+        out = run_script("evaluate.py", "--score_only", "--pred", str(pred), "--gold", str(gold),
+                         "--db_dir", str(mini / folder), "--results", str(results))
+        assert out.returncode == 0, out.stderr
+        metrics = json.loads(results.with_name("metrics.json").read_text())
+        assert metrics["ex"] == 1.0 and metrics["databases_per_db_id"] == per_db_id
+
+
 def test_ts_db_dir_missing_a_db_id_is_one_line_before_generation(tmp_path):
     partial = tmp_path / "suite"
     shutil.copytree(SUITE, partial, ignore=shutil.ignore_patterns("soccer_league"))

@@ -51,6 +51,27 @@ def test_failing_empty_refused_and_timed_out_candidates_do_not_vote(db_dir):
     assert record["candidate_outcomes"][:4] == ["invalid", "empty", "empty", "invalid"]
 
 
+def test_a_candidate_stopped_at_the_hard_limit_does_not_vote_and_the_others_still_do(db_dir, monkeypatch):
+    # trim(x, y) in one VM step stalls for about 40 s: only killing the worker stops it (WorkerPool).
+    # That candidate runs out of time and must not vote; the other candidates of the question still do.
+    doubled = "{n}(s) AS (SELECT '{c}' UNION ALL SELECT s || s FROM {n} WHERE length(s) * 2 <= {size})"
+    trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)
+    stall = (f"WITH RECURSIVE {doubled.format(n='d', c='a', size=65536)}, h(s) AS (SELECT max(s) FROM d), "
+             f"{doubled.format(n='e', c='b', size=4096)}, g(t) AS (SELECT max(s) FROM e) SELECT max({trims}) FROM h, g")
+    monkeypatch.setattr(utils, "GOLD_TIMEOUT_S", 1.0)  # shortens the hard limits derived from it
+    records = utils.vote_predictions([[stall, "SELECT c FROM t", "SELECT a FROM t", "SELECT a FROM t"],
+                                      [stall, stall], ["SELECT a FROM t"]],
+                                     [GOLD] * 3, db_dir, timeout_s=0.3, workers=1)
+    assert (records[0]["chosen"], records[0]["votes"], records[0]["executed"]) == (2, 2, 3)
+    assert records[0]["groups"] == [None, 1, 2, 2] and records[0]["exec_match"] is True
+    assert records[0]["candidate_outcomes"] == ["invalid", "wrong", "match", "match"]
+    assert records[0]["any_match"] is True and records[0]["candidate_matches"] == [False, False, True, True]
+    # no candidate ran: c0 is chosen, wrong, with why
+    assert (records[1]["chosen"], records[1]["votes"], records[1]["executed"]) == (0, 0, 0)
+    assert records[1]["outcome"] == "invalid" and records[1]["error"].startswith("timeout: over the hard limit")
+    assert records[2]["exec_match"] is True
+
+
 def test_when_no_candidate_runs_the_first_is_chosen(db_dir):
     record = vote(["SELECT missing FROM t", "", "SELECT also_missing FROM t"], db_dir)
     assert (record["chosen"], record["votes"], record["executed"]) == (0, 0, 0)
