@@ -1403,7 +1403,8 @@ def _config_changes(old: dict, new: dict) -> list[str]:
 
 def _clear_stage(path: Path, finished_marker: str) -> list[str]:
     """Delete what an earlier run left in its stage folder, and nothing else: the finished marker first
-    (a half-cleared folder never looks finished), the adapter, checkpoints, metrics, curves, run file."""
+    (a half-cleared folder never looks finished), the adapter, checkpoints, metrics, curves, run file,
+    and GRPO's completion log (completions/, TRL's parquet files)."""
     removed = []
     for name in (finished_marker, f".{finished_marker}.tmp", "adapter_model.safetensors", "adapter_config.json",
                  "metrics.jsonl", "curves.png", RUN_FILE):
@@ -1416,6 +1417,9 @@ def _clear_stage(path: Path, finished_marker: str) -> list[str]:
         if checkpoint.is_dir() and checkpoint.name.split("-")[-1].isdigit():
             shutil.rmtree(checkpoint)
             removed.append(checkpoint.name)
+    if (path / "completions").is_dir():
+        shutil.rmtree(path / "completions")
+        removed.append("completions/")
     return removed
 
 

@@ -143,3 +143,19 @@ def test_the_rerun_chain_goes_through_finished_stages(tmp_path):
 
     redo = run_script(*SFT, "--output_dir", str(out), "--sft_max_steps", "4", "--save_steps", "2")
     one_line_error(redo, "already holds a finished adapter; pass --overwrite")
+
+
+def test_overwrite_also_clears_the_earlier_grpo_runs_completion_logs(tmp_path):
+    # TRL's completion log (grpo/completions/completions_NNNNN.parquet) is part of a run: a shorter new run
+    # would otherwise leave the old run's later steps beside its own.
+    from config import Config
+
+    out = tmp_path / "grpo"
+    (out / "completions").mkdir(parents=True)
+    for step in (1, 40):
+        (out / "completions" / f"completions_{step:05d}.parquet").write_bytes(b"old run")
+    (out / "run_info.json").write_text("{}")
+    (tmp_path / "keep.txt").write_text("not grpo's")
+    assert utils.prepare_output_dir(out, Config(output_dir=str(tmp_path), overwrite=True), "run_info.json") is None
+    assert not (out / "completions").exists() and not (out / "run_info.json").exists()
+    assert (tmp_path / "keep.txt").read_text() == "not grpo's"
