@@ -380,12 +380,19 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value != value:  # NaN compares false with everything, so it would pass every range check in validate()
+        raise ValueError(f"expected a number, got {text!r}")
+    return value
+
+
 def _converter(f: dataclasses.Field):
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     return {
         "bool": _parse_bool,
         "int": int,
-        "float": float,
+        "float": _parse_float,
         "list": lambda s: [part.strip() for part in s.split(",") if part.strip()],
     }.get(kind, str)
 

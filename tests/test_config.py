@@ -237,6 +237,8 @@ def test_score_only_loads_no_model_stack(tmp_path):
     (["--sft_warmup_ratio", "3"], "--sft_warmup_ratio must be in [0, 1)"),  # transformers would read 3 as 3 steps
     (["--eval_temperature", "-0.1"], "--eval_temperature must be 0 or more"),
     (["--resume", "--overwrite"], "pass one of them"),
+    (["--temperature", "nan"], "--temperature: expected a number, got 'nan'"),  # NaN passes every `<= 0` check
+    (["--sql_timeout_s", "NaN"], "--sql_timeout_s: expected a number, got 'NaN'"),
 ])
 def test_settings_that_cannot_work_are_one_line_errors(argv, message):
     with pytest.raises(ConfigError) as err:
