@@ -168,6 +168,15 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
         out = out / cfg.eval_split  # eval/<adapter>/test/ (Spider), eval/<adapter>/mini_dev/ (BIRD)
     if (out / "metrics.json").exists() and not cfg.overwrite:
         if cfg.resume:  # evaluation has no checkpoints: --resume (as in a rerun chain) accepts a finished one
+            # ... only of this very adapter: after `train_grpo.py --overwrite` the old numbers are not its numbers
+            try:
+                evaluated = json.loads((out / "metrics.json").read_text()).get("adapter_sha256")
+            except (OSError, ValueError, AttributeError):
+                evaluated = "unreadable"
+            current = hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest() if adapter else None
+            if evaluated != current:
+                raise utils.UserError(f"{out} holds an evaluation of another adapter (sha256 {str(evaluated)[:12]}, "
+                                      f"{adapter or 'base'} is now {str(current)[:12]}): pass --overwrite to evaluate again")
             raise utils.StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
                                       "to resume. Pass --overwrite to evaluate again.")
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")

@@ -159,3 +159,23 @@ def test_overwrite_also_clears_the_earlier_grpo_runs_completion_logs(tmp_path):
     assert utils.prepare_output_dir(out, Config(output_dir=str(tmp_path), overwrite=True), "run_info.json") is None
     assert not (out / "completions").exists() and not (out / "run_info.json").exists()
     assert (tmp_path / "keep.txt").read_text() == "not grpo's"
+
+
+def test_resume_never_passes_off_an_evaluation_of_another_adapter_as_done(tmp_path):
+    # After `train_grpo.py --overwrite`, the rerun chain's `evaluate.py --resume` must not call the old
+    # adapter's evaluation finished: its numbers are not the new adapter's.
+    grpo = tmp_path / "grpo"
+    grpo.mkdir()
+    (grpo / "adapter_model.safetensors").write_bytes(b"the new adapter")
+    evaluation = tmp_path / "eval" / "grpo"
+    evaluation.mkdir(parents=True)
+    old = {"ex": 0.5, "adapter": str(grpo), "adapter_sha256": hashlib.sha256(b"the old adapter").hexdigest()}
+    (evaluation / "metrics.json").write_text(json.dumps(old))
+    args = ["evaluate.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--adapter", "grpo", "--resume"]
+    one_line_error(run_script(*args), "an evaluation of another adapter", "--overwrite")
+    assert json.loads((evaluation / "metrics.json").read_text()) == old  # nothing touched
+
+    same = {**old, "adapter_sha256": hashlib.sha256(b"the new adapter").hexdigest()}
+    (evaluation / "metrics.json").write_text(json.dumps(same))
+    done = run_script(*args)
+    assert done.returncode == 0 and "already holds an evaluation" in done.stdout, done.stderr[-2000:]
