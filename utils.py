@@ -1447,6 +1447,11 @@ def prepare_output_dir(path: Path, cfg: Config, finished_marker: str, inputs: di
     if marker.exists() and not cfg.overwrite:
         if cfg.resume:
             info = _read_json_or_empty(marker)
+            stale = [k for k, v in (inputs or {}).items() if k in info and info[k] != v]
+            if stale:  # e.g. GRPO finished from an SFT adapter that has since been retrained
+                raise UserError(f"{path} is finished but was trained from another SFT adapter ({stale[0]} "
+                                f"{str(info[stale[0]])[:12]}, now {str(inputs[stale[0]])[:12]}): pass --overwrite "
+                                "to train it again from the current one")
             changed = _config_changes({k: v for k, v in info.get("config", {}).items() if k in identity},
                                       {k: v for k, v in identity.items() if k in info.get("config", {})})
             note = f" (this command's settings differ: {'; '.join(changed)})" if changed else ""

@@ -179,3 +179,19 @@ def test_resume_never_passes_off_an_evaluation_of_another_adapter_as_done(tmp_pa
     (evaluation / "metrics.json").write_text(json.dumps(same))
     done = run_script(*args)
     assert done.returncode == 0 and "already holds an evaluation" in done.stdout, done.stderr[-2000:]
+
+
+def test_resume_never_calls_a_grpo_run_from_another_sft_adapter_finished(tmp_path):
+    # `train_sft.py --overwrite`, then the rerun chain: the finished GRPO stage was trained from the old SFT
+    # adapter, so "already finished" would hand evaluate.py a GRPO adapter of the old pipeline.
+    import pytest
+    from config import Config
+
+    out = tmp_path / "grpo"
+    out.mkdir()
+    (out / "run_info.json").write_text(json.dumps({"global_step": 4, "sft_adapter_sha256": "a" * 64, "config": {}}))
+    cfg = Config(output_dir=str(tmp_path), resume=True)
+    with pytest.raises(utils.UserError, match="trained from another SFT adapter.*--overwrite"):
+        utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "b" * 64})
+    with pytest.raises(utils.StageFinished, match="already finished: 4 steps"):
+        utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64})
