@@ -58,8 +58,9 @@ def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_di
 
 
 def questions_sha256(golds: list[tuple[str, str]]) -> str:
-    """Fingerprint of the evaluated questions (gold SQL and db_id, in order): --compare pairs only equal ones."""
-    return hashlib.sha256("\n".join(f"{sql}\t{db}" for sql, db in golds).encode()).hexdigest()
+    """Fingerprint of the evaluated questions (gold SQL and db_id, in order): --compare pairs only equal ones.
+    The SQL is flattened first, so a gold file spaced otherwise (Spider's dev_gold.sql) is the same questions."""
+    return hashlib.sha256("\n".join(f"{utils.flatten_sql(sql)}\t{db}" for sql, db in golds).encode()).hexdigest()
 
 
 def comparator(cfg: Config) -> str:
