@@ -344,7 +344,8 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
 # Fields that do not change what a run computes: a resumed run may change them.
 NOT_RUN_DEFINING = {"output_dir", "overwrite", "resume", "torch_threads", "logging_steps", "save_steps",
                     "save_total_limit", "wandb_project", "num_completions_to_log", "reward_workers",
-                    "gpu_memory_utilization", "vllm_server_host", "vllm_server_port"}
+                    "gpu_memory_utilization", "vllm_server_host", "vllm_server_port",
+                    "eval_steps", "eval_subset_size"}  # dev EX during GRPO only watches: greedy, no sampling
 
 
 def fields_for(script: str) -> list[str]:

@@ -1493,7 +1493,8 @@ def _resumable(path: Path, checkpoint: Path, identity: dict, rank0: bool) -> str
     if run.get("run_id") and mark["run_id"] != run["run_id"]:
         raise UserError(f"--resume: {checkpoint.name} belongs to another run (run id {mark['run_id'][:8]}, not "
                         f"{run['run_id'][:8]} of {path / RUN_FILE}): pass --overwrite to start again")
-    changed = _config_changes(mark.get("config", {}), identity)
+    # Only what defines a run in this version: a field retired from the identity since never blocks resuming.
+    changed = _config_changes({k: v for k, v in mark.get("config", {}).items() if k in identity}, identity)
     if changed:
         raise UserError(f"--resume: {checkpoint.name} was trained with other settings ({'; '.join(changed)}): "
                         "rerun with the checkpoint's settings, or pass --overwrite to start again")

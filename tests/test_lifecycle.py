@@ -195,3 +195,21 @@ def test_resume_never_calls_a_grpo_run_from_another_sft_adapter_finished(tmp_pat
         utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "b" * 64})
     with pytest.raises(utils.StageFinished, match="already finished: 4 steps"):
         utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64})
+
+
+def test_resume_may_add_dev_ex_monitoring(tmp_path):
+    # --eval_steps only watches the run (greedy, no sampling: the rewards and the adapter come out the same),
+    # like the logging settings: a resumed GRPO run may turn it on. A field that no longer defines a run
+    # (in the checkpoint's record, not in this version's identity) never blocks resuming either.
+    from config import Config, run_defining_config
+
+    out = tmp_path / "grpo"
+    checkpoint = out / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2, "max_steps": 4}))
+    identity = {**run_defining_config(Config(), "train_grpo.py"), "sft_adapter_sha256": "a" * 64, "retired_field": 1}
+    run = {"run_id": "r1", "stage": "grpo", "config": identity}
+    (out / utils.RUN_FILE).write_text(json.dumps(run))
+    (checkpoint / utils.RUN_FILE).write_text(json.dumps({**run, "step": 2}))
+    cfg = Config(output_dir=str(tmp_path), resume=True, eval_steps=2, eval_subset_size=50)
+    assert utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)
