@@ -353,6 +353,9 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
             records = [json.loads(line) for line in records_path.read_text().splitlines() if line.strip()]
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise utils.UserError(f"cannot read {records_path}: {exc}") from None
+        if not all(isinstance(r, dict) and isinstance(r.get("exec_match"), bool) for r in records):
+            raise utils.UserError(f"{records_path} is not evaluate.py's per-question records (a JSON object with "
+                                  "exec_match on each line)")
     return metrics, records, path
 
 

@@ -213,3 +213,16 @@ def test_compare_accepts_the_same_questions_written_with_other_whitespace(tmp_pa
     out = run_script("evaluate.py", "--compare", str(tmp_path / "A"), str(tmp_path / "B"))
     assert out.returncode == 0, out.stderr
     assert "all" in out.stdout and "broken by B (0)" in out.stdout
+
+
+@pytest.mark.parametrize("lines", [["[1]"], ['{"db_id": "shop"}'], ['"text"']])
+def test_compare_reports_malformed_per_question_records_in_one_line(tmp_path, lines):
+    dev = json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
+    _, gold, (a,) = write_files(tmp_path, {"a.txt": [ex["query"] for ex in dev]})
+    for name in ("A", "B"):
+        assert score_only("--pred", a, "--gold", gold, "--db_dir", MINI_SPIDER_DIR / "database",
+                          "--results", tmp_path / name / "r.jsonl").returncode == 0
+    (tmp_path / "B" / "r.jsonl").write_text("".join(line + "\n" for line in lines * len(dev)))
+    out = run_script("evaluate.py", "--compare", str(tmp_path / "A"), str(tmp_path / "B"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.startswith("error: ") and "r.jsonl" in out.stderr and out.stderr.strip().count("\n") == 0
