@@ -230,6 +230,10 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     gen_seconds = time.time() - start
 
     out.mkdir(parents=True, exist_ok=True)
+    # --overwrite: the earlier evaluation's marker first (a half-written folder never looks finished), and
+    # its voting files, which this run may not write again.
+    for name in ("metrics.json", "pred_greedy.txt", "candidates.jsonl"):
+        (out / name).unlink(missing_ok=True)
     greedy = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
     golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
