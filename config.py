@@ -332,7 +332,8 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
                      "grpo_grad_accum", "temperature", "beta", "max_prompt_length", "vllm_mode", "vllm_server_host",
                      "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",
                      "grpo_lr_scheduler_type", "grpo_loss_type", "epsilon", "epsilon_high", "mask_truncated_completions",
-                     "scale_rewards", "vllm_importance_sampling_correction", "eval_steps", "eval_subset_size")),
+                     "scale_rewards", "vllm_importance_sampling_correction", "eval_steps", "eval_subset_size",
+                     "grpo_skip_empty_gold")),
     ("reward", _GRPO, ("reward_exact", "reward_invalid", "reward_empty", "reward_partial_max")),
     ("generation and SQL execution", _GRPO + _EVAL,
      ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers")),
@@ -343,7 +344,8 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
 # Fields that do not change what a run computes: a resumed run may change them.
 NOT_RUN_DEFINING = {"output_dir", "overwrite", "resume", "torch_threads", "logging_steps", "save_steps",
                     "save_total_limit", "wandb_project", "num_completions_to_log", "reward_workers",
-                    "gpu_memory_utilization", "vllm_server_host", "vllm_server_port"}
+                    "gpu_memory_utilization", "vllm_server_host", "vllm_server_port",
+                    "eval_steps", "eval_subset_size"}  # dev EX during GRPO only watches: greedy, no sampling
 
 
 def fields_for(script: str) -> list[str]:
@@ -379,12 +381,19 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value != value:  # NaN compares false with everything, so it would pass every range check in validate()
+        raise ValueError(f"expected a number, got {text!r}")
+    return value
+
+
 def _converter(f: dataclasses.Field):
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     return {
         "bool": _parse_bool,
         "int": int,
-        "float": float,
+        "float": _parse_float,
         "list": lambda s: [part.strip() for part in s.split(",") if part.strip()],
     }.get(kind, str)
 

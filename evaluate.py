@@ -58,8 +58,9 @@ def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_di
 
 
 def questions_sha256(golds: list[tuple[str, str]]) -> str:
-    """Fingerprint of the evaluated questions (gold SQL and db_id, in order): --compare pairs only equal ones."""
-    return hashlib.sha256("\n".join(f"{sql}\t{db}" for sql, db in golds).encode()).hexdigest()
+    """Fingerprint of the evaluated questions (gold SQL and db_id, in order): --compare pairs only equal ones.
+    The SQL is flattened first, so a gold file spaced otherwise (Spider's dev_gold.sql) is the same questions."""
+    return hashlib.sha256("\n".join(f"{utils.flatten_sql(sql)}\t{db}" for sql, db in golds).encode()).hexdigest()
 
 
 def comparator(cfg: Config) -> str:
@@ -173,6 +174,15 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
         out = out / cfg.eval_split  # eval/<adapter>/test/ (Spider), eval/<adapter>/mini_dev/ (BIRD)
     if (out / "metrics.json").exists() and not cfg.overwrite:
         if cfg.resume:  # evaluation has no checkpoints: --resume (as in a rerun chain) accepts a finished one
+            # ... only of this very adapter: after `train_grpo.py --overwrite` the old numbers are not its numbers
+            try:
+                evaluated = json.loads((out / "metrics.json").read_text()).get("adapter_sha256")
+            except (OSError, ValueError, AttributeError):
+                evaluated = "unreadable"
+            current = hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest() if adapter else None
+            if evaluated != current:
+                raise utils.UserError(f"{out} holds an evaluation of another adapter (sha256 {str(evaluated)[:12]}, "
+                                      f"{adapter or 'base'} is now {str(current)[:12]}): pass --overwrite to evaluate again")
             raise utils.StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
                                       "to resume. Pass --overwrite to evaluate again.")
         raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
@@ -225,6 +235,10 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     gen_seconds = time.time() - start
 
     out.mkdir(parents=True, exist_ok=True)
+    # --overwrite: the earlier evaluation's marker first (a half-written folder never looks finished), and
+    # its voting files, which this run may not write again.
+    for name in ("metrics.json", "pred_greedy.txt", "candidates.jsonl"):
+        (out / name).unlink(missing_ok=True)
     greedy = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
     golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
@@ -348,6 +362,9 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
             records = [json.loads(line) for line in records_path.read_text().splitlines() if line.strip()]
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise utils.UserError(f"cannot read {records_path}: {exc}") from None
+        if not all(isinstance(r, dict) and isinstance(r.get("exec_match"), bool) for r in records):
+            raise utils.UserError(f"{records_path} is not evaluate.py's per-question records (a JSON object with "
+                                  "exec_match on each line)")
     return metrics, records, path
 
 

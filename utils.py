@@ -1403,7 +1403,8 @@ def _config_changes(old: dict, new: dict) -> list[str]:
 
 def _clear_stage(path: Path, finished_marker: str) -> list[str]:
     """Delete what an earlier run left in its stage folder, and nothing else: the finished marker first
-    (a half-cleared folder never looks finished), the adapter, checkpoints, metrics, curves, run file."""
+    (a half-cleared folder never looks finished), the adapter, checkpoints, metrics, curves, run file,
+    and GRPO's completion log (completions/, TRL's parquet files)."""
     removed = []
     for name in (finished_marker, f".{finished_marker}.tmp", "adapter_model.safetensors", "adapter_config.json",
                  "metrics.jsonl", "curves.png", RUN_FILE):
@@ -1416,6 +1417,9 @@ def _clear_stage(path: Path, finished_marker: str) -> list[str]:
         if checkpoint.is_dir() and checkpoint.name.split("-")[-1].isdigit():
             shutil.rmtree(checkpoint)
             removed.append(checkpoint.name)
+    if (path / "completions").is_dir():
+        shutil.rmtree(path / "completions")
+        removed.append("completions/")
     return removed
 
 
@@ -1443,6 +1447,11 @@ def prepare_output_dir(path: Path, cfg: Config, finished_marker: str, inputs: di
     if marker.exists() and not cfg.overwrite:
         if cfg.resume:
             info = _read_json_or_empty(marker)
+            stale = [k for k, v in (inputs or {}).items() if k in info and info[k] != v]
+            if stale:  # e.g. GRPO finished from an SFT adapter that has since been retrained
+                raise UserError(f"{path} is finished but was trained from another SFT adapter ({stale[0]} "
+                                f"{str(info[stale[0]])[:12]}, now {str(inputs[stale[0]])[:12]}): pass --overwrite "
+                                "to train it again from the current one")
             changed = _config_changes({k: v for k, v in info.get("config", {}).items() if k in identity},
                                       {k: v for k, v in identity.items() if k in info.get("config", {})})
             note = f" (this command's settings differ: {'; '.join(changed)})" if changed else ""
@@ -1484,7 +1493,8 @@ def _resumable(path: Path, checkpoint: Path, identity: dict, rank0: bool) -> str
     if run.get("run_id") and mark["run_id"] != run["run_id"]:
         raise UserError(f"--resume: {checkpoint.name} belongs to another run (run id {mark['run_id'][:8]}, not "
                         f"{run['run_id'][:8]} of {path / RUN_FILE}): pass --overwrite to start again")
-    changed = _config_changes(mark.get("config", {}), identity)
+    # Only what defines a run in this version: a field retired from the identity since never blocks resuming.
+    changed = _config_changes({k: v for k, v in mark.get("config", {}).items() if k in identity}, identity)
     if changed:
         raise UserError(f"--resume: {checkpoint.name} was trained with other settings ({'; '.join(changed)}): "
                         "rerun with the checkpoint's settings, or pass --overwrite to start again")

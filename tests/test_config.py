@@ -124,6 +124,16 @@ def test_every_field_stays_settable_on_every_script():
         assert (cfg.num_generations, cfg.sft_learning_rate, cfg.adapter) == (4, 0.001, "sft")
 
 
+def test_every_field_has_its_section():
+    # A field left out of SECTIONS counts as shared: it shows under "other fields" in every script's --help
+    # and becomes part of every stage's run identity (grpo_skip_empty_gold did, after two branches merged).
+    placed = {name for _, _, group in SECTIONS for name in group}
+    assert {f.name for f in dataclasses.fields(Config)} - placed == set()
+    assert "grpo_skip_empty_gold" in fields_for("train_grpo.py")
+    assert "grpo_skip_empty_gold" not in fields_for("train_sft.py") + fields_for("evaluate.py")
+    assert "grpo_skip_empty_gold" not in run_defining_config(Config(), "train_sft.py")
+
+
 def test_sections_name_real_fields_once():
     names = [name for _, _, group in SECTIONS for name in group]
     assert len(names) == len(set(names))
@@ -227,6 +237,8 @@ def test_score_only_loads_no_model_stack(tmp_path):
     (["--sft_warmup_ratio", "3"], "--sft_warmup_ratio must be in [0, 1)"),  # transformers would read 3 as 3 steps
     (["--eval_temperature", "-0.1"], "--eval_temperature must be 0 or more"),
     (["--resume", "--overwrite"], "pass one of them"),
+    (["--temperature", "nan"], "--temperature: expected a number, got 'nan'"),  # NaN passes every `<= 0` check
+    (["--sql_timeout_s", "NaN"], "--sql_timeout_s: expected a number, got 'NaN'"),
 ])
 def test_settings_that_cannot_work_are_one_line_errors(argv, message):
     with pytest.raises(ConfigError) as err:

@@ -143,3 +143,73 @@ def test_the_rerun_chain_goes_through_finished_stages(tmp_path):
 
     redo = run_script(*SFT, "--output_dir", str(out), "--sft_max_steps", "4", "--save_steps", "2")
     one_line_error(redo, "already holds a finished adapter; pass --overwrite")
+
+
+def test_overwrite_also_clears_the_earlier_grpo_runs_completion_logs(tmp_path):
+    # TRL's completion log (grpo/completions/completions_NNNNN.parquet) is part of a run: a shorter new run
+    # would otherwise leave the old run's later steps beside its own.
+    from config import Config
+
+    out = tmp_path / "grpo"
+    (out / "completions").mkdir(parents=True)
+    for step in (1, 40):
+        (out / "completions" / f"completions_{step:05d}.parquet").write_bytes(b"old run")
+    (out / "run_info.json").write_text("{}")
+    (tmp_path / "keep.txt").write_text("not grpo's")
+    assert utils.prepare_output_dir(out, Config(output_dir=str(tmp_path), overwrite=True), "run_info.json") is None
+    assert not (out / "completions").exists() and not (out / "run_info.json").exists()
+    assert (tmp_path / "keep.txt").read_text() == "not grpo's"
+
+
+def test_resume_never_passes_off_an_evaluation_of_another_adapter_as_done(tmp_path):
+    # After `train_grpo.py --overwrite`, the rerun chain's `evaluate.py --resume` must not call the old
+    # adapter's evaluation finished: its numbers are not the new adapter's.
+    grpo = tmp_path / "grpo"
+    grpo.mkdir()
+    (grpo / "adapter_model.safetensors").write_bytes(b"the new adapter")
+    evaluation = tmp_path / "eval" / "grpo"
+    evaluation.mkdir(parents=True)
+    old = {"ex": 0.5, "adapter": str(grpo), "adapter_sha256": hashlib.sha256(b"the old adapter").hexdigest()}
+    (evaluation / "metrics.json").write_text(json.dumps(old))
+    args = ["evaluate.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--adapter", "grpo", "--resume"]
+    one_line_error(run_script(*args), "an evaluation of another adapter", "--overwrite")
+    assert json.loads((evaluation / "metrics.json").read_text()) == old  # nothing touched
+
+    same = {**old, "adapter_sha256": hashlib.sha256(b"the new adapter").hexdigest()}
+    (evaluation / "metrics.json").write_text(json.dumps(same))
+    done = run_script(*args)
+    assert done.returncode == 0 and "already holds an evaluation" in done.stdout, done.stderr[-2000:]
+
+
+def test_resume_never_calls_a_grpo_run_from_another_sft_adapter_finished(tmp_path):
+    # `train_sft.py --overwrite`, then the rerun chain: the finished GRPO stage was trained from the old SFT
+    # adapter, so "already finished" would hand evaluate.py a GRPO adapter of the old pipeline.
+    import pytest
+    from config import Config
+
+    out = tmp_path / "grpo"
+    out.mkdir()
+    (out / "run_info.json").write_text(json.dumps({"global_step": 4, "sft_adapter_sha256": "a" * 64, "config": {}}))
+    cfg = Config(output_dir=str(tmp_path), resume=True)
+    with pytest.raises(utils.UserError, match="trained from another SFT adapter.*--overwrite"):
+        utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "b" * 64})
+    with pytest.raises(utils.StageFinished, match="already finished: 4 steps"):
+        utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64})
+
+
+def test_resume_may_add_dev_ex_monitoring(tmp_path):
+    # --eval_steps only watches the run (greedy, no sampling: the rewards and the adapter come out the same),
+    # like the logging settings: a resumed GRPO run may turn it on. A field that no longer defines a run
+    # (in the checkpoint's record, not in this version's identity) never blocks resuming either.
+    from config import Config, run_defining_config
+
+    out = tmp_path / "grpo"
+    checkpoint = out / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2, "max_steps": 4}))
+    identity = {**run_defining_config(Config(), "train_grpo.py"), "sft_adapter_sha256": "a" * 64, "retired_field": 1}
+    run = {"run_id": "r1", "stage": "grpo", "config": identity}
+    (out / utils.RUN_FILE).write_text(json.dumps(run))
+    (checkpoint / utils.RUN_FILE).write_text(json.dumps({**run, "step": 2}))
+    cfg = Config(output_dir=str(tmp_path), resume=True, eval_steps=2, eval_subset_size=50)
+    assert utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)

@@ -215,3 +215,18 @@ def test_same_seed_same_lora_initialisation():
     lora = lambda m: [p.detach().clone() for n, p in m.named_parameters() if "lora_A" in n]
     assert all((a == b).all() for a, b in zip(lora(first), lora(second)))
     assert not all((a == c).all() for a, c in zip(lora(first), lora(third)))
+
+
+def test_evaluate_overwrite_leaves_no_file_of_the_earlier_evaluation(tmp_path, smoke_sft):
+    # A voting evaluation (--num_samples) redone greedy with --overwrite: its candidates.jsonl and
+    # pred_greedy.txt would otherwise sit beside the new pred.txt and metrics.json as if they were its own.
+    copy_sft(smoke_sft, tmp_path)
+    ev = tmp_path / "eval" / "sft"
+    ev.mkdir(parents=True)
+    for name in ("metrics.json", "candidates.jsonl", "pred_greedy.txt"):
+        (ev / name).write_text('{"old": true}\n')
+    result = run_script("evaluate.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--adapter", "sft",
+                        "--max_eval_examples", "4", "--overwrite")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (ev / "candidates.jsonl").exists() and not (ev / "pred_greedy.txt").exists()
+    assert json.loads((ev / "metrics.json").read_text())["examples"] == 4

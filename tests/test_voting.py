@@ -218,3 +218,32 @@ def test_compare_refuses_other_questions_before_printing_and_bad_json(tmp_path):
         out = run_script("evaluate.py", "--compare", str(tmp_path / "A"), str(other))
         assert out.returncode == 2, (other, out.stderr)
         assert message in out.stderr and out.stdout == "" and out.stderr.strip().count("\n") == 0
+
+
+def test_compare_accepts_the_same_questions_written_with_other_whitespace(tmp_path):
+    # Spider's own dev_gold.sql spaces its queries differently from the gold.txt evaluate.py writes
+    # (`name ,  country` vs `name , country`, 778 of 1034 dev lines): scoring another system against it
+    # and comparing with our evaluation must pair the questions, not refuse them as different.
+    dev = json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
+    _, gold, (a,) = write_files(tmp_path, {"a.txt": [ex["query"] for ex in dev]})
+    spaced = tmp_path / "spaced_gold.txt"
+    spaced.write_text("".join(f"{ex['query'].replace(' FROM ', '  FROM  ').replace(' WHERE ', ' WHERE   ')}\t{ex['db_id']}\n" for ex in dev))
+    for name, gold_file in (("A", gold), ("B", spaced)):
+        assert score_only("--pred", a, "--gold", gold_file, "--db_dir", MINI_SPIDER_DIR / "database",
+                          "--results", tmp_path / name / "r.jsonl").returncode == 0
+    out = run_script("evaluate.py", "--compare", str(tmp_path / "A"), str(tmp_path / "B"))
+    assert out.returncode == 0, out.stderr
+    assert "all" in out.stdout and "broken by B (0)" in out.stdout
+
+
+@pytest.mark.parametrize("lines", [["[1]"], ['{"db_id": "shop"}'], ['"text"']])
+def test_compare_reports_malformed_per_question_records_in_one_line(tmp_path, lines):
+    dev = json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
+    _, gold, (a,) = write_files(tmp_path, {"a.txt": [ex["query"] for ex in dev]})
+    for name in ("A", "B"):
+        assert score_only("--pred", a, "--gold", gold, "--db_dir", MINI_SPIDER_DIR / "database",
+                          "--results", tmp_path / name / "r.jsonl").returncode == 0
+    (tmp_path / "B" / "r.jsonl").write_text("".join(line + "\n" for line in lines * len(dev)))
+    out = run_script("evaluate.py", "--compare", str(tmp_path / "A"), str(tmp_path / "B"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.startswith("error: ") and "r.jsonl" in out.stderr and out.stderr.strip().count("\n") == 0
