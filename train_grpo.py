@@ -6,8 +6,8 @@
 Reads <output_dir>/sft, saves the further-trained adapter under <output_dir>/grpo. Each log line
 carries the reward mean/std and the fraction of each outcome (match / partial / wrong / invalid /
 empty, plus parse failures and timeouts), reported by the reward through TRL's `log_metric` so they
-are averaged over all processes; TRL's completion log prints a few sample completions with their
-outcome and keeps every one under grpo/completions/. With --eval_steps N, greedy execution accuracy
+are averaged over all processes; a few sample answers follow each line, and TRL's completion log
+keeps every completion with its reward and outcome under grpo/completions/. With --eval_steps N, greedy execution accuracy
 on a fixed dev subset is logged as eval/ex every N steps: reward curves cannot show reward hacking.
 
 No separate format reward: the execution reward already ranks "no SQL" (-1) and "empty" (-2) below
@@ -41,8 +41,11 @@ def grpo_batch_args(cfg, world_size: int) -> dict:
                 gradient_accumulation_steps=cfg.grpo_grad_accum, num_generations=cfg.num_generations)
 
 
-def step_printer(backend: str):
-    """Rank 0 prints one readable line per log: reward and outcome fractions (dev EX when measured)."""
+def step_printer(backend: str, reward: utils.SQLExecutionReward):
+    """Rank 0 prints one readable line per log: reward and outcome fractions (dev EX when measured),
+    then a line per sample answer (outcome, reward, the answer's start). TRL's own sample table
+    repeats the whole schema prompt of each sample (~150 lines a step), so it is not printed; every
+    completion is in grpo/completions/*.parquet and wandb instead."""
     from transformers import TrainerCallback
 
     class StepPrinter(TrainerCallback):
@@ -52,6 +55,9 @@ def step_printer(backend: str):
             shown = {k: round(v, 3) for k, v in logs.items() if isinstance(v, (int, float)) and (
                 k in ("reward", "reward_std", "frac_reward_zero_std", "eval/ex") or k.startswith("outcome/"))}
             print(f"[grpo] step {state.global_step}: backend={backend} {shown}", flush=True)
+            if "reward" in logs:
+                for sample in reward.samples:
+                    print(f"    {sample['outcome']:>8} {sample['reward']:+.2f}  {sample['completion'][:120]!r}", flush=True)
 
     return StepPrinter()
 
@@ -212,15 +218,15 @@ def main() -> None:
         report_to=utils.report_to(cfg),
         seed=cfg.seed,
         # TRL's completion log: every completion of the last generation (gathered from all processes, with
-        # reward, advantage and outcome) in grpo/completions/*.parquet and wandb at each log step, and a
-        # table of --num_completions_to_log of them printed (0 = none).
+        # reward, advantage and outcome) in grpo/completions/*.parquet and wandb at each log step. Its
+        # printed table is off (0): step_printer shows --num_completions_to_log answers in a line each.
         log_completions=True,
-        num_completions_to_print=cfg.num_completions_to_log,
+        num_completions_to_print=0,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer,
                           callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None),
-                                     step_printer(backend)])
+                                     step_printer(backend, reward)])
     if cfg.eval_steps > 0:
         trainer.add_callback(dev_ex_callback(cfg, spider, backend, tokenizer, trainer, out))
     trainer_args = utils.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
