@@ -170,6 +170,42 @@ def test_unsloth_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_p
     assert seen["training"] and seen["use_cache"] is False and seen["checkpointing"]
 
 
+DEV_EX_MODE = """
+import collections, json, sys, types
+from pathlib import Path
+import train_grpo, utils
+from config import parse_config
+from transformers import TrainerControl, TrainerState
+
+cfg, _ = parse_config(["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false", "--output_dir", sys.argv[1],
+                       "--gradient_checkpointing", "true", "--eval_steps", "1", "--eval_subset_size", "2",
+                       "--max_completion_length", "8"])
+model, tokenizer = utils.load_model(cfg, "unsloth", adapter=None, trainable=True)
+from unsloth import FastLanguageModel
+FastLanguageModel.for_training(model)  # the mode the trainer keeps the model in between steps
+tokenizer.padding_side = "right"
+mode = lambda: {"training": model.training, "use_cache": model.config.use_cache,
+                "checkpointing": model.is_gradient_checkpointing, "padding_side": tokenizer.padding_side}
+before = mode()
+trainer = types.SimpleNamespace(_metrics={"train": collections.defaultdict(list)})  # all the callback touches
+Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "unsloth", tokenizer, trainer, Path(sys.argv[1]))
+callback.on_step_end(None, TrainerState(global_step=1), TrainerControl(), model=model)
+print(json.dumps({"before": before, "after": mode(), "eval_ex": trainer._metrics["train"]["eval/ex"]}))
+"""
+
+
+def test_unsloth_dev_ex_during_grpo_leaves_the_model_in_training_mode(tmp_path):
+    # --eval_steps on unsloth without vLLM generates through for_inference (KV cache on; on CUDA also gradient
+    # checkpointing off): the steps after it must train as before, not in generation mode.
+    result = run("-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); exec({DEV_EX_MODE!r})", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(seen["eval_ex"]) == 1 and 0.0 <= seen["eval_ex"][0] <= 1.0  # it measured dev EX
+    assert seen["before"] == {"training": True, "use_cache": False, "checkpointing": True, "padding_side": "right"}
+    assert seen["after"] == seen["before"]
+
+
 def test_unsloth_refuses_unsloth_allow_cpu_in_one_line(tmp_path):
     result = run("train_sft.py", *UNSLOTH, "--output_dir", str(tmp_path), env={"UNSLOTH_ALLOW_CPU": "1"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
