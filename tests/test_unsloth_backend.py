@@ -39,8 +39,9 @@ def unsloth_smoke(tmp_path_factory, tiny_model_dir):
     assert importlib.util.find_spec("unsloth"), "unsloth is not installed: pip install --no-deps -r requirements-unsloth-cpu.txt"
     out = tmp_path_factory.mktemp("unsloth_smoke")
     runs, seconds = {}, {}
-    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py"]),
-                        ("eval", ["evaluate.py", "--adapter", "grpo"]),
+    # GRPO measures dev EX on the way and evaluation votes among sampled answers: both generate on unsloth too.
+    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py", "--eval_steps", "2"]),
+                        ("eval", ["evaluate.py", "--adapter", "grpo", "--num_samples", "2"]),
                         ("export", ["evaluate.py", "--adapter", "grpo", "--export", "merged"])):
         start = time.time()
         runs[stage] = run(*args, *UNSLOTH, "--output_dir", str(out))
@@ -95,6 +96,20 @@ def test_unsloth_evaluation_writes_paired_official_files(unsloth_smoke):
     records = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
     assert [r["prediction"] for r in records] == preds
     assert sum(bool(r["answer"].strip()) for r in records) > 0  # the adapter generated something
+
+
+def test_unsloth_dev_ex_and_voting_run_on_the_unsloth_backend(unsloth_smoke):
+    out, runs = unsloth_smoke
+    logged = {r["step"]: r["eval/ex"] for r in utils.read_metrics(out / "grpo" / "metrics.jsonl") if "eval/ex" in r}
+    assert sorted(logged) == [2, 4] and all(0.0 <= ex <= 1.0 for ex in logged.values())
+    assert "[grpo] step 2: eval/ex=" in runs["grpo"].stdout
+    ev = out / "eval" / "grpo"
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["num_samples"] == 2 and {"ex_greedy", "ex_vote", "pass_at_k"} <= set(metrics)
+    rows = [json.loads(line) for line in (ev / "candidates.jsonl").read_text().splitlines()]
+    assert rows and all(len(r["candidates"]) == 3 for r in rows)  # greedy + 2 sampled, per question
+    assert any(len({c["answer"] for c in r["candidates"]}) > 1 for r in rows)  # sampled, not greedy again
+    assert (ev / "pred_greedy.txt").read_text().splitlines() == [r["candidates"][0]["sql"] for r in rows]
 
 
 def test_unsloth_merged_export_is_the_adapter_merged_into_16_bit_weights(unsloth_smoke):
