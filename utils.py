@@ -1076,7 +1076,10 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
         stop = stop_token_ids(model, tokenizer)
         params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p, seed=seed,
                                 stop_token_ids=stop)
-        outputs = model.fast_generate(prompts, sampling_params=params, lora_request=lora_request)
+        # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
+        # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
+        token_prompts = [{"prompt_token_ids": ids} for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        outputs = model.fast_generate(token_prompts, sampling_params=params, lora_request=lora_request)
         return [_answer_text(tokenizer, o.token_ids, stop) for out in outputs for o in out.outputs[:n]]
 
     import torch
