@@ -226,3 +226,18 @@ def test_unsloth_refuses_unsloth_allow_cpu_in_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: UNSLOTH_ALLOW_CPU is set") and result.stderr.strip().count("\n") == 0
     assert not (tmp_path / "sft" / "run_info.json").exists()
+
+
+def test_backend_choice_without_cuda(monkeypatch):
+    # unsloth is installed here (CI installs its CPU backend) and there is no GPU: auto stays on hf, an explicit
+    # --backend unsloth takes unsloth's CPU backend without vLLM, and asks for --fast_inference false with it.
+    from config import Config
+
+    assert importlib.util.find_spec("unsloth") and not utils.cuda_available()
+    monkeypatch.delenv("UNSLOTH_ALLOW_CPU", raising=False)
+    assert utils.pick_backend(Config(backend="auto")) == "hf"
+    assert utils.pick_backend(Config(backend="auto", fast_inference=False)) == "hf"
+    assert utils.pick_backend(Config(backend="unsloth", fast_inference=False)) == "unsloth"
+    with pytest.raises(utils.UserError, match="needs a CUDA GPU"):
+        utils.pick_backend(Config(backend="unsloth"))
+    assert "unsloth" not in sys.modules  # choosing imports nothing: unsloth comes first, in load_model
