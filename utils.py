@@ -1102,9 +1102,10 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
-        sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
-        if temperature > 0 and (n > 1 or top_p < 1.0):
-            sampling.update(top_p=top_p, num_return_sequences=n)
+        # Sampling from temperature and top_p alone, as vLLM does with its SamplingParams: never the top_k/top_p
+        # of the model's generation config (Qwen3-4B-Instruct-2507 ships top_k 20, top_p 0.8).
+        sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0, num_return_sequences=n)
+                    if temperature > 0 else dict(do_sample=False))
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=stop, **sampling)

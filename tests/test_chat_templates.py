@@ -253,3 +253,16 @@ def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_
     assert lora_request == ("lora_request", "ADAPTER")  # never the base model by accident
     assert eot in params["stop_token_ids"] and (params["n"], params["seed"], params["temperature"]) == (2, 3, 0.8)
     assert answers == ["SELECT count(*) FROM t"] * 2
+
+
+def test_hf_sampling_ignores_the_generation_configs_top_k_and_top_p(tiny_model_dir, tiny_tokenizer):
+    # Sampled candidates (--num_samples, --eval_temperature) draw from temperature and top_p alone, as on vLLM:
+    # a base model's generation config (Qwen3-4B-Instruct-2507: top_k 20, top_p 0.8) must not narrow them on hf.
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.generation_config.top_k, model.generation_config.top_p = 1, 0.01  # what would make sampling greedy
+    prompt = utils.render_prompt(tiny_tokenizer, utils.build_messages("CREATE TABLE t (a INT)", "How many rows?"))
+    answers = utils.generate(model, tiny_tokenizer, [prompt], "hf", adapter_dir=None, max_new_tokens=8, temperature=1.0,
+                             num_return_sequences=4, top_p=1.0, seed=0, progress=False)
+    assert len(answers) == 4 and len(set(answers)) > 1
