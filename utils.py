@@ -1067,6 +1067,8 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     answers of prompt i are [i*n, (i+1)*n)); top_p and seed apply to sampling.
     """
     n = num_return_sequences
+    if not prompts:  # every prompt over the length limit: nothing to generate (a tokenizer call on [] raises)
+        return []
     if backend == "unsloth" and fast_inference:
         from vllm import SamplingParams
 

@@ -253,6 +253,8 @@ def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_
     assert lora_request == ("lora_request", "ADAPTER")  # never the base model by accident
     assert eot in params["stop_token_ids"] and (params["n"], params["seed"], params["temperature"]) == (2, 3, 0.8)
     assert answers == ["SELECT count(*) FROM t"] * 2
+    # every prompt over the length limit: nothing to generate, no call at all
+    assert utils.generate(Model(), tokenizer, [], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8) == [] and len(calls) == 1
 
 
 def test_hf_sampling_ignores_the_generation_configs_top_k_and_top_p(tiny_model_dir, tiny_tokenizer):
