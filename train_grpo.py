@@ -113,6 +113,12 @@ def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer,
                 generated = answer(model)
             finally:
                 model.train(was_training)
+                if backend == "unsloth" and not cfg.fast_inference and was_training:
+                    # generate's for_inference turned the KV cache on (and on CUDA gradient checkpointing off)
+                    # for the rest of the run: back to unsloth's training mode, as memory_probe does.
+                    from unsloth import FastLanguageModel
+
+                    FastLanguageModel.for_training(model)
                 tokenizer.padding_side = padding_side
             answers = [""] * len(examples)
             for i, text in zip(fits, generated):

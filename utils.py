@@ -1067,6 +1067,8 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     answers of prompt i are [i*n, (i+1)*n)); top_p and seed apply to sampling.
     """
     n = num_return_sequences
+    if not prompts:  # every prompt over the length limit: nothing to generate (a tokenizer call on [] raises)
+        return []
     if backend == "unsloth" and fast_inference:
         from vllm import SamplingParams
 
@@ -1076,7 +1078,10 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
         stop = stop_token_ids(model, tokenizer)
         params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p, seed=seed,
                                 stop_token_ids=stop)
-        outputs = model.fast_generate(prompts, sampling_params=params, lora_request=lora_request)
+        # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
+        # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
+        token_prompts = [{"prompt_token_ids": ids} for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        outputs = model.fast_generate(token_prompts, sampling_params=params, lora_request=lora_request)
         return [_answer_text(tokenizer, o.token_ids, stop) for out in outputs for o in out.outputs[:n]]
 
     import torch
@@ -1099,9 +1104,10 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
-        sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
-        if temperature > 0 and (n > 1 or top_p < 1.0):
-            sampling.update(top_p=top_p, num_return_sequences=n)
+        # Sampling from temperature and top_p alone, as vLLM does with its SamplingParams: never the top_k/top_p
+        # of the model's generation config (Qwen3-4B-Instruct-2507 ships top_k 20, top_p 0.8).
+        sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0, num_return_sequences=n)
+                    if temperature > 0 else dict(do_sample=False))
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=stop, **sampling)

@@ -213,3 +213,58 @@ def test_a_base_model_without_chat_template_is_one_clear_error(tiny_model_dir):
     tokenizer.chat_template = None
     with pytest.raises(utils.UserError, match="has no chat template"):
         utils.check_chat_template(tokenizer, "Qwen/Qwen3-4B-Base")
+
+
+def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_family, monkeypatch):
+    # vLLM needs CUDA: a recording stand-in for unsloth's `fast_generate` (vLLM's LLM.generate) shows what
+    # utils.generate hands it. Given text, vLLM tokenizes with add_special_tokens=True: a template that opens
+    # with a BOS (Llama 3, Gemma) would be prompted with two, which neither training nor the hf path sees.
+    import sys
+    import types
+
+    from transformers import GenerationConfig
+
+    tokenizer = load_tokenizer(make_family("llama3_1", LLAMA31))
+    prompt = utils.render_prompt(tokenizer, utils.build_messages("CREATE TABLE t (a INT)", "How many rows?"))
+    assert prompt.startswith("<|begin_of_text|>")
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    answer_ids = tokenizer("SELECT count(*) FROM t", add_special_tokens=False)["input_ids"] + [eot, eot]
+    calls = []
+
+    class Model:  # what utils.generate uses of unsloth's model on its vLLM path
+        generation_config = GenerationConfig(eos_token_id=tokenizer.convert_tokens_to_ids(LLAMA31["stops"]))
+
+        def load_lora(self, path):
+            return ("lora_request", path)
+
+        def fast_generate(self, prompts, sampling_params, lora_request):
+            calls.append((prompts, sampling_params, lora_request))
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=answer_ids)] * sampling_params["n"])
+                    for _ in prompts]
+
+    vllm = types.ModuleType("vllm")
+    vllm.SamplingParams = lambda **kwargs: kwargs
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    answers = utils.generate(Model(), tokenizer, [prompt], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8,
+                             temperature=0.8, num_return_sequences=2, seed=3, fast_inference=True)
+    prompts, params, lora_request = calls[0]
+    assert prompts == [{"prompt_token_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"]}]
+    assert prompts[0]["prompt_token_ids"].count(tokenizer.bos_token_id) == 1
+    assert lora_request == ("lora_request", "ADAPTER")  # never the base model by accident
+    assert eot in params["stop_token_ids"] and (params["n"], params["seed"], params["temperature"]) == (2, 3, 0.8)
+    assert answers == ["SELECT count(*) FROM t"] * 2
+    # every prompt over the length limit: nothing to generate, no call at all
+    assert utils.generate(Model(), tokenizer, [], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8) == [] and len(calls) == 1
+
+
+def test_hf_sampling_ignores_the_generation_configs_top_k_and_top_p(tiny_model_dir, tiny_tokenizer):
+    # Sampled candidates (--num_samples, --eval_temperature) draw from temperature and top_p alone, as on vLLM:
+    # a base model's generation config (Qwen3-4B-Instruct-2507: top_k 20, top_p 0.8) must not narrow them on hf.
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.generation_config.top_k, model.generation_config.top_p = 1, 0.01  # what would make sampling greedy
+    prompt = utils.render_prompt(tiny_tokenizer, utils.build_messages("CREATE TABLE t (a INT)", "How many rows?"))
+    answers = utils.generate(model, tiny_tokenizer, [prompt], "hf", adapter_dir=None, max_new_tokens=8, temperature=1.0,
+                             num_return_sequences=4, top_p=1.0, seed=0, progress=False)
+    assert len(answers) == 4 and len(set(answers)) > 1

@@ -153,6 +153,20 @@ def test_scripts_reject_unknown_flags_in_one_line(script):
     assert result.stderr.startswith("error: unknown option --lerning_rate")
 
 
+@pytest.mark.parametrize("script", ["train_sft.py", "train_grpo.py", "evaluate.py"])
+def test_scripts_refuse_python_before_3_11_in_one_line(script):
+    # The GPU set's trl 1.15.0 needs Python 3.11: on 3.10 (Ubuntu 22.04's) each script must still parse
+    # and stop at its first statement with one line, before importing anything that would fail in a traceback.
+    import ast
+
+    ast.parse((ROOT / script).read_text(), feature_version=(3, 10))
+    code = ("import runpy, sys; sys.version_info = (3, 10, 12, 'final', 0); "
+            f"sys.argv = [{script!r}]; runpy.run_path({script!r}, run_name='__main__')")
+    result = run_script("-c", code)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: sql-rlvr needs Python 3.11 or newer") and result.stderr.strip().count("\n") == 0
+
+
 def test_config_module_imports_nothing_heavy():
     # unsloth must be imported before transformers/peft/trl: parsing config and importing utils may not import them.
     code = ("import sys, config, utils; config.parse_config([]); "

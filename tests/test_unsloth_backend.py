@@ -39,8 +39,9 @@ def unsloth_smoke(tmp_path_factory, tiny_model_dir):
     assert importlib.util.find_spec("unsloth"), "unsloth is not installed: pip install --no-deps -r requirements-unsloth-cpu.txt"
     out = tmp_path_factory.mktemp("unsloth_smoke")
     runs, seconds = {}, {}
-    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py"]),
-                        ("eval", ["evaluate.py", "--adapter", "grpo"]),
+    # GRPO measures dev EX on the way and evaluation votes among sampled answers: both generate on unsloth too.
+    for stage, args in (("sft", ["train_sft.py"]), ("grpo", ["train_grpo.py", "--eval_steps", "2"]),
+                        ("eval", ["evaluate.py", "--adapter", "grpo", "--num_samples", "2"]),
                         ("export", ["evaluate.py", "--adapter", "grpo", "--export", "merged"])):
         start = time.time()
         runs[stage] = run(*args, *UNSLOTH, "--output_dir", str(out))
@@ -95,6 +96,20 @@ def test_unsloth_evaluation_writes_paired_official_files(unsloth_smoke):
     records = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
     assert [r["prediction"] for r in records] == preds
     assert sum(bool(r["answer"].strip()) for r in records) > 0  # the adapter generated something
+
+
+def test_unsloth_dev_ex_and_voting_run_on_the_unsloth_backend(unsloth_smoke):
+    out, runs = unsloth_smoke
+    logged = {r["step"]: r["eval/ex"] for r in utils.read_metrics(out / "grpo" / "metrics.jsonl") if "eval/ex" in r}
+    assert sorted(logged) == [2, 4] and all(0.0 <= ex <= 1.0 for ex in logged.values())
+    assert "[grpo] step 2: eval/ex=" in runs["grpo"].stdout
+    ev = out / "eval" / "grpo"
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["num_samples"] == 2 and {"ex_greedy", "ex_vote", "pass_at_k"} <= set(metrics)
+    rows = [json.loads(line) for line in (ev / "candidates.jsonl").read_text().splitlines()]
+    assert rows and all(len(r["candidates"]) == 3 for r in rows)  # greedy + 2 sampled, per question
+    assert any(len({c["answer"] for c in r["candidates"]}) > 1 for r in rows)  # sampled, not greedy again
+    assert (ev / "pred_greedy.txt").read_text().splitlines() == [r["candidates"][0]["sql"] for r in rows]
 
 
 def test_unsloth_merged_export_is_the_adapter_merged_into_16_bit_weights(unsloth_smoke):
@@ -170,8 +185,59 @@ def test_unsloth_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_p
     assert seen["training"] and seen["use_cache"] is False and seen["checkpointing"]
 
 
+DEV_EX_MODE = """
+import collections, json, sys, types
+from pathlib import Path
+import train_grpo, utils
+from config import parse_config
+from transformers import TrainerControl, TrainerState
+
+cfg, _ = parse_config(["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false", "--output_dir", sys.argv[1],
+                       "--gradient_checkpointing", "true", "--eval_steps", "1", "--eval_subset_size", "2",
+                       "--max_completion_length", "8"])
+model, tokenizer = utils.load_model(cfg, "unsloth", adapter=None, trainable=True)
+from unsloth import FastLanguageModel
+FastLanguageModel.for_training(model)  # the mode the trainer keeps the model in between steps
+tokenizer.padding_side = "right"
+mode = lambda: {"training": model.training, "use_cache": model.config.use_cache,
+                "checkpointing": model.is_gradient_checkpointing, "padding_side": tokenizer.padding_side}
+before = mode()
+trainer = types.SimpleNamespace(_metrics={"train": collections.defaultdict(list)})  # all the callback touches
+Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "unsloth", tokenizer, trainer, Path(sys.argv[1]))
+callback.on_step_end(None, TrainerState(global_step=1), TrainerControl(), model=model)
+print(json.dumps({"before": before, "after": mode(), "eval_ex": trainer._metrics["train"]["eval/ex"]}))
+"""
+
+
+def test_unsloth_dev_ex_during_grpo_leaves_the_model_in_training_mode(tmp_path):
+    # --eval_steps on unsloth without vLLM generates through for_inference (KV cache on; on CUDA also gradient
+    # checkpointing off): the steps after it must train as before, not in generation mode.
+    result = run("-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); exec({DEV_EX_MODE!r})", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(seen["eval_ex"]) == 1 and 0.0 <= seen["eval_ex"][0] <= 1.0  # it measured dev EX
+    assert seen["before"] == {"training": True, "use_cache": False, "checkpointing": True, "padding_side": "right"}
+    assert seen["after"] == seen["before"]
+
+
 def test_unsloth_refuses_unsloth_allow_cpu_in_one_line(tmp_path):
     result = run("train_sft.py", *UNSLOTH, "--output_dir", str(tmp_path), env={"UNSLOTH_ALLOW_CPU": "1"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: UNSLOTH_ALLOW_CPU is set") and result.stderr.strip().count("\n") == 0
     assert not (tmp_path / "sft" / "run_info.json").exists()
+
+
+def test_backend_choice_without_cuda(monkeypatch):
+    # unsloth is installed here (CI installs its CPU backend) and there is no GPU: auto stays on hf, an explicit
+    # --backend unsloth takes unsloth's CPU backend without vLLM, and asks for --fast_inference false with it.
+    from config import Config
+
+    assert importlib.util.find_spec("unsloth") and not utils.cuda_available()
+    monkeypatch.delenv("UNSLOTH_ALLOW_CPU", raising=False)
+    assert utils.pick_backend(Config(backend="auto")) == "hf"
+    assert utils.pick_backend(Config(backend="auto", fast_inference=False)) == "hf"
+    assert utils.pick_backend(Config(backend="unsloth", fast_inference=False)) == "unsloth"
+    with pytest.raises(utils.UserError, match="needs a CUDA GPU"):
+        utils.pick_backend(Config(backend="unsloth"))
+    assert "unsloth" not in sys.modules  # choosing imports nothing: unsloth comes first, in load_model
