@@ -77,3 +77,14 @@ def copy_sft(sft: Path, output_dir: Path) -> Path:
     target = Path(output_dir) / "sft"
     shutil.copytree(sft, target, ignore=shutil.ignore_patterns("checkpoint-*"))
     return target
+
+
+def assert_official_files_pair(ev: Path, dev: list[dict]) -> list[str]:
+    """pred.txt and gold.txt of an evaluation folder pair line by line with dev, in the official formats;
+    returns the predictions."""
+    preds = (ev / "pred.txt").read_text().splitlines()
+    golds = (ev / "gold.txt").read_text().splitlines()
+    assert len(preds) == len(golds) == len(dev)
+    assert all(p.strip() and "\t" not in p for p in preds)
+    assert [g.split("\t") for g in golds] == [[" ".join(ex["query"].split()), ex["db_id"]] for ex in dev]
+    return preds

@@ -10,7 +10,7 @@ import pytest
 
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS, parse_config
-from conftest import assert_trainer_args_follow_config, copy_sft, run_script
+from conftest import assert_official_files_pair, assert_trainer_args_follow_config, copy_sft, run_script
 
 
 def sha(path: Path) -> str:
@@ -85,11 +85,7 @@ def test_evaluation_writes_official_files_that_line_up(smoke):
     out, runs = smoke
     ev = out / "eval" / "grpo"
     dev = json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
-    preds = (ev / "pred.txt").read_text().splitlines()
-    golds = (ev / "gold.txt").read_text().splitlines()
-    assert len(preds) == len(golds) == len(dev)
-    assert all(p.strip() and "\t" not in p for p in preds)
-    assert [g.split("\t") for g in golds] == [[" ".join(ex["query"].split()), ex["db_id"]] for ex in dev]
+    preds = assert_official_files_pair(ev, dev)
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["adapter"].endswith("grpo") and metrics["adapter_sha256"] == sha(out / "grpo" / "adapter_model.safetensors")
     assert metrics["by_hardness"]["all"]["count"] == len(dev) and metrics["subset"] is None

@@ -19,7 +19,7 @@ import pytest
 
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS
-from conftest import ROOT, assert_trainer_args_follow_config
+from conftest import ROOT, assert_official_files_pair, assert_trainer_args_follow_config
 
 UNSLOTH = ["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false"]
 
@@ -85,11 +85,7 @@ def test_unsloth_evaluation_writes_paired_official_files(unsloth_smoke):
     out, runs = unsloth_smoke
     ev = out / "eval" / "grpo"
     dev = json.loads((MINI_SPIDER_DIR / "dev.json").read_text())
-    preds = (ev / "pred.txt").read_text().splitlines()
-    golds = (ev / "gold.txt").read_text().splitlines()
-    assert len(preds) == len(golds) == len(dev)
-    assert all(p.strip() and "\t" not in p for p in preds)
-    assert [g.split("\t") for g in golds] == [[" ".join(ex["query"].split()), ex["db_id"]] for ex in dev]
+    preds = assert_official_files_pair(ev, dev)
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["backend"] == "unsloth" and "[eval] backend=unsloth" in runs["eval"].stdout
     assert metrics["adapter_sha256"] == sha(out / "grpo" / "adapter_model.safetensors")
