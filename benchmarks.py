@@ -1,102 +1,247 @@
-"""What differs between the benchmarks sql-rlvr trains and evaluates on, in one place.
+"""The benchmarks sql-rlvr trains and evaluates on, Spider and BIRD: how each release folder is read,
+and a `Benchmark` description of everything else that differs between them.
 
-A `Benchmark` describes one benchmark: how its release folder is opened (file layout, field names,
-evaluation splits), the match rule that decides "same result" (for the metric, voting's groups and
-GRPO's +5 alike), where the difficulty labels come from (and the strata of seeded samples), the file
-formats of its official evaluator, and the options only that evaluator has (Spider's --ts_db_dir and
---keep_distinct, refused with BIRD). The scripts reach it through `utils.open_benchmark(cfg)` /
-`utils.benchmark_spec(cfg)`; utils' reward, scorer and voting take the rule by name
-(`rule="spider" | "bird"`) and look it up here.
+A `Benchmark` names its evaluation splits, its match rule (scoring.MATCH_RULES: for the metric,
+voting's groups and GRPO's +5 alike), where the difficulty labels come from (and the strata of seeded
+samples), the file formats of its official evaluator, and the options only that evaluator has
+(Spider's --ts_db_dir and --keep_distinct, refused with BIRD). The scripts reach it through
+`utils.open_benchmark(cfg)` / `utils.benchmark_spec(cfg)`.
 
-    spider   Spider's release (utils.Spider); test-suite-sql-eval's execution match (DISTINCT
-             removed, `value` rewritten, column permutations, order when the gold says ORDER BY);
-             hardness computed from the gold SQL; pred.txt / gold.txt; eval splits dev, test; voting
-             groups equal row multisets (1 and 1.0 apart); test suites and --keep_distinct.
-    bird     BIRD's release (train/, dev/, mini_dev_sqlite.json); BIRD's rule, exactly as
-             bird-bench/mini_dev evaluation/evaluation_ex.py: set(pred) == set(gold) on the raw
-             rows, with sqlite3's strict UTF-8 text; difficulty from the data; predict_dev.json
-             and dev_gold.sql; eval splits dev, mini_dev; voting groups equal row sets (1 == 1.0).
+    spider   Spider's release (Spider); test-suite-sql-eval's execution match (DISTINCT removed,
+             `value` rewritten, column permutations, order when the gold says ORDER BY); hardness
+             computed from the gold SQL; pred.txt / gold.txt; eval splits dev, test; voting groups
+             equal row multisets (1 and 1.0 apart); test suites and --keep_distinct.
+    bird     BIRD's release (Bird: train/, dev/, mini_dev_sqlite.json); BIRD's rule, exactly as
+             bird-bench/mini_dev evaluation/evaluation_ex.py: set(pred) == set(gold) on the raw rows,
+             with sqlite3's strict UTF-8 text; difficulty from the data; predict_dev.json and
+             dev_gold.sql; eval splits dev, mini_dev; voting groups equal row sets (1 == 1.0).
+
+Imports config, errors, schema, scoring and hardness; never utils (which builds on this module).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import utils
+import scoring
 from config import Config
+from errors import DataError, UserError
+from hardness import HARDNESS_LEVELS
+from schema import schema_from_sqlite, schema_from_tables_json
 
 # ======================================================================
-# match rules
+# Spider's release layout
 
 
-@dataclass(frozen=True)
-class MatchRule:
-    """How one benchmark decides that a prediction's result equals the gold's.
+class SpiderDataError(DataError):
+    pass
 
-    prepare(sql, is_prediction, keep_distinct=False): the text actually executed (Spider's evaluator
-    rewrites it first; keep_distinct is its --keep_distinct).
-    rows_match(gold_rows, pred_rows, order_matters, unorder): the verdict on two executed results.
-    group_key(rows): a hashable key, equal for two results exactly when voting counts them as the
-    same answer (utils.vote_predictions).
-    strict_utf8: a result holding text that is not valid UTF-8 is an error (sqlite3's default text
-    decoding raises on it), instead of being read with the invalid bytes dropped.
+
+SPIDER_HOWTO = (
+    "get Spider from https://yale-lily.github.io/spider (spider_data.zip), unzip it and point "
+    "--spider_dir (or SPIDER_DIR in .env) at the folder holding train_spider.json, dev.json, tables.json and database/"
+)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise SpiderDataError(f"missing {path}: {SPIDER_HOWTO}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpiderDataError(f"{path} is not valid JSON ({exc})") from None
+
+
+def build_sqlite_from_sql(sql_path: Path, sqlite_path: Path) -> None:
+    """Build a database from a checked-in SQL script, atomically (a half-built file never appears)."""
+    tmp = sqlite_path.with_name(f".{sqlite_path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            # A scratch file renamed into place when complete: no journal and no fsync per INSERT
+            # (measured: 3.4 s -> milliseconds for the mini-Spider).
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.executescript(sql_path.read_text(encoding="utf-8"))
+            conn.commit()
+        finally:
+            conn.close()
+        os.replace(tmp, sqlite_path)
+    except sqlite3.Error as exc:
+        raise SpiderDataError(f"cannot build {sqlite_path.name} from {sql_path}: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_databases_built(database_dir: Path) -> None:
+    """Build `<db>/<db>.sqlite` from `<db>/<db>.sql` where the project ships SQL text instead of a binary.
+
+    A sidecar file records the hash of the script each database was built from, so an edited script
+    rebuilds it; a `.sqlite` without a sidecar (a real Spider download) is never touched.
     """
-
-    name: str
-    prepare: Callable[[str, bool], str]
-    rows_match: Callable[..., bool]
-    group_key: Callable[[list[tuple]], Any]
-    strict_utf8: bool = False
-
-    def result_error(self, result: "utils.ExecResult") -> str | None:
-        """Why an executed (ok) result counts as an error under this rule, or None."""
-        if self.strict_utf8 and result.ok and result.lossy_text:
-            return "error: Could not decode to UTF-8 (the result holds text that is not UTF-8)"
-        return None
-
-
-def bird_rows_match(gold: list[tuple], pred: list[tuple], order_matters: bool = False, unorder: Any = None) -> bool:
-    """BIRD's verdict (mini_dev evaluation_ex.py `calculate_ex`): `set(pred) == set(gold)`.
-
-    Rows are compared as Python tuples, so row order and duplicates are ignored and Python equality
-    decides values (1 == 1.0, '1' != 1); columns are compared in their order, never permuted.
-    `order_matters` and `unorder` are Spider's and are ignored here.
-    """
-    return set(pred) == set(gold)
+    if not database_dir.is_dir():
+        return
+    for sql_path in sorted(database_dir.glob("*/*.sql")):
+        if sql_path.stem != sql_path.parent.name:
+            continue  # Spider's own schema.sql files are documentation, not sources
+        sqlite_path = sql_path.with_suffix(".sqlite")
+        stamp = sql_path.with_suffix(".sql.sha256")  # no ".sqlite" in the name: the official evaluator opens every such file
+        digest = hashlib.sha256(sql_path.read_bytes()).hexdigest()
+        if sqlite_path.exists() and sqlite_path.stat().st_size > 0 and (not stamp.exists() or stamp.read_text().strip() == digest):
+            continue  # (a zero-byte file is an interrupted copy: rebuilt)
+        build_sqlite_from_sql(sql_path, sqlite_path)
+        stamp.write_text(digest + "\n")
 
 
-def bird_group_key(rows: list[tuple]) -> frozenset:
-    """Voting's key under BIRD's rule: the set of rows. Two keys are equal exactly when
-    bird_rows_match says the results match, since Python hashes equal numbers alike (1, 1.0 and
-    True hash the same) and frozenset equality is set equality."""
-    return frozenset(rows)
-
-
-def _spider_rows_match(gold: list[tuple], pred: list[tuple], order_matters: bool, unorder: Any = None) -> bool:
-    return utils.results_match(gold, pred, order_matters, unorder=unorder)
-
-
-MATCH_RULES: dict[str, MatchRule] = {
-    "spider": MatchRule("spider", lambda sql, is_prediction, keep_distinct=False: utils.official_normalize(
-                            sql, is_prediction=is_prediction, keep_distinct=keep_distinct),
-                        _spider_rows_match, utils._rows_key),
-    # BIRD executes both queries as written: no DISTINCT removal, no `value` rewrite.
-    "bird": MatchRule("bird", lambda sql, is_prediction, keep_distinct=False: sql, bird_rows_match, bird_group_key,
-                      strict_utf8=True),
+# Evaluation splits the Spider loader knows: (questions, schemas, database folder) in the release folder.
+# train uses the dev split's schemas and databases (train_spider.json + train_others.json).
+SPIDER_EVAL_SPLITS: dict[str, tuple[str, str, str]] = {
+    "dev": ("dev.json", "tables.json", "database"),
+    "test": ("test.json", "test_tables.json", "test_database"),  # the current release holds the test set
 }
+
+
+def check_eval_split(split: str) -> None:
+    if split not in SPIDER_EVAL_SPLITS:
+        raise UserError(f"--eval_split {split!r} is not a Spider split: use one of {', '.join(SPIDER_EVAL_SPLITS)}")
+
+
+def ensure_test_suite_built(folder: Path, source_dir: Path) -> None:
+    """Build a test-suite folder from shipped SQL (the mini-Spider's): for each `<folder>/<db_id>/`,
+    `<db_id>.sqlite` from `<source_dir>/<db_id>/<db_id>.sql`, and `<name>.sqlite` for each
+    `<name>.perturb.sql` beside it from that same script followed by the perturbation (rows deleted,
+    duplicated, numbers shifted). Rebuilt when either script changes, atomically like the others."""
+    if not folder.is_dir():
+        return
+    for db_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        source = source_dir / db_folder.name / f"{db_folder.name}.sql"
+        if not source.is_file():
+            continue
+        base = source.read_text(encoding="utf-8")
+        targets = [(db_folder / f"{db_folder.name}.sqlite", "")]
+        targets += [(db_folder / (p.name[: -len(".perturb.sql")] + ".sqlite"), p.read_text(encoding="utf-8"))
+                    for p in sorted(db_folder.glob("*.perturb.sql"))]
+        for sqlite_path, perturbation in targets:
+            script = base + "\n" + perturbation
+            stamp = sqlite_path.with_name(sqlite_path.stem + ".built.sha256")  # no ".sqlite" in the name
+            digest = hashlib.sha256(script.encode()).hexdigest()
+            if sqlite_path.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+                continue
+            tmp_sql = sqlite_path.with_name(f".{sqlite_path.stem}.{os.getpid()}.script")
+            try:
+                # no journal or fsync per INSERT: the file is built aside and renamed into place
+                tmp_sql.write_text("PRAGMA journal_mode = OFF;\nPRAGMA synchronous = OFF;\n" + script, encoding="utf-8")
+                build_sqlite_from_sql(tmp_sql, sqlite_path)
+            finally:
+                tmp_sql.unlink(missing_ok=True)
+            stamp.write_text(digest + "\n")
+
+
+@dataclass
+class Spider:
+    """A Spider release folder: examples per split, schemas from tables.json, database paths.
+
+    Opened for an evaluation split (SPIDER_EVAL_SPLITS): 'dev' (the default, also used for
+    training) reads tables.json and database/; 'test' reads test_tables.json and test_database/.
+    """
+
+    root: Path
+    tables: dict[str, dict] = field(default_factory=dict)
+    _schema_cache: dict = field(default_factory=dict, repr=False)
+    split: str = "dev"
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, split: str = "dev") -> "Spider":
+        path = Path(root).expanduser()
+        check_eval_split(split)
+        if not path.is_dir():
+            raise SpiderDataError(f"Spider folder {path} does not exist: {SPIDER_HOWTO}")
+        questions, tables_file, db_folder = SPIDER_EVAL_SPLITS[split]
+        if split != "dev":
+            missing = [name for name in (questions, tables_file, db_folder + "/") if not (path / name).exists()]
+            if missing:
+                raise UserError(f"--eval_split {split} needs {', '.join(missing)} in {path} (not found): "
+                                      "the current Spider release (spider_data.zip) holds the test set")
+        tables = _read_json(path / tables_file)
+        if not isinstance(tables, list) or not all(isinstance(t, dict) and "db_id" in t for t in tables):
+            raise SpiderDataError(f"{path / tables_file} is not a list of Spider schemas with db_id")
+        ensure_databases_built(path / db_folder)
+        ensure_test_suite_built(path / "test_suite", path / "database")  # the mini-Spider's; absent in Spider
+        return cls(root=path, tables={t["db_id"]: t for t in tables}, split=split)
+
+    @property
+    def database_dir(self) -> Path:
+        return self.root / SPIDER_EVAL_SPLITS[self.split][2]
+
+    @property
+    def tables_path(self) -> Path:
+        return self.root / SPIDER_EVAL_SPLITS[self.split][1]
+
+    def db_path(self, db_id: str) -> Path:
+        return self.database_dir / db_id / f"{db_id}.sqlite"
+
+    def db_dir(self, split: str) -> Path:
+        """The folder of <db_id>/<db_id>.sqlite of an evaluation split (the one this Spider was opened for)."""
+        return self.database_dir
+
+    def examples(self, split: str, use_train_others: bool = True) -> list[dict]:
+        """Examples of `split` ('train', or an evaluation split: 'dev', 'test') as dicts with db_id,
+        question, query (and the rest). An evaluation split other than dev needs the Spider opened for it."""
+        if split == "train":
+            files = ["train_spider.json"] + (["train_others.json"] if use_train_others else [])
+        elif split in SPIDER_EVAL_SPLITS:
+            if split != "dev" and split != self.split:
+                raise ValueError(f"open the Spider folder with split={split!r} to read its examples")
+            files = [SPIDER_EVAL_SPLITS[split][0]]
+        else:
+            raise ValueError(f"unknown split {split!r}")
+        examples: list[dict] = []
+        for i, name in enumerate(files):
+            path = self.root / name
+            if i > 0 and not path.exists():
+                continue  # train_others.json is optional
+            data = _read_json(path)
+            if not isinstance(data, list):
+                raise SpiderDataError(f"{path} should hold a list of examples")
+            for j, ex in enumerate(data):
+                if not (isinstance(ex, dict) and all(isinstance(ex.get(k), str) for k in ("db_id", "question", "query"))):
+                    raise SpiderDataError(f"{path} example {j} lacks a string db_id, question or query")
+                examples.append(ex)
+        missing = sorted({ex["db_id"] for ex in examples} - set(self.tables))
+        if missing:
+            raise SpiderDataError(f"{split} examples use databases absent from {self.tables_path.name}: {', '.join(missing[:5])}")
+        return examples
+
+    def schema(self, db_id: str, sample_values: int = 0) -> str:
+        """CREATE TABLE text for the prompt: from the database when present, else from tables.json."""
+        key = (db_id, sample_values)
+        if key not in self._schema_cache:
+            path = self.db_path(db_id)
+            if path.exists():
+                text = schema_from_sqlite(path, sample_values, self.tables.get(db_id))
+            elif db_id in self.tables:
+                text = schema_from_tables_json(self.tables[db_id])
+            else:
+                raise SpiderDataError(f"no database or tables.json entry for {db_id!r} under {self.root}")
+            self._schema_cache[key] = text
+        return self._schema_cache[key]
 
 
 # ======================================================================
 # BIRD's release layout
 
 
-class BirdDataError(utils.UserError):
+class BirdDataError(DataError):
     pass
 
 
@@ -172,7 +317,7 @@ def read_column_descriptions(db_folder: Path) -> dict[tuple[str, str], str]:
 
 @dataclass
 class Bird:
-    """A BIRD release folder, read through the same interface as utils.Spider (examples, schema, db_path).
+    """A BIRD release folder, read through the same interface as Spider (examples, schema, db_path).
 
     Examples keep BIRD's fields and get `query` (= `SQL`, the key the scripts read), `evidence`
     (default "") and `difficulty` (from the data; "unknown" when absent, as in train.json).
@@ -207,7 +352,7 @@ class Bird:
         entries = _read_bird_json(tables_path)
         if not isinstance(entries, list) or not all(isinstance(t, dict) and "db_id" in t for t in entries):
             raise BirdDataError(f"{tables_path} is not a list of schemas with db_id")
-        utils.ensure_databases_built(databases)  # the shipped mini-BIRD keeps its databases as .sql text
+        ensure_databases_built(databases)  # the shipped mini-BIRD keeps its databases as .sql text
         for entry in entries:
             self.tables[entry["db_id"]] = entry
             self._db_dirs[entry["db_id"]] = databases
@@ -248,85 +393,13 @@ class Bird:
             if not path.exists():
                 raise BirdDataError(f"missing {path}: {BIRD_HOWTO}")
             notes = read_column_descriptions(path.parent) if self.column_descriptions else None
-            self._schema_cache[key] = utils.schema_from_sqlite(path, sample_values, self.tables.get(db_id),
+            self._schema_cache[key] = schema_from_sqlite(path, sample_values, self.tables.get(db_id),
                                                                column_comments=notes)
         return self._schema_cache[key]
 
 
 # ======================================================================
-# BIRD's files: predict_dev.json, dev_gold.sql, the question file
-
-
-def write_bird_predictions(path: Path, preds: list[str], db_ids: list[str]) -> None:
-    """predict_dev.json: {"0": "SQL\\t----- bird -----\\tdb_id", ...} in question order (BIRD pairs by order)."""
-    entries = {str(i): f"{utils.flatten_sql(sql)}{BIRD_SEPARATOR}{db}" for i, (sql, db) in enumerate(zip(preds, db_ids))}
-    path.write_text(json.dumps(entries, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def read_bird_predictions(path: str | os.PathLike, expected: int | None = None) -> list[str]:
-    """Predictions from BIRD's JSON (read as BIRD does: entries in file order, SQL before the separator;
-    a non-string entry is an empty prediction), or from a text file with one SQL a line."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise utils.UserError(f"cannot read prediction file {path}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        preds = []
-        for value in data.values():
-            if not isinstance(value, str):
-                preds.append(" ")  # as BIRD: a space, which never runs as a query
-            else:  # as BIRD's package_sqls: exactly one separator, else the whole string is the SQL
-                parts = value.split(BIRD_SEPARATOR)
-                preds.append(parts[0] if len(parts) == 2 else value.strip())
-        if expected is not None and len(preds) != expected:
-            raise utils.UserError(f"{path} has {len(preds)} predictions but the gold has {expected}: they pair in order")
-        return preds
-    return utils.read_pred_file(path, expected)
-
-
-def read_bird_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[str]]:
-    """(SQL, db_id) pairs and difficulties from BIRD's question file (dev.json, mini_dev_sqlite.json),
-    or from a gold file with one `SQL<TAB>db_id` a line (difficulty then 'unknown')."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise utils.UserError(f"cannot read gold file {path}: {exc}") from None
-    if text.lstrip()[:1] != "[":
-        golds = utils.read_gold_file(path)
-        return golds, ["unknown"] * len(golds)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise utils.UserError(f"{path} is not valid JSON ({exc})") from None
-    golds, difficulties = [], []
-    for j, ex in enumerate(data if isinstance(data, list) else []):
-        if not (isinstance(ex, dict) and isinstance(ex.get("SQL"), str) and isinstance(ex.get("db_id"), str)):
-            raise utils.UserError(f"{path} question {j} lacks a string SQL and db_id")
-        golds.append((utils.flatten_sql(ex["SQL"]), ex["db_id"]))
-        difficulties.append(ex["difficulty"] if isinstance(ex.get("difficulty"), str) else "unknown")
-    if not golds:
-        raise utils.UserError(f"{path} holds no BIRD questions (a JSON list with SQL and db_id)")
-    return golds, difficulties
-
-
-# ======================================================================
 # the benchmark descriptions
-
-
-def summarize_by(records: list[dict], key: str, levels: tuple[str, ...], value: str = "exec_match") -> dict:
-    """Accuracy overall ('all') and per level of records[key], with counts, of the boolean
-    records[value] (exec_match, or any_match for pass@k, ...)."""
-    summary = {}
-    for level in levels + ("all",):
-        rows = [r for r in records if level == "all" or r.get(key) == level]
-        hits = sum(bool(r[value]) for r in rows)
-        summary[level] = {"count": len(rows), "exec_match": hits, "ex": hits / len(rows) if rows else 0.0}
-    return summary
 
 
 @dataclass(frozen=True)
@@ -335,21 +408,21 @@ class Benchmark:
 
     name: str
     title: str  # as the benchmark spells itself in messages
-    # (cfg, split) -> a dataset with root, examples(split), schema(db_id, k), db_path(db_id); `split` is
-    # the evaluation split it is opened for (training reads "train" from any).
+    # (cfg, split) -> a dataset with root, examples(split), schema(db_id, k), db_path(db_id), db_dir(split);
+    # `split` is the evaluation split it is opened for (training reads "train" from any).
     open: Callable[[Config, str], Any]
     eval_splits: tuple[str, ...]  # what --eval_split may name
-    rule: str  # key of MATCH_RULES: the metric's, voting's and GRPO's +5 verdict
+    rule: str  # key of scoring.MATCH_RULES: the metric's, voting's and GRPO's +5 verdict
     label_key: str  # the record field holding the difficulty level; metrics.json has by_<label_key>
     levels: tuple[str, ...]
     eval_strata: tuple[str, ...]  # utils.stratified_subset keys of --max_eval_examples / --eval_subset_size samples
     difficulty_from_data: bool  # BIRD's questions carry it; Spider's hardness is computed from the gold SQL
     read_predictions: Callable[..., list[str]]  # (path, expected count) -> SQL strings
     read_gold: Callable[[str | os.PathLike], tuple[list[tuple[str, str]], list[str] | None]]  # -> (SQL, db_id), levels
-    summarize: Callable[..., dict]  # (records, key="exec_match") -> accuracy per level and "all"
-    format_table: Callable[..., str]  # (summary, extra_rows=()) -> the official evaluator's table shape
-    db_dir: Callable[[Any, str], Path]  # (dataset, split) -> the folder of <db_id>/<db_id>.sqlite
     comparator: Callable[[Config], str]  # what "execution match" means in metrics.json
+    # The official evaluator's score table: column names (levels + the total), the accuracy row's title,
+    # percent or fractions, column width.
+    table: dict = field(default_factory=dict)
     # The official evaluator's files: None = evaluate.py's pred.txt / gold.txt and its Spider command.
     write_eval_files: Callable[[Path, list[dict], list[str]], tuple[Path, Path]] | None = None  # (out, examples, preds)
     official_command: Callable[..., str] | None = None  # (pred, gold, db_dir, out) -> a shell command
@@ -362,14 +435,22 @@ class Benchmark:
         """metrics.json's table of EX per level: by_hardness (Spider) or by_difficulty (BIRD)."""
         return f"by_{self.label_key}"
 
+    def summarize(self, records: list[dict], key: str = "exec_match") -> dict:
+        """Accuracy overall ('all') and per level, with counts, of the boolean `key` of each record."""
+        return scoring.summarize_by(records, self.label_key, self.levels, key)
+
+    def format_table(self, summary: dict, extra_rows: Any = ()) -> str:
+        """The official evaluator's table shape, with extra_rows (label, summary) below it."""
+        return scoring.format_table(summary, self.levels, extra_rows, **self.table)
+
     def check_eval_split(self, split: str) -> None:
         """One line when --eval_split names no split of this benchmark (and which benchmark has it)."""
         if split in self.eval_splits:
             return
         owner = next((b for b in BENCHMARKS.values() if split in b.eval_splits), None)
         hint = f" ({split} is {owner.title}'s: add --benchmark {owner.name})" if owner else ""
-        raise utils.UserError(f"--eval_split {split!r} is not a {self.title} split: use one of "
-                              f"{', '.join(self.eval_splits)}{hint}")
+        raise UserError(f"--eval_split {split!r} is not a {self.title} split: use one of "
+                        f"{', '.join(self.eval_splits)}{hint}")
 
     def check_options(self, cfg: Config) -> None:
         """One line when cfg sets an option that only another benchmark's evaluator has."""
@@ -377,8 +458,8 @@ class Benchmark:
         for other in BENCHMARKS.values():
             for option, what in other.own_options:
                 if other is not self and getattr(cfg, option) != getattr(defaults, option):
-                    raise utils.UserError(f"--{option} is {other.title}'s ({what}): {self.title} has no such thing; "
-                                          f"drop it, or use --benchmark {other.name}")
+                    raise UserError(f"--{option} is {other.title}'s ({what}): {self.title} has no such thing; "
+                                    f"drop it, or use --benchmark {other.name}")
 
     def label(self, records: list[dict], labels: list[str] | None) -> None:
         """Give each record its difficulty: from the data (BIRD) or as the scorer computed it (Spider)."""
@@ -394,36 +475,8 @@ class Benchmark:
             self.label(records, [ex.get(self.label_key, "unknown") for ex in examples])
 
 
-def format_bird_table(summary: dict, extra_rows: Any = ()) -> str:
-    """BIRD's own table shape (mini_dev `print_data`): simple / moderate / challenging / total, EX in percent.
-    extra_rows: (label, summary) rows printed below EX (greedy, pass@k, each candidate file...)."""
-    levels = BIRD_DIFFICULTIES + ("all",)
-    names = BIRD_DIFFICULTIES + ("total",)
-    lines = [f"{'':<20}" + "".join(f"{n:<20}" for n in names),
-             f"{'count':<20}" + "".join(f"{summary[lv]['count']:<20}" for lv in levels),
-             f"{'EX':<20}" + "".join(f"{100 * summary[lv]['ex']:<20.2f}" for lv in levels)]
-    for label, rows in extra_rows:
-        lines.append(f"{label[:19]:<20}" + "".join(f"{100 * rows[lv]['ex']:<20.2f}" for lv in levels))
-    return "\n".join(lines)
-
-
-def _gold_lines(path: Path, examples: list[dict]) -> None:
-    # Spider's gold.txt and BIRD's dev_gold.sql share the format: `SQL<TAB>db_id` a line.
-    path.write_text("".join(f"{utils.flatten_sql(ex['query'])}\t{ex['db_id']}\n" for ex in examples), encoding="utf-8")
-
-
-def _write_bird_files(out: Path, examples: list[dict], preds: list[str]) -> tuple[Path, Path]:
-    """predict_dev.json, dev_gold.sql and dev_difficulty.jsonl (what BIRD's evaluator reads with
-    --diff_json_path: one {"difficulty": ...} a line), all in question order."""
-    pred_path, gold_path = out / "predict_dev.json", out / "dev_gold.sql"
-    write_bird_predictions(pred_path, preds, [ex["db_id"] for ex in examples])
-    _gold_lines(gold_path, examples)
-    (out / "dev_difficulty.jsonl").write_text("".join(json.dumps({"difficulty": ex["difficulty"]}) + "\n" for ex in examples))
-    return pred_path, gold_path
-
-
 def _spider_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], None]:
-    return utils.read_gold_file(path), None
+    return scoring.read_gold_file(path), None
 
 
 def _bird_command(pred: Path, gold: Path, db_dir: Path, out: Path) -> str:
@@ -434,13 +487,14 @@ def _bird_command(pred: Path, gold: Path, db_dir: Path, out: Path) -> str:
             "   # in evaluation/ of a checkout of github.com/bird-bench/mini_dev (it imports func_timeout, psycopg2, pymysql)")
 
 
+SUBSET_HARDNESS = "hardness"  # a stratum key that is not a field: Spider's hardness of the gold query
+
 BENCHMARKS: dict[str, Benchmark] = {
     "spider": Benchmark(
-        name="spider", title="Spider", open=lambda cfg, split="dev": utils.Spider.open(cfg.spider_dir, split),
-        eval_splits=tuple(utils.SPIDER_EVAL_SPLITS), rule="spider", label_key="hardness",
-        levels=utils.HARDNESS_LEVELS, eval_strata=("db_id", utils.SUBSET_HARDNESS), difficulty_from_data=False,
-        read_predictions=utils.read_pred_file, read_gold=_spider_gold, summarize=utils.summarize_scores,
-        format_table=utils.format_score_table, db_dir=lambda dataset, split: dataset.database_dir,
+        name="spider", title="Spider", open=lambda cfg, split="dev": Spider.open(cfg.spider_dir, split),
+        eval_splits=tuple(SPIDER_EVAL_SPLITS), rule="spider", label_key="hardness",
+        levels=HARDNESS_LEVELS, eval_strata=("db_id", SUBSET_HARDNESS), difficulty_from_data=False,
+        read_predictions=scoring.read_pred_file, read_gold=_spider_gold,
         comparator=lambda cfg: "sql-rlvr execution match = test-suite-sql-eval exec rules, "
                                + ("--keep_distinct" if cfg.keep_distinct else "default flags"),
         own_options=(("ts_db_dir", "test-suite-sql-eval's distilled test-suite databases"),
@@ -450,17 +504,16 @@ BENCHMARKS: dict[str, Benchmark] = {
         open=lambda cfg, split="dev": Bird.open(cfg.bird_dir, cfg.bird_column_descriptions),
         eval_splits=("dev", "mini_dev"), rule="bird",
         label_key="difficulty", levels=BIRD_DIFFICULTIES, eval_strata=("db_id", "difficulty"), difficulty_from_data=True,
-        read_predictions=read_bird_predictions, read_gold=read_bird_gold,
-        summarize=lambda records, key="exec_match": summarize_by(records, "difficulty", BIRD_DIFFICULTIES, key),
-        format_table=format_bird_table, db_dir=lambda dataset, split: dataset.db_dir(split),
+        read_predictions=scoring.read_bird_predictions, read_gold=scoring.read_bird_gold,
         comparator=lambda cfg: "sql-rlvr execution match = BIRD's evaluation_ex.py rule: set(pred) == set(gold), "
                                "strict UTF-8",
-        write_eval_files=_write_bird_files, official_command=_bird_command),
+        # BIRD's own table shape (mini_dev `print_data`): simple / moderate / challenging / total, EX in percent.
+        table=dict(names=BIRD_DIFFICULTIES + ("total",), title="EX", percent=True, width=20),
+        write_eval_files=scoring.write_bird_files, official_command=_bird_command),
 }
 
 
 def get(name: str) -> Benchmark:
     if name not in BENCHMARKS:
-        raise utils.UserError(f"unknown benchmark {name!r}: use {' or '.join(BENCHMARKS)}")
+        raise UserError(f"unknown benchmark {name!r}: use {' or '.join(BENCHMARKS)}")
     return BENCHMARKS[name]
-

@@ -11,11 +11,15 @@ stack when it is used.
 
 from __future__ import annotations
 
+import sys
+
+if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
+    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
+
 import argparse
 import dataclasses
 import difflib
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from typing import Any
 REPO_DIR = Path(__file__).resolve().parent
 MINI_SPIDER_DIR = REPO_DIR / "data" / "mini_spider"
 MINI_BIRD_DIR = REPO_DIR / "data" / "mini_bird"
-TINY_MODEL_NAME = "tiny"  # resolved to a ~100k-parameter Qwen3 built locally (utils.ensure_tiny_model)
+TINY_MODEL_NAME = "tiny"  # resolved to a ~100k-parameter Qwen3 built locally (tiny_model.py)
 
 try:  # .env is optional; python-dotenv is in both requirement sets, but config must never crash on it
     from dotenv import load_dotenv

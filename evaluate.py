@@ -25,31 +25,24 @@ EX by difficulty; --eval_split mini_dev scores BIRD's mini-dev (under eval/<adap
 --ts_db_dir and --keep_distinct are Spider's and refused.
 """
 
-import sys
-
-if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
-    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
+from config import Config, parse_config  # first: it stops Python < 3.11 in one line
 
 import argparse
 import hashlib
 import json
 import os
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import benchmarks
+from export import export_merged
+import runs
+import scoring
 import utils
-from config import Config, parse_config
-
-
-def write_results(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+from errors import StageFinished, UserError
 
 
 def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_distinct: bool = False) -> str:
@@ -60,7 +53,7 @@ def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_di
 def questions_sha256(golds: list[tuple[str, str]]) -> str:
     """Fingerprint of the evaluated questions (gold SQL and db_id, in order): --compare pairs only equal ones.
     The SQL is flattened first, so a gold file spaced otherwise (Spider's dev_gold.sql) is the same questions."""
-    return hashlib.sha256("\n".join(f"{utils.flatten_sql(sql)}\t{db}" for sql, db in golds).encode()).hexdigest()
+    return hashlib.sha256("\n".join(f"{scoring.flatten_sql(sql)}\t{db}" for sql, db in golds).encode()).hexdigest()
 
 
 def comparator(cfg: Config) -> str:
@@ -69,7 +62,7 @@ def comparator(cfg: Config) -> str:
 
 def test_suite_size(db_dir: str | os.PathLike, db_ids: set[str]) -> int:
     """Most database files any db_id has under db_dir (1 = Spider's layout, more = a test suite)."""
-    return max((len(utils._db_files(os.fspath(db_dir), db)) for db in db_ids), default=0)
+    return max((len(scoring.db_files(db_dir, db)) for db in db_ids), default=0)
 
 
 def vote_metrics(records: list[dict], k: int, spec) -> dict:
@@ -83,19 +76,19 @@ def vote_metrics(records: list[dict], k: int, spec) -> dict:
 def score_only(cfg: Config, args: argparse.Namespace) -> None:
     missing = [flag for flag in ("pred", "gold", "db_dir") if not getattr(args, flag)]
     if missing:
-        raise utils.UserError("--score_only needs " + ", ".join(f"--{m}" for m in missing))
+        raise UserError("--score_only needs " + ", ".join(f"--{m}" for m in missing))
     spec = utils.benchmark_spec(cfg)  # its file formats, match rule and difficulty levels
     spec.check_options(cfg)
     golds, labels = spec.read_gold(args.gold)
     pred_files = list(args.pred)
     pred_lists = [spec.read_predictions(path, expected=len(golds)) for path in pred_files]
     if not Path(args.db_dir).is_dir():
-        raise utils.UserError(f"--db_dir {args.db_dir} is not a folder (expected <db_dir>/<db_id>/<db_id>.sqlite)")
+        raise UserError(f"--db_dir {args.db_dir} is not a folder (expected <db_dir>/<db_id>/<db_id>.sqlite)")
     # The shipped mini datasets keep their databases as SQL text, built on first use as opening them does
     # (a real download's .sqlite files are never touched; a test suite only from our *.perturb.sql layout).
-    utils.ensure_databases_built(Path(args.db_dir))
+    benchmarks.ensure_databases_built(Path(args.db_dir))
     if any(Path(args.db_dir).glob("*/*.perturb.sql")):
-        utils.ensure_test_suite_built(Path(args.db_dir), Path(args.db_dir).parent / "database")
+        benchmarks.ensure_test_suite_built(Path(args.db_dir), Path(args.db_dir).parent / "database")
     results = Path(args.results) if args.results else Path(pred_files[0]).with_name("results.jsonl")
     metrics_path = results.with_name("metrics.json")
     if metrics_path.exists():
@@ -105,19 +98,19 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
             previous = {}
         if (isinstance(previous, dict) and previous.get("mode") != "score_only"
                 and any(key.startswith("by_") for key in previous)):
-            raise utils.UserError(f"{metrics_path} holds a generation run's metrics: pass --results in another folder")
+            raise UserError(f"{metrics_path} holds a generation run's metrics: pass --results in another folder")
     start = time.time()
     if len(pred_lists) == 1:
-        records = utils.score_predictions(pred_lists[0], golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers,
+        records = scoring.score_predictions(pred_lists[0], golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers,
                                           keep_distinct=cfg.keep_distinct, rule=spec.rule)
     else:  # several files: candidates in the order given, voted on by execution under the benchmark's rule
-        records = utils.vote_predictions([list(c) for c in zip(*pred_lists)], golds, args.db_dir, cfg.sql_timeout_s,
+        records = scoring.vote_predictions([list(c) for c in zip(*pred_lists)], golds, args.db_dir, cfg.sql_timeout_s,
                                          cfg.reward_workers, keep_distinct=cfg.keep_distinct, rule=spec.rule)
     spec.label(records, labels)
     seconds = time.time() - start
     for record in records:  # the scored (or chosen) prediction, for --compare's list of flipped questions
         record["prediction"] = pred_lists[record.get("chosen", 0)][record["index"]]
-    write_results(results, records)
+    runs.write_jsonl(results, records)
     summary = spec.summarize(records)
     metrics = {
         "ex": summary["all"]["ex"], spec.metrics_key: summary, "comparator": comparator(cfg),
@@ -156,7 +149,7 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
         path = Path(cfg.output_dir) / name
         if not (path / "adapter_model.safetensors").exists():
             script = "train_sft.py" if name == "sft" else "train_grpo.py"
-            raise utils.UserError(f"no {name} adapter in {path}: run `python {script}` with the same --output_dir "
+            raise UserError(f"no {name} adapter in {path}: run `python {script}` with the same --output_dir "
                                   "first, or pass --adapter PATH / --adapter none")
         return path, name
     path = Path(name)
@@ -164,11 +157,20 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
     return path, path.name
 
 
-def evaluate(cfg: Config, args: argparse.Namespace) -> None:
-    spec = utils.benchmark_spec(cfg)  # Spider or BIRD (--benchmark): files, splits, match rule, levels
-    spec.check_eval_split(cfg.eval_split)
-    spec.check_options(cfg)
-    adapter, label = resolve_adapter(cfg)
+@dataclass
+class Answers:
+    """What the model said: each question's greedy answer and its sampled candidates (--num_samples)."""
+
+    greedy: list[str]
+    samples: list[list[str]]  # k answers per question; k = 0: empty lists
+    backend: str
+    prompts_over_limit: int
+    seconds: float
+
+
+def evaluation_folder(cfg: Config, adapter: Path | None, label: str) -> Path:
+    """eval/<adapter>/ (eval/<adapter>/<split>/ off dev), refused when it already holds an evaluation unless
+    --overwrite; --resume accepts a finished one of this very adapter (a rerun chain), and says so."""
     out = Path(cfg.output_dir) / "eval" / label
     if cfg.eval_split != "dev":
         out = out / cfg.eval_split  # eval/<adapter>/test/ (Spider), eval/<adapter>/mini_dev/ (BIRD)
@@ -179,126 +181,155 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
                 evaluated = json.loads((out / "metrics.json").read_text()).get("adapter_sha256")
             except (OSError, ValueError, AttributeError):
                 evaluated = "unreadable"
-            current = hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest() if adapter else None
+            current = runs.adapter_digest(adapter) if adapter else None
             if evaluated != current:
-                raise utils.UserError(f"{out} holds an evaluation of another adapter (sha256 {str(evaluated)[:12]}, "
-                                      f"{adapter or 'base'} is now {str(current)[:12]}): pass --overwrite to evaluate again")
-            raise utils.StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
-                                      "to resume. Pass --overwrite to evaluate again.")
-        raise utils.UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
-    spider = utils.open_benchmark(cfg, cfg.eval_split)
-    examples = spider.examples(cfg.eval_split)
-    subset = None
-    if 0 < cfg.max_eval_examples < len(examples):
-        # A seeded sample stratified by database and hardness or difficulty (spec.eval_strata; the first N
-        # questions cover a few databases).
-        chosen = utils.stratified_subset(examples, cfg.max_eval_examples, cfg.seed, spec.eval_strata)
-        subset = utils.subset_record(chosen, len(examples), cfg.max_eval_examples, cfg.seed, spec.eval_strata)
-        examples = [examples[i] for i in chosen]
-    if cfg.ts_db_dir:  # checked before any generation
-        if not Path(cfg.ts_db_dir).is_dir():
-            raise utils.UserError(f"--ts_db_dir {cfg.ts_db_dir} is not a folder (expected <dir>/<db_id>/*.sqlite)")
-        try:
-            utils.check_db_dir(cfg.ts_db_dir, {ex["db_id"] for ex in examples})
-        except utils.UserError as exc:
-            raise utils.UserError(f"--ts_db_dir: {exc}") from None
+                raise UserError(f"{out} holds an evaluation of another adapter (sha256 {str(evaluated)[:12]}, "
+                                f"{adapter or 'base'} is now {str(current)[:12]}): pass --overwrite to evaluate again")
+            raise StageFinished(f"[eval] {out} already holds an evaluation ({out / 'metrics.json'}): nothing "
+                                "to resume. Pass --overwrite to evaluate again.")
+        raise UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
+    return out
 
+
+def eval_examples(cfg: Config, spec: benchmarks.Benchmark, dataset: Any) -> tuple[list[dict], dict | None]:
+    """The questions to evaluate, and the record of the seeded subset when --max_eval_examples draws one
+    (stratified by database and hardness or difficulty: the first N questions cover a few databases)."""
+    examples = dataset.examples(cfg.eval_split)
+    if not 0 < cfg.max_eval_examples < len(examples):
+        return examples, None
+    chosen = utils.stratified_subset(examples, cfg.max_eval_examples, cfg.seed, spec.eval_strata)
+    subset = utils.subset_record(chosen, len(examples), cfg.max_eval_examples, cfg.seed, spec.eval_strata)
+    return [examples[i] for i in chosen], subset
+
+
+def check_test_suites(cfg: Config, examples: list[dict]) -> None:
+    """--ts_db_dir holds a database for every question's db_id: checked before any generation."""
+    if not cfg.ts_db_dir:
+        return
+    if not Path(cfg.ts_db_dir).is_dir():
+        raise UserError(f"--ts_db_dir {cfg.ts_db_dir} is not a folder (expected <dir>/<db_id>/*.sqlite)")
+    try:
+        scoring.check_db_dir(cfg.ts_db_dir, {ex["db_id"] for ex in examples})
+    except UserError as exc:
+        raise UserError(f"--ts_db_dir: {exc}") from None
+
+
+def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], note: str) -> Answers:
+    """Step 1: load the model (with the adapter) and answer every question greedily, plus --num_samples
+    sampled candidates in one call; a prompt over the length limit gets no answer (scored wrong)."""
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
                                         fast_inference=backend == "unsloth" and cfg.fast_inference)
     utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
-    prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
+    prompts = [utils.render_prompt_for(dataset, ex, cfg, tokenizer) for ex in examples]
     lengths = utils.prompt_lengths(tokenizer, prompts)
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]
-    too_long = len(prompts) - len(fits)
-    sampled = f" (seeded sample of {subset['of']}, seed {subset['seed']}, by database and {spec.eval_strata[-1]})" if subset else ""
-    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}{sampled}; "
-          f"{utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): {too_long}")
-
+    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}"
+          f"{note}; {utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): "
+          f"{len(prompts) - len(fits)}")
     start = time.time()
-    answers = [""] * len(prompts)
-    generated = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
-                               max_new_tokens=cfg.max_completion_length, temperature=cfg.eval_temperature,
-                               batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference)
-    for i, text in zip(fits, generated):
-        answers[i] = text
+    options = dict(max_new_tokens=cfg.max_completion_length, batch_size=cfg.eval_batch_size,
+                   fast_inference=cfg.fast_inference)
+    greedy = [""] * len(prompts)
+    for i, text in zip(fits, utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
+                                            temperature=cfg.eval_temperature, **options)):
+        greedy[i] = text
     k = cfg.num_samples
     samples: list[list[str]] = [[""] * k for _ in prompts]
     if k > 0:  # candidates c1..cK, sampled in one call besides the greedy one (c0)
         sampled = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
-                                 max_new_tokens=cfg.max_completion_length, temperature=cfg.sample_temperature,
-                                 batch_size=cfg.eval_batch_size, num_return_sequences=k, top_p=0.95, seed=cfg.seed,
-                                 fast_inference=cfg.fast_inference)
+                                 temperature=cfg.sample_temperature, num_return_sequences=k, top_p=0.95, seed=cfg.seed,
+                                 **options)
         for j, i in enumerate(fits):
             samples[i] = sampled[j * k:(j + 1) * k]
-    gen_seconds = time.time() - start
+    return Answers(greedy, samples, backend, len(prompts) - len(fits), time.time() - start)
 
+
+def write_answer_files(cfg: Config, spec: benchmarks.Benchmark, out: Path, examples: list[dict], answers: Answers,
+                       db_dir: Path) -> tuple[Path, Path, list[str], list[dict]]:
+    """Step 2: the official evaluator's files: gold.txt, pred.txt (the greedy SQL, or with --num_samples
+    the vote among greedy + sampled candidates, with pred_greedy.txt and candidates.jsonl beside it),
+    and the benchmark's own formats (BIRD: predict_dev.json, dev_gold.sql). Returns (pred file, gold
+    file, predictions, voting records)."""
     out.mkdir(parents=True, exist_ok=True)
     # --overwrite: the earlier evaluation's marker first (a half-written folder never looks finished), and
     # its voting files, which this run may not write again.
     for name in ("metrics.json", "pred_greedy.txt", "candidates.jsonl"):
         (out / name).unlink(missing_ok=True)
-    greedy = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
-    golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
+    greedy = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers.greedy]
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
-    gold_path.write_text("\n".join(f"{sql}\t{db}" for sql, db in golds) + "\n", encoding="utf-8")
-    golds_read = utils.read_gold_file(gold_path)
-    db_dir = spec.db_dir(spider, cfg.eval_split)
+    scoring.write_gold_lines(gold_path, examples)
     votes: list[dict] = []
-    if k > 0:
-        candidates = [[g] + [utils.flatten_sql(utils.extract_sql(a)) for a in more] for g, more in zip(greedy, samples)]
-        votes = utils.vote_predictions(candidates, golds_read, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
-                                       keep_distinct=cfg.keep_distinct, rule=spec.rule)
+    preds = greedy
+    if cfg.num_samples > 0:
+        candidates = [[g] + [scoring.flatten_sql(utils.extract_sql(a)) for a in more]
+                      for g, more in zip(greedy, answers.samples)]
+        votes = scoring.vote_predictions(candidates, scoring.read_gold_file(gold_path), db_dir, cfg.sql_timeout_s,
+                                         cfg.reward_workers, keep_distinct=cfg.keep_distinct, rule=spec.rule)
         spec.label_from(votes, examples)
         preds = [c[v["chosen"]] for c, v in zip(candidates, votes)]
         (out / "pred_greedy.txt").write_text("\n".join(greedy) + "\n", encoding="utf-8")
-        with open(out / "candidates.jsonl", "w", encoding="utf-8") as fh:
-            for ex, v, cands, raw in zip(examples, votes, candidates, ([a] + s for a, s in zip(answers, samples))):
-                fh.write(json.dumps({
-                    "index": v["index"], "db_id": ex["db_id"], "question": ex["question"], "chosen": v["chosen"],
-                    "votes": v["votes"], "executed": v["executed"], "any_match": v["any_match"],
-                    "candidates": [{"k": j, "answer": a, "sql": sql, "outcome": o, "exec_match": m, "group": g}
-                                   for j, (a, sql, o, m, g) in enumerate(zip(raw, cands, v["candidate_outcomes"],
-                                                                             v["candidate_matches"], v["groups"]))],
-                }, ensure_ascii=False) + "\n")
-    else:
-        preds = greedy
+        raw = ([a] + s for a, s in zip(answers.greedy, answers.samples))
+        runs.write_jsonl(out / "candidates.jsonl", [{
+            "index": v["index"], "db_id": ex["db_id"], "question": ex["question"], "chosen": v["chosen"],
+            "votes": v["votes"], "executed": v["executed"], "any_match": v["any_match"],
+            "candidates": [{"k": j, "answer": a, "sql": sql, "outcome": o, "exec_match": m, "group": g}
+                           for j, (a, sql, o, m, g) in enumerate(zip(texts, cands, v["candidate_outcomes"],
+                                                                     v["candidate_matches"], v["groups"]))],
+        } for ex, v, cands, texts in zip(examples, votes, candidates, raw)])
     pred_path.write_text("\n".join(preds) + "\n", encoding="utf-8")
     if spec.write_eval_files is not None:  # the benchmark's own formats (BIRD: predict_dev.json, dev_gold.sql)
         pred_path, gold_path = spec.write_eval_files(out, examples, preds)
-        golds_read = utils.read_gold_file(gold_path)
+    return pred_path, gold_path, preds, votes
 
-    # Score the files just written, exactly as --score_only (and the official evaluator) would read them.
-    preds_read = spec.read_predictions(pred_path, len(golds_read))
-    records = utils.score_predictions(preds_read, golds_read, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
-                                      keep_distinct=cfg.keep_distinct, rule=spec.rule)
+
+def score_answer_files(cfg: Config, spec: benchmarks.Benchmark, pred_path: Path, gold_path: Path, db_dir: Path,
+                       examples: list[dict]) -> tuple[list[dict], list[dict], list[tuple[str, str]]]:
+    """Step 3: score the files just written, exactly as --score_only (and the official evaluator) would read
+    them; with --ts_db_dir the same predictions on the test suites too. Returns (records, test-suite
+    records, the gold pairs read)."""
+    golds = scoring.read_gold_file(gold_path)
+    preds = spec.read_predictions(pred_path, len(golds))
+    records = scoring.score_predictions(preds, golds, db_dir, cfg.sql_timeout_s, cfg.reward_workers,
+                                        keep_distinct=cfg.keep_distinct, rule=spec.rule)
     spec.label_from(records, examples)
+    ts_records = []
+    if cfg.ts_db_dir:
+        ts_records = scoring.score_predictions(preds, golds, cfg.ts_db_dir, cfg.sql_timeout_s, cfg.reward_workers,
+                                               keep_distinct=cfg.keep_distinct)
+    return records, ts_records, golds
+
+
+def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | None, dataset: Any,
+           examples: list[dict], subset: dict | None, answers: Answers, files: tuple[Path, Path, list[str], list[dict]],
+           scored: tuple[list[dict], list[dict], list[tuple[str, str]]], db_dir: Path) -> None:
+    """Step 4: predictions.jsonl (a record per question), metrics.json (EX by level, voting, test suites,
+    what was evaluated), the score table, and the official evaluator's command on the same files."""
+    pred_path, gold_path, preds, votes = files
+    records, ts_records, golds = scored
+    k = cfg.num_samples
     dev_indices = subset["indices"] if subset else range(len(examples))
-    for record, ex, answer, pred, dev_index in zip(records, examples, answers, preds, dev_indices):
+    for record, ex, answer, pred, dev_index in zip(records, examples, answers.greedy, preds, dev_indices):
         record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred, dev_index=dev_index)
+    greedy = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers.greedy]
     for record, v, g in zip(records, votes, greedy):
         record.update(chosen=v["chosen"], votes=v["votes"], executed=v["executed"], any_match=v["any_match"],
                       greedy_prediction=g, greedy_match=v["candidate_matches"][0])
-    ts_records = []
-    if cfg.ts_db_dir:  # the same predictions on the test suites
-        ts_records = utils.score_predictions(preds_read, golds_read, cfg.ts_db_dir, cfg.sql_timeout_s,
-                                             cfg.reward_workers, keep_distinct=cfg.keep_distinct)
-        for record, ts in zip(records, ts_records):
-            record.update(ts_match=ts["exec_match"], ts_error=ts["error"])
-    write_results(out / "predictions.jsonl", records)
+    for record, ts in zip(records, ts_records):
+        record.update(ts_match=ts["exec_match"], ts_error=ts["error"])
+    runs.write_jsonl(out / "predictions.jsonl", records)
 
     summary = spec.summarize(records)
-    adapter_sha = (hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
-                   if adapter else None)
     metrics = {
         "ex": summary["all"]["ex"],
         spec.metrics_key: summary,
         "comparator": comparator(cfg), "keep_distinct": cfg.keep_distinct, "mode": "generation",
-        "split": cfg.eval_split, "db_dir": str(db_dir.resolve()), "questions_sha256": questions_sha256(golds_read),
-        "model": cfg.model_name, "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_sha,
-        "backend": backend, "examples": len(examples), "prompts_over_limit": too_long,
-        "generation_seconds": round(gen_seconds, 1),
+        "split": cfg.eval_split, "db_dir": str(db_dir.resolve()), "questions_sha256": questions_sha256(golds),
+        "model": cfg.model_name, "adapter": str(adapter) if adapter else None,
+        "adapter_sha256": runs.adapter_digest(adapter) if adapter else None,
+        "backend": answers.backend, "examples": len(examples), "prompts_over_limit": answers.prompts_over_limit,
+        "generation_seconds": round(answers.seconds, 1),
         "subset": subset,  # null: all of dev; else the seed, strata and dev indices of --max_eval_examples
         "config": cfg.to_dict(),
     }
@@ -309,12 +340,13 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
                         f"ex_greedy_{spec.metrics_key}": greedy_summary, **vote_metrics(votes, k + 1, spec)})
         extra_rows += [("greedy", greedy_summary), (f"pass@{k + 1}", metrics[f"pass_at_k_{spec.metrics_key}"])]
     if cfg.ts_db_dir:  # Spider only (check_options)
-        ts_summary = utils.summarize_scores(ts_records)
+        ts_summary = spec.summarize(ts_records)
         metrics.update(ts=ts_summary["all"]["ex"], ts_by_hardness=ts_summary,
                        ts_db_dir=str(Path(cfg.ts_db_dir).resolve()),
-                       ts_databases_per_db_id=test_suite_size(cfg.ts_db_dir, {db for _, db in golds_read}))
+                       ts_databases_per_db_id=test_suite_size(cfg.ts_db_dir, {db for _, db in golds}))
         extra_rows.append(("test-suite (ts)", ts_summary))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
     if k > 0:
         print(f"execution = EX of the vote among {k + 1} candidates (greedy + {k} sampled at T={cfg.sample_temperature:g})")
     print(spec.format_table(summary, extra_rows))
@@ -323,12 +355,32 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> None:
     print("official evaluator on the same files:\n  " + (
         spec.official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(), out.resolve())
         if spec.official_command else
-        official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(), spider.tables_path.resolve(),
+        official_command(pred_path.resolve(), gold_path.resolve(), db_dir.resolve(), dataset.tables_path.resolve(),
                          cfg.keep_distinct)))
     if cfg.ts_db_dir:
         print("  (test suites) " + official_command(pred_path.resolve(), gold_path.resolve(),
-                                                    Path(cfg.ts_db_dir).resolve(), spider.tables_path.resolve(),
+                                                    Path(cfg.ts_db_dir).resolve(), dataset.tables_path.resolve(),
                                                     cfg.keep_distinct))
+
+
+def evaluate(cfg: Config) -> None:
+    """generate -> write the official files -> score them -> report. Every check that needs no model
+    (split, options, adapter, output folder, data, test suites) comes before the model is loaded."""
+    spec = utils.benchmark_spec(cfg)  # Spider or BIRD (--benchmark): files, splits, match rule, levels
+    spec.check_eval_split(cfg.eval_split)
+    spec.check_options(cfg)
+    adapter, label = resolve_adapter(cfg)
+    out = evaluation_folder(cfg, adapter, label)
+    dataset = utils.open_benchmark(cfg, cfg.eval_split)
+    examples, subset = eval_examples(cfg, spec, dataset)
+    check_test_suites(cfg, examples)
+    note = (f" (seeded sample of {subset['of']}, seed {subset['seed']}, by database and {spec.eval_strata[-1]})"
+            if subset else "")
+    answers = generate_answers(cfg, adapter, dataset, examples, note)
+    db_dir = dataset.db_dir(cfg.eval_split)
+    files = write_answer_files(cfg, spec, out, examples, answers, db_dir)
+    scored = score_answer_files(cfg, spec, files[0], files[1], db_dir, examples)
+    report(cfg, spec, out, adapter, dataset, examples, subset, answers, files, scored, db_dir)
 
 
 def score_table(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
@@ -351,9 +403,9 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
     try:
         metrics = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise utils.UserError(f"cannot read {path}: {exc}") from None
+        raise UserError(f"cannot read {path}: {exc}") from None
     if score_table(metrics) is None:
-        raise utils.UserError(f"{path} is not an evaluation's metrics.json (no by_hardness or by_difficulty with EX "
+        raise UserError(f"{path} is not an evaluation's metrics.json (no by_hardness or by_difficulty with EX "
                               "per level): pass a folder or metrics.json written by evaluate.py")
     records_path = path.with_name(metrics.get("results_file") or "predictions.jsonl")
     records = []
@@ -361,9 +413,9 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
         try:
             records = [json.loads(line) for line in records_path.read_text().splitlines() if line.strip()]
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise utils.UserError(f"cannot read {records_path}: {exc}") from None
+            raise UserError(f"cannot read {records_path}: {exc}") from None
         if not all(isinstance(r, dict) and isinstance(r.get("exec_match"), bool) for r in records):
-            raise utils.UserError(f"{records_path} is not evaluate.py's per-question records (a JSON object with "
+            raise UserError(f"{records_path} is not evaluate.py's per-question records (a JSON object with "
                                   "exec_match on each line)")
     return metrics, records, path
 
@@ -374,18 +426,18 @@ def compare(path_a: str, path_b: str) -> None:
     (a, rec_a, file_a), (b, rec_b, file_b) = load_run(path_a), load_run(path_b)
     (by, levels), (by_b, _) = score_table(a), score_table(b)
     if by != by_b:
-        raise utils.UserError(f"{file_a} has {by} and {file_b} has {by_b}: evaluations of different benchmarks, "
+        raise UserError(f"{file_a} has {by} and {file_b} has {by_b}: evaluations of different benchmarks, "
                               "nothing to compare")
     # Both must be evaluations of the same questions before anything is printed.
     qa, qb = a.get("questions_sha256"), b.get("questions_sha256")
     counts_a = [a[by][lvl]["count"] for lvl in levels]
     counts_b = [b[by][lvl]["count"] for lvl in levels]
     if (qa and qb and qa != qb) or counts_a != counts_b:
-        raise utils.UserError(f"{file_a} and {file_b} are evaluations of different questions "
+        raise UserError(f"{file_a} and {file_b} are evaluations of different questions "
                               f"({counts_a[-1]} vs {counts_b[-1]} examples{', other gold queries' if qa != qb else ''}): "
                               "nothing to compare")
     if rec_a and rec_b and [r.get("db_id") for r in rec_a] != [r.get("db_id") for r in rec_b]:
-        raise utils.UserError("the two evaluations are not on the same examples: cannot pair questions")
+        raise UserError("the two evaluations are not on the same examples: cannot pair questions")
     print(f"{'':<12}{'A':>10}{'B':>10}{'B - A':>10}   A = {file_a}\n{'':<12}{'':>30}   B = {file_b}")
     for level in levels:
         ea, eb = a[by][level]["ex"], b[by][level]["ex"]
@@ -420,21 +472,21 @@ def export(cfg: Config) -> None:
     """Merge the adapter into 16-bit base weights; check the merged model answers like the adapter."""
     adapter, label = resolve_adapter(cfg)
     if adapter is None:
-        raise utils.UserError("--export merged needs an adapter (--adapter sft | grpo | PATH)")
+        raise UserError("--export merged needs an adapter (--adapter sft | grpo | PATH)")
     out = Path(cfg.output_dir) / "merged" / label
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise utils.UserError(f"{out} already holds an export; pass --overwrite to replace it")
-    spider = utils.open_benchmark(cfg)
-    examples = spider.examples("dev")[:4]
-    chats = [utils.render_prompt_for(spider, ex, cfg) for ex in examples]
+        raise UserError(f"{out} already holds an export; pass --overwrite to replace it")
+    dataset = utils.open_benchmark(cfg)
+    examples = dataset.examples("dev")[:4]
+    chats = [utils.render_prompt_for(dataset, ex, cfg) for ex in examples]
     backend = utils.pick_backend(cfg)
-    info = utils.export_merged(cfg, backend, adapter, out, chats, cfg.export_dtype)  # imports unsloth first when used
+    info = export_merged(cfg, backend, adapter, out, chats, cfg.export_dtype)  # imports unsloth first when used
     print(f"[export] backend={backend} merged {adapter} into {cfg.model_name} -> {out} ({info['dtype']}); greedy answers equal to "
           f"the adapter's on {info['agreeing_prompts']}/{info['checked_prompts']} dev prompts")
     if info["agreeing_prompts"] != info["checked_prompts"]:
         message = f"the merged model answers differently from the adapter on some prompts: see {out / 'export_info.json'}"
         if cfg.export_dtype == "float32":
-            raise utils.UserError(message)  # no rounding to blame: the merge itself is wrong
+            raise UserError(message)  # no rounding to blame: the merge itself is wrong
         print(f"WARNING: {message} (16-bit rounding of merged weights can flip a near-tie; compare EX of both)",
               file=sys.stderr)
 
@@ -460,8 +512,8 @@ def main() -> None:
     elif args.export:
         export(cfg)
     else:
-        evaluate(cfg, args)
+        evaluate(cfg)
 
 
 if __name__ == "__main__":
-    utils.run_main(main)
+    runs.run_main(main)

@@ -14,24 +14,21 @@ No separate format reward: the execution reward already ranks "no SQL" (-1) and 
 any query that runs, so a format term would only add a second, weaker signal for the same thing.
 """
 
-import sys
+from config import GRPO_TRAINER_ARGS, parse_config  # first: it stops Python < 3.11 in one line
 
-if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
-    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
-
-import hashlib
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+import benchmarks
+import runs
+import scoring
+import trainers
 import utils
-from config import GRPO_TRAINER_ARGS, parse_config
-
-
-def adapter_digest(path: Path) -> str:
-    return hashlib.sha256((path / "adapter_model.safetensors").read_bytes()).hexdigest()
+from errors import UserError
+from runs import adapter_digest
 
 
 def grpo_batch_args(cfg, world_size: int) -> dict:
@@ -62,7 +59,7 @@ def step_printer(backend: str, reward: utils.SQLExecutionReward):
     return StepPrinter()
 
 
-def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer, out: Path):
+def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, trainer, out: Path):
     """Every --eval_steps steps: greedy EX of the model being trained on a fixed, seeded dev subset.
 
     Rank 0 generates (the other processes wait at the next collective) and scores with the
@@ -74,7 +71,7 @@ def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer,
     from transformers import TrainerCallback
 
     if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
-        raise utils.UserError("--eval_steps needs the whole model on rank 0: not under DeepSpeed ZeRO-3 (use --eval_steps 0)")
+        raise UserError("--eval_steps needs the whole model on rank 0: not under DeepSpeed ZeRO-3 (use --eval_steps 0)")
     spec = utils.benchmark_spec(cfg)  # the benchmark's strata, databases and match rule
     dev = spider.examples("dev")
     chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, spec.eval_strata)
@@ -82,7 +79,7 @@ def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer,
     prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(utils.prompt_lengths(tokenizer, prompts)) if n <= limit]  # the rest score wrong
-    golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
+    golds = [(scoring.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
     print(f"[grpo] eval/ex every {cfg.eval_steps} steps on {len(examples)} of {len(dev)} dev questions "
           f"(seed {cfg.seed}, stratified by database and {spec.eval_strata[-1]}; {len(examples) - len(fits)} over the prompt limit)")
 
@@ -123,8 +120,8 @@ def dev_ex_callback(cfg, spider: utils.Spider, backend: str, tokenizer, trainer,
             answers = [""] * len(examples)
             for i, text in zip(fits, generated):
                 answers[i] = text
-            preds = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
-            records = utils.score_predictions(preds, golds, spec.db_dir(spider, "dev"), cfg.sql_timeout_s, workers=1,
+            preds = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers]
+            records = scoring.score_predictions(preds, golds, spider.db_dir("dev"), cfg.sql_timeout_s, workers=1,
                                               rule=spec.rule)
             ex = sum(r["exec_match"] for r in records) / len(records)
             # GRPOTrainer.log averages what is in _metrics["train"] into this step's line (as log_metric does).
@@ -140,16 +137,14 @@ def main() -> None:
     sft_dir = Path(cfg.output_dir) / "sft"
     out = Path(cfg.output_dir) / "grpo"
     if not (sft_dir / "run_info.json").exists():
-        raise utils.UserError(f"no finished SFT adapter in {sft_dir}: run `python train_sft.py` with the same "
+        raise UserError(f"no finished SFT adapter in {sft_dir}: run `python train_sft.py` with the same "
                               "--output_dir (and --preset) first")
     utils.read_adapter_config(sft_dir)  # a finished marker without a readable adapter: one line, not a traceback
     # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
-    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": adapter_digest(sft_dir)})
+    resume_from = runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": adapter_digest(sft_dir)})
 
     spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
-    examples = spider.examples("train", cfg.use_train_others)
-    if cfg.max_train_examples > 0:  # a seeded sample over every database, in dataset order
-        examples = [examples[i] for i in utils.stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
+    examples = utils.training_examples(cfg, spider)
 
     backend = utils.pick_backend(cfg)
     use_vllm_engine = backend == "unsloth" and cfg.fast_inference  # unsloth's colocated vLLM for rollouts
@@ -172,7 +167,7 @@ def main() -> None:
         lengths.append(n_tokens)
         rows.append({"prompt": messages, "gold_sql": ex["query"], "db_path": str(spider.db_path(ex["db_id"]))})
     if not rows:
-        raise utils.UserError("no training prompt fits in --max_prompt_length")
+        raise UserError("no training prompt fits in --max_prompt_length")
 
     reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, utils.RewardValues.from_config(cfg),
                                       num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
@@ -181,32 +176,13 @@ def main() -> None:
     print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={skipped} "
           f"skipped_empty_gold={skipped_empty_gold}; {utils.length_report(lengths)}")
     if not rows:
-        raise utils.UserError("no training prompt left (every gold result is empty); try --grpo_skip_empty_gold false")
+        raise UserError("no training prompt left (every gold result is empty); try --grpo_skip_empty_gold false")
 
-    world_size = utils.world_size()
+    world_size = trainers.world_size()
     args = GRPOConfig(
-        output_dir=str(out),
-        learning_rate=cfg.grpo_learning_rate,
-        max_steps=cfg.grpo_max_steps,
-        **grpo_batch_args(cfg, world_size),
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        beta=cfg.beta,
-        max_completion_length=cfg.max_completion_length,
+        # learning rate, steps, loss, sampling, ... and the batch fields derived from prompts per step
+        **{**trainers.trainer_args(cfg, out, backend, GRPO_TRAINER_ARGS), **grpo_batch_args(cfg, world_size)},
         chat_template_kwargs=template_kwargs or None,  # GRPOTrainer applies the template to the prompts itself
-        # Every setting that changes the run is passed: unsloth's configs have other defaults (config.py).
-        optim=cfg.optim,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        warmup_steps=cfg.grpo_warmup_ratio,  # a float in [0, 1) is a ratio of total steps (transformers 5)
-        lr_scheduler_type=cfg.grpo_lr_scheduler_type,
-        loss_type=cfg.grpo_loss_type,
-        epsilon=cfg.epsilon,
-        epsilon_high=cfg.epsilon_high,
-        mask_truncated_completions=cfg.mask_truncated_completions,
-        scale_rewards=cfg.scale_rewards,
-        vllm_importance_sampling_correction=cfg.vllm_importance_sampling_correction,
         # unsloth: its own colocated vLLM (fast_inference), or TRL's generation (--fast_inference false). hf: plain
         # generate, or TRL's vLLM server mode, where `trl vllm-serve` generates on its own GPUs and the trainer
         # syncs LoRA-merged weights to it.
@@ -215,14 +191,6 @@ def main() -> None:
         vllm_server_host=cfg.vllm_server_host,
         vllm_server_port=cfg.vllm_server_port,
         vllm_gpu_memory_utilization=cfg.gpu_memory_utilization,
-        bf16=utils.bf16_supported(),
-        use_cpu=not utils.cuda_available(),  # several processes without a GPU: gloo (MULTI_CPU)
-        gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=utils.report_to(cfg),
-        seed=cfg.seed,
         # TRL's completion log: every completion of the last generation (gathered from all processes, with
         # reward, advantage and outcome) in grpo/completions/*.parquet and wandb at each log step. Its
         # printed table is off (0): step_printer shows --num_completions_to_log answers in a line each.
@@ -231,38 +199,38 @@ def main() -> None:
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer,
-                          callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None),
+                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None),
                                      step_printer(backend, reward)])
     if cfg.eval_steps > 0:
         trainer.add_callback(dev_ex_callback(cfg, spider, backend, tokenizer, trainer, out))
-    trainer_args = utils.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
+    trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
-    trainer.add_callback(utils.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
-    utils.readable_progress(trainer, "grpo")  # a progress bar; the step lines are the reward and outcomes
+    trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    trainers.readable_progress(trainer, "grpo")  # a progress bar; the step lines are the reward and outcomes
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         reward.close()
     sft_digest = adapter_digest(sft_dir)
-    utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
+    trainers.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
 
     def refuse_unchanged(path: Path) -> None:
         # Before run_info.json: a GRPO run that changed nothing must never count as finished.
         if adapter_digest(path) == sft_digest:
-            raise utils.UserError(f"the GRPO adapter in {path} is identical to the SFT adapter: no update happened "
+            raise UserError(f"the GRPO adapter in {path} is identical to the SFT adapter: no update happened "
                                   "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
 
-    utils.save_adapter(trainer, out, {
+    runs.save_adapter(trainer, out, {
         "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "sft_adapter": str(sft_dir),
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
         "skipped_prompts": skipped, "skipped_empty_gold": skipped_empty_gold, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
         "trainer_args": trainer_args,
     }, check=refuse_unchanged)
     if trainer.is_world_process_zero():
-        print(utils.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
+        print(trainers.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
                                      (f"backend={backend}",
                                       f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})")))
 
 
 if __name__ == "__main__":
-    utils.run_main(main)
+    runs.run_main(main)

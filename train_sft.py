@@ -8,25 +8,22 @@ Saves the adapter and tokenizer in PEFT format under <output_dir>/sft (checkpoin
 
 from __future__ import annotations
 
-import sys
-
-if sys.version_info < (3, 11):  # the GPU set's trl 1.15.0 needs 3.11: say so in one line, not in a traceback
-    sys.exit(f"error: sql-rlvr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}")
+from config import SFT_TRAINER_ARGS, Config, parse_config  # first: it stops Python < 3.11 in one line
 
 import time
 from pathlib import Path
 
+import runs
+import trainers
 import utils
-from config import SFT_TRAINER_ARGS, Config, parse_config
+from errors import UserError
 
 
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
     # Data first: a missing dataset fails in a second, before any model is loaded.
     spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
-    examples = spider.examples("train", cfg.use_train_others)
-    if cfg.max_train_examples > 0:  # a seeded sample over every database, in dataset order
-        examples = [examples[i] for i in utils.stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
+    examples = utils.training_examples(cfg, spider)
 
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=None, trainable=True)  # unsloth, if used, first
@@ -54,64 +51,42 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     print(f"[sft] backend={backend} model={cfg.model_name} examples={len(rows)} "
           f"skipped_over_max_seq_length={skipped}; {utils.length_report(lengths)}")
     if not rows:
-        raise utils.UserError("no training example fits in --max_seq_length")
+        raise UserError("no training example fits in --max_seq_length")
     longest = max(range(len(rows)), key=lengths.__getitem__)
 
-    on_cuda = utils.cuda_available()
     args = SFTConfig(
-        output_dir=str(out),
-        learning_rate=cfg.sft_learning_rate,
-        num_train_epochs=cfg.sft_epochs,
-        max_steps=cfg.sft_max_steps,
-        per_device_train_batch_size=cfg.sft_batch_size,
-        gradient_accumulation_steps=cfg.sft_grad_accum,
-        warmup_steps=cfg.sft_warmup_ratio,  # a float in [0, 1) is a ratio of total steps (transformers 5)
-        lr_scheduler_type=cfg.sft_lr_scheduler_type,
-        # Every setting that changes the run is passed: unsloth's configs have other defaults (config.py).
-        optim=cfg.optim,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        loss_type=cfg.sft_loss_type,
-        max_length=cfg.max_seq_length,
+        **trainers.trainer_args(cfg, out, backend, SFT_TRAINER_ARGS),  # learning rate, steps, batch, loss, ...
         completion_only_loss=True,
-        bf16=on_cuda and utils.bf16_supported(),
-        gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",  # unsloth applies its own
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=utils.report_to(cfg),
-        seed=cfg.seed,
         dataloader_num_workers=0,
-        use_cpu=not on_cuda,  # with several processes and no GPU, accelerate then uses gloo (MULTI_CPU)
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         callbacks=[utils.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+                         callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
     info = {"longest_example": longest, "stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
             "skipped_examples": skipped, "config": cfg.to_dict(),
-            "trainer_args": utils.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}
+            "trainer_args": trainers.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}
     return trainer, info
 
 
 def main() -> None:
     cfg, _ = parse_config(script="train_sft.py")
     out = Path(cfg.output_dir) / "sft"
-    resume_from = utils.prepare_output_dir(out, cfg, "run_info.json")
+    resume_from = runs.prepare_output_dir(out, cfg, "run_info.json")
     trainer, info = build_trainer(cfg, out, resume_from)
-    trainer.add_callback(utils.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
-    utils.readable_progress(trainer, "sft", ("loss", "learning_rate", "mean_token_accuracy"))
+    trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    trainers.readable_progress(trainer, "sft", ("loss", "learning_rate", "mean_token_accuracy"))
     # The trainer shuffles, so the longest example could come hours in: try a full batch of it now,
     # and an out-of-memory error shows in the first minute.
-    utils.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size, info["backend"])
+    trainers.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size, info["backend"])
     start = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
-    utils.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,
+    runs.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,
                                       "seconds": round(time.time() - start, 1)})
     if not trainer.is_world_process_zero():
         return
-    utils.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
-    print(utils.training_summary("sft", out, trainer.state.global_step, time.time() - start,
+    trainers.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
+    print(trainers.training_summary("sft", out, trainer.state.global_step, time.time() - start,
                                  (f"backend={info['backend']}",)))
 
 
 if __name__ == "__main__":
-    utils.run_main(main)
+    runs.run_main(main)

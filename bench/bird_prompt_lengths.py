@@ -110,12 +110,14 @@ def main() -> int:
         return 0
 
     import benchmarks
+    import errors
+    import scoring
     import utils
     from config import MINI_BIRD_DIR, parse_config
     from transformers import AutoTokenizer
 
     t0 = time.perf_counter()
-    tiny = AutoTokenizer.from_pretrained(utils.ensure_tiny_model())  # its ChatML template renders the prompt text
+    tiny = AutoTokenizer.from_pretrained(utils.resolve_model_name("tiny"))  # its ChatML template renders the prompt text
     cfg, _ = parse_config(["--benchmark", "bird"])
     eval_limit = cfg.max_seq_length - cfg.max_completion_length
     count = lambda text: len(qwen.encode(text))  # noqa: E731
@@ -175,14 +177,14 @@ def main() -> int:
                      f"> max_seq_length - max_completion_length ({eval_limit}, eval scores wrong)"], over))
         print()
         # every gold query through the sandbox and BIRD's rule (empty databases: syntax, functions, authorizer)
-        golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in mini]
+        golds = [(scoring.flatten_sql(ex["query"]), ex["db_id"]) for ex in mini]
         start = time.perf_counter()
         try:
-            records = utils.score_predictions([g for g, _ in golds], golds, plain.db_dir("mini_dev"),
+            records = scoring.score_predictions([g for g, _ in golds], golds, plain.db_dir("mini_dev"),
                                               cfg.sql_timeout_s, 1, rule="bird")
             gold_line = (f"all {len(records)} gold queries run in the sandbox and match themselves under BIRD's rule "
                          f"({sum(r['exec_match'] for r in records)}/{len(records)}, {time.perf_counter() - start:.1f} s)")
-        except utils.UserError as exc:
+        except errors.UserError as exc:
             gold_line = f"FAIL: {exc}"
         print("## Gold queries in the sandbox\n")
         print(gold_line + "\n")

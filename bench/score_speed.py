@@ -15,11 +15,11 @@ median is reported.
    `gold` (each prediction is its gold query) and `mix` (about half the predictions are perturbed:
    another gold of the same database, WHERE or ORDER BY dropped, LIMIT changed, a syntax error,
    an empty answer, ...; the perturbations of bench/validate_scorer.py).
-   - ours: utils.score_predictions with workers=1 and workers=2, after clearing every process-level
-     cache (utils.spider_hardness, utils.official_normalize, utils.remove_distinct, and the
+   - ours: scoring.score_predictions with workers=1 and workers=2, after clearing every process-level
+     cache (hardness.spider_hardness, scoring.official_normalize, scoring.remove_distinct, and the
      per-thread connection cache), as in a fresh process;
    - ours, CLI: wall time of `python evaluate.py --score_only` (process start and imports included);
-   - naive: the same normalisation, hardness and utils.results_match, but a fresh sqlite3
+   - naive: the same normalisation, hardness and scoring.results_match, but a fresh sqlite3
      connection per query and the gold query re-executed for every pair, sequentially;
    - official: wall time of its `evaluation.py --etype exec` on the same files (process start
      and imports included, nothing subtracted).
@@ -33,7 +33,7 @@ median is reported.
    - cached: a call on the same 16 prompts again, new completions (gold results cached);
    with workers=2 and workers=1.
 3. Voting (self-consistency): k = 8 prediction files of the 1034 dev pairs (8 mixes with different
-   seeds) scored with utils.vote_predictions (workers 1 and 2) and `evaluate.py --score_only
+   seeds) scored with scoring.vote_predictions (workers 1 and 2) and `evaluate.py --score_only
    --pred ... x8`; candidate pairs/s against the single-file score and against the official
    evaluator run k times (k x its time on one mix file, when --official is given).
 4. Test suites: the mix file scored on the original databases and on a folder with 3 databases
@@ -65,19 +65,20 @@ MIX_FAMILIES = ("other_gold_same_db", "where_dropped", "order_by_dropped", "limi
 
 def fresh_caches() -> None:
     """Forget everything a process remembers between scoring calls."""
-    import utils
+    import hardness
+    import sandbox
+    import scoring
 
-    utils.spider_hardness.cache_clear()
-    utils.official_normalize.cache_clear()
-    utils.remove_distinct.cache_clear()
-    for conn, _ in getattr(utils._local, "conns", {}).values():
-        conn.close()
-    utils._local.__dict__.clear()
+    hardness.spider_hardness.cache_clear()
+    scoring.official_normalize.cache_clear()
+    scoring.remove_distinct.cache_clear()
+    sandbox.close_connections()
 
 
 def naive_score(preds: list[str], golds: list[tuple[str, str]], db_dir: Path) -> list[bool]:
     """A straightforward scorer: open, run, close, for every query; nothing reused."""
-    import utils
+    import hardness
+    import scoring
 
     def run(db_file: str, sql: str):
         conn = sqlite3.connect(f"file:{urllib.parse.quote(db_file)}?mode=ro", uri=True)
@@ -91,16 +92,16 @@ def naive_score(preds: list[str], golds: list[tuple[str, str]], db_dir: Path) ->
 
     verdicts = []
     for pred, (gold, db) in zip(preds, golds):
-        utils.spider_hardness(gold)  # the same work as ours: every record carries its hardness
+        hardness.spider_hardness(gold)  # the same work as ours: every record carries its hardness
         db_file = str(db_dir / db / f"{db}.sqlite")
-        gold_norm = utils.official_normalize(gold, is_prediction=False)
+        gold_norm = scoring.official_normalize(gold, is_prediction=False)
         gold_rows = run(db_file, gold_norm)
-        if not pred.strip() or pred.strip() == utils.EMPTY_PREDICTION:
+        if not pred.strip() or pred.strip() == scoring.EMPTY_PREDICTION:
             verdicts.append(False)
             continue
-        pred_rows = run(db_file, utils.official_normalize(pred, is_prediction=True))
+        pred_rows = run(db_file, scoring.official_normalize(pred, is_prediction=True))
         verdicts.append(pred_rows is not None and
-                        utils.results_match(gold_rows, pred_rows, "order by" in gold_norm.lower()))
+                        scoring.results_match(gold_rows, pred_rows, "order by" in gold_norm.lower()))
     return verdicts
 
 
@@ -264,7 +265,7 @@ def official_ex(cmd: list[str], cwd: str, env: dict) -> tuple[float | str, float
 
 def voting_and_test_suites(args, spider: Path, golds, mix, workdir: Path, rates: dict, official_key: str) -> None:
     """3. k = 8 candidate files voted on; 4. scoring on a folder with 3 databases per db_id."""
-    import utils
+    import scoring
 
     db_dir = spider / "database"
     n, k = len(golds), 8
@@ -273,9 +274,9 @@ def voting_and_test_suites(args, spider: Path, golds, mix, workdir: Path, rates:
     for j in range(k):  # 8 different mixes: each ~half perturbed, differently
         path = workdir / f"vote{j}.pred.txt"
         preds = mix if j == 0 else build_mix(golds, db_dir, args.seed + 100 + j)
-        path.write_text("".join(utils.flatten_sql(p) + "\n" for p in preds), encoding="utf-8")
+        path.write_text("".join(scoring.flatten_sql(p) + "\n" for p in preds), encoding="utf-8")
         paths.append(path)
-    candidates = [list(c) for c in zip(*(utils.read_pred_file(p, n) for p in paths))]
+    candidates = [list(c) for c in zip(*(scoring.read_pred_file(p, n) for p in paths))]
     times: dict[str, list] = {}
     cli = [sys.executable, str(REPO / "evaluate.py"), "--score_only", "--gold", str(gold_path), "--db_dir", str(db_dir),
            "--results", str(workdir / "vote" / "results.jsonl")]
@@ -286,7 +287,7 @@ def voting_and_test_suites(args, spider: Path, golds, mix, workdir: Path, rates:
         for workers in (1, 2):
             fresh_caches()
             start = time.perf_counter()
-            records = utils.vote_predictions(candidates, golds, db_dir, 2.0, workers)
+            records = scoring.vote_predictions(candidates, golds, db_dir, 2.0, workers)
             times.setdefault(f"ours, vote_predictions workers={workers}", []).append(time.perf_counter() - start)
         times.setdefault("ours, `evaluate.py --score_only --pred x8` (wall, 2 workers)", []).append(
             timed_subprocess(cli, str(REPO), dict(os.environ)))
@@ -324,7 +325,7 @@ def voting_and_test_suites(args, spider: Path, golds, mix, workdir: Path, rates:
             for workers in (1, 2):
                 fresh_caches()
                 start = time.perf_counter()
-                recs = utils.score_predictions(mix, golds, folder, 2.0, workers)
+                recs = scoring.score_predictions(mix, golds, folder, 2.0, workers)
                 ts_times.setdefault((f"ours, score_predictions workers={workers}", name), []).append(
                     time.perf_counter() - start)
                 verdicts[name] = sum(r["exec_match"] for r in recs) / n
@@ -377,16 +378,16 @@ def main() -> int:
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, cpus[:2])
         print(f"CPU cores used: {sorted(os.sched_getaffinity(0))} (of {len(cpus)} available)")
-    import utils
+    import scoring
 
     db_dir = spider / "database"
-    golds = utils.read_gold_file(spider / "dev_gold.sql")
+    golds = scoring.read_gold_file(spider / "dev_gold.sql")
     mix = build_mix(golds, db_dir, args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="score_speed_"))
     files = {}
     for name, preds in (("gold", [g for g, _ in golds]), ("mix", mix)):
         pred_path, gold_path = workdir / f"{name}.pred.txt", workdir / f"{name}.gold.txt"
-        pred_path.write_text("".join(utils.flatten_sql(p) + "\n" for p in preds), encoding="utf-8")
+        pred_path.write_text("".join(scoring.flatten_sql(p) + "\n" for p in preds), encoding="utf-8")
         gold_path.write_text("".join(f"{g}\t{db}\n" for g, db in golds), encoding="utf-8")
         files[name] = (pred_path, gold_path)
     n = len(golds)
@@ -402,13 +403,13 @@ def main() -> int:
     configs = []  # (label, file name, run() -> seconds or an error message, verdicts list or None)
     verdicts: dict[tuple[str, str], list[bool]] = {}
     for name, (pred_path, gold_path) in files.items():
-        g = utils.read_gold_file(gold_path)
-        p = utils.read_pred_file(pred_path, expected=len(g))
+        g = scoring.read_gold_file(gold_path)
+        p = scoring.read_pred_file(pred_path, expected=len(g))
 
         def ours(workers, name=name, p=p, g=g):
             fresh_caches()
             start = time.perf_counter()
-            records = utils.score_predictions(p, g, db_dir, 2.0, workers)
+            records = scoring.score_predictions(p, g, db_dir, 2.0, workers)
             seconds = time.perf_counter() - start
             verdicts[(f"ours w={workers}", name)] = [r["exec_match"] for r in records]
             return seconds
@@ -443,8 +444,8 @@ def main() -> int:
         rates[key] = errors[0] if errors else n / statistics.median(values)
     notes = []
     for name, (pred_path, gold_path) in files.items():
-        p = [" ".join(x.split()) for x in utils.read_pred_file(pred_path)]
-        g = [" ".join(x.split()) for x, _ in utils.read_gold_file(gold_path)]
+        p = [" ".join(x.split()) for x in scoring.read_pred_file(pred_path)]
+        g = [" ".join(x.split()) for x, _ in scoring.read_gold_file(gold_path)]
         same = verdicts[("ours w=1", name)] == verdicts[("ours w=2", name)] == verdicts[("naive", name)]
         notes.append(f"{name}: {sum(a != b for a, b in zip(p, g))} of {n} predictions differ from their gold "
                      f"(whitespace aside), match rate {sum(verdicts[('ours w=2', name)]) / n:.3f}; "

@@ -180,11 +180,11 @@ def main() -> int:
         return 2
 
     sys.path.insert(0, str(REPO_DIR))
-    import utils  # noqa: E402  (light: no torch at import)
+    import tiny_model  # noqa: E402  (light: no torch at import)
 
     # Whether a stage (re)built the tiny model: compare its version stamp before and after the run
     # (the stamp's format is the project's business; only a change of it matters here).
-    stamp = utils.TINY_MODEL_DIR / "sql-rlvr-tiny-version"
+    stamp = tiny_model.TINY_MODEL_DIR / "sql-rlvr-tiny-version"
 
     def stamp_state():
         try:
@@ -218,7 +218,7 @@ def main() -> int:
     print(f"- python: `{py}`; cwd `{REPO_DIR}`; output_dir `{out}`; {os.cpu_count()} CPU cores")
     print(f"- peak RSS from: {'GNU /usr/bin/time -v' if method == 'time' else 'getrusage(RUSAGE_CHILDREN) in a wrapper'}"
           f" (largest single process); tree MiB = peak summed RSS of the stage's process tree (/proc, 50 ms)")
-    print(f"- tiny model `{utils.TINY_MODEL_DIR}`: "
+    print(f"- tiny model `{tiny_model.TINY_MODEL_DIR}`: "
           f"{'built during this run (by the first stage; included in its time)' if tiny_rebuilt else 'already cached, reused'}")
     print(f"- threads: {('OMP_NUM_THREADS=MKL_NUM_THREADS=' + str(args.threads)) if extra_env else 'environment unchanged (torch default)'}; "
           "CPU s = user + system time of the stage's whole tree; load = 1-min load average when the stage started "

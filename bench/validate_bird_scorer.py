@@ -9,7 +9,7 @@ What it does
     * reads both files back with BIRD's own `evaluation_utils.package_sqls` and checks they give
       the same SQL strings and databases as ours;
     * asks BIRD's `evaluation_ex.execute_model` (func_timeout, 30 s, `set(pred) == set(gold)`) for
-      every pair's verdict and compares it with `utils.score_predictions(..., rule="bird")`;
+      every pair's verdict and compares it with `scoring.score_predictions(..., rule="bird")`;
     * runs BIRD's `evaluation_ex.py` command line (the one evaluate.py prints) on the files and
       shows its table next to ours.
 
@@ -95,7 +95,7 @@ def main() -> int:
         return 0
 
     import benchmarks
-    import utils
+    import scoring
     from config import MINI_BIRD_DIR
 
     bird = benchmarks.Bird.open(MINI_BIRD_DIR)
@@ -112,7 +112,7 @@ def main() -> int:
     spec = benchmarks.get("bird")
     with tempfile.TemporaryDirectory(prefix="bird-validate-") as tmp:
         out = Path(tmp)
-        pred_path, gold_path = spec.write_eval_files(out, examples, [utils.flatten_sql(p) for p in preds])
+        pred_path, gold_path = spec.write_eval_files(out, examples, [scoring.flatten_sql(p) for p in preds])
         stubs = out / "stubs"
         stubs.mkdir()
         for name in ("psycopg2", "pymysql"):
@@ -125,9 +125,9 @@ def main() -> int:
             return 1
         theirs = json.loads(run.stdout.strip().splitlines()[-1])
 
-        golds = utils.read_gold_file(gold_path)
+        golds = scoring.read_gold_file(gold_path)
         ours_preds = spec.read_predictions(pred_path, len(golds))
-        records = utils.score_predictions(ours_preds, golds, db_root, 30.0, 1, rule="bird")
+        records = scoring.score_predictions(ours_preds, golds, db_root, 30.0, 1, rule="bird")
         reading_ok = (theirs["preds"] == ours_preds and theirs["golds"] == [g for g, _ in golds]
                       and theirs["db_paths"] == [f"{db_root}/{db}/{db}.sqlite" for _, db in golds])
 

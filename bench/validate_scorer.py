@@ -17,7 +17,7 @@ What it does:
      the same database, broken syntax, `value` placeholders, `> =` spacing, empty answers, ...),
      with sqlglot or plain string edits, and writes a pred.txt / gold.txt pair per family into
      the work directory (a fresh temporary one unless --workdir is given; it is kept).
-  2. Scores every family with ours (utils.read_gold_file / read_pred_file / score_predictions,
+  2. Scores every family with ours (scoring.read_gold_file / read_pred_file / score_predictions,
      the code path of `python evaluate.py --score_only`).
   3. With --official: gets per-example official verdicts from a small driver (written to the work
      directory, run with the official python) that imports the official `exec_eval.eval_exec_match`
@@ -386,20 +386,20 @@ class Perturber:
 # running the two scorers
 
 def write_family(folder: Path, name: str, items: list[tuple[int, str]], golds: list[tuple[str, str]]) -> tuple[Path, Path]:
-    import utils
+    import scoring
 
     pred, gold = folder / f"{name}.pred.txt", folder / f"{name}.gold.txt"
-    pred.write_text("".join(utils.flatten_sql(p) + "\n" for _, p in items), encoding="utf-8")
+    pred.write_text("".join(scoring.flatten_sql(p) + "\n" for _, p in items), encoding="utf-8")
     gold.write_text("".join(f"{golds[i][0]}\t{golds[i][1]}\n" for i, _ in items), encoding="utf-8")
     return pred, gold
 
 
 def run_ours(pred: Path, gold: Path, db_dir: Path, timeout_s: float, workers: int) -> list[dict]:
-    import utils
+    import scoring
 
-    golds = utils.read_gold_file(gold)
-    preds = utils.read_pred_file(pred, expected=len(golds))
-    return utils.score_predictions(preds, golds, db_dir, timeout_s, workers)
+    golds = scoring.read_gold_file(gold)
+    preds = scoring.read_pred_file(pred, expected=len(golds))
+    return scoring.score_predictions(preds, golds, db_dir, timeout_s, workers)
 
 
 def official_env(workdir: Path) -> dict:
@@ -460,9 +460,9 @@ def _plain_exec(db_file: str, sql: str):
 
 
 def diagnose(pred: str, gold_sql: str, db_file: str, ours: dict, official: dict) -> str:
-    import utils
+    import scoring
 
-    ours_sql = utils.official_normalize(pred.replace("\t", " "), is_prediction=True)
+    ours_sql = scoring.official_normalize(pred.replace("\t", " "), is_prediction=True)
     off_sql = official.get("executed", "")
     if "crash" in official:
         return f"the official code crashed: {official['crash']}"
@@ -470,7 +470,7 @@ def diagnose(pred: str, gold_sql: str, db_file: str, ours: dict, official: dict)
         return (f"different text executed: the official runs {off_sql!r} (sqlparse's first statement), "
                 f"ours runs {ours_sql!r}")
     if ours["outcome"] == "invalid" and (ours["error"] or "").startswith("refused"):
-        gold_rows = _plain_exec(db_file, utils.official_normalize(gold_sql, is_prediction=False))
+        gold_rows = _plain_exec(db_file, scoring.official_normalize(gold_sql, is_prediction=False))
         if gold_rows == [] and official["verdict"] == 1:
             return (f"ours refuses to run it ({ours['error']}); the official executes it, sqlite3 returns no "
                     "rows for a statement that yields none, and two empty results match")
@@ -478,12 +478,12 @@ def diagnose(pred: str, gold_sql: str, db_file: str, ours: dict, official: dict)
                 f"(result {str(_plain_exec(db_file, off_sql))[:120]})")
     if ours["outcome"] == "invalid":
         return f"ours fails to run it ({ours['error']}); plain sqlite3 gives {str(_plain_exec(db_file, off_sql))[:120]}"
-    gold_rows = _plain_exec(db_file, utils.official_normalize(gold_sql, is_prediction=False))
+    gold_rows = _plain_exec(db_file, scoring.official_normalize(gold_sql, is_prediction=False))
     pred_rows = _plain_exec(db_file, off_sql)
     if isinstance(gold_rows, list) and isinstance(pred_rows, list) and gold_rows == pred_rows:
         kinds = sorted({f"{type(a).__name__}/{type(b).__name__}" for g, p in zip(gold_rows, pred_rows)
                         for a, b in zip(g, p) if type(a) is not type(b)})
-        unordered_differ = any(utils._unorder_row(g) != utils._unorder_row(p) for g, p in zip(gold_rows, pred_rows))
+        unordered_differ = any(scoring.unordered_rows([g]) != scoring.unordered_rows([p]) for g, p in zip(gold_rows, pred_rows))
         return ("results equal under Python == (value types " + ", ".join(kinds or ["same"]) + ")"
                 + ("; the official's per-row sort by str(value)+str(type) orders them differently, so its "
                    "quick_rej rejects, while ours returns True at `if gold == pred`" if unordered_differ else ""))
@@ -513,10 +513,11 @@ def main() -> int:
     if args.official and not (Path(args.official) / "exec_eval.py").is_file():
         print(f"--official {args.official} holds no exec_eval.py (expected a test-suite-sql-eval checkout)")
         return 2
-    import utils
+    import errors
+    import scoring
 
     db_dir = spider / "database"
-    golds = utils.read_gold_file(spider / "dev_gold.sql")
+    golds = scoring.read_gold_file(spider / "dev_gold.sql")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="validate_scorer_"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"Spider: {spider} ({len(golds)} dev examples); work dir: {workdir}")
@@ -566,7 +567,7 @@ def main() -> int:
                 official_hardness = [o.get("hardness") for o in off]
             off_rate = sum(o["verdict"] or 0 for o in off) / len(off)
             n_dis = 0
-            flat_preds = utils.read_pred_file(pred_path)
+            flat_preds = scoring.read_pred_file(pred_path)
             for (i, _), o, r in zip(items, off, ours):
                 if o["verdict"] != int(r["exec_match"]):
                     n_dis += 1
@@ -648,7 +649,7 @@ def main() -> int:
         try:
             r = run_ours(probe, probe_gold, db_dir, args.timeout, 1)[0]
             reading = f"one line, verdict {int(r['exec_match'])}"
-        except utils.UserError as exc:
+        except errors.UserError as exc:
             reading = f"UserError ({str(exc).split(': ', 1)[1]})"
         official = "not run (no --official)"
         if args.official:
@@ -669,8 +670,8 @@ def main() -> int:
         probe_golds = [("SELECT count(*) FROM city", "world_1"), (slow, "world_1")]
         try:
             got = [(r["exec_match"], r["outcome"]) for r in
-                   utils.score_predictions([slow, slow], probe_golds, db_dir, limit, 1)]
-        except utils.UserError as exc:
+                   scoring.score_predictions([slow, slow], probe_golds, db_dir, limit, 1)]
+        except errors.UserError as exc:
             got = f"UserError: {exc}"
         print(f"\nResult cache shared by gold and prediction (timeout_s={limit:g}; the query takes {took:.2f} s):\n"
               f"  pred.txt = [Q, Q], gold.txt = [SELECT count(*) FROM city, Q] (world_1), Q = {slow}\n"

@@ -11,20 +11,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import benchmarks
 import utils  # noqa: E402
 from config import MINI_SPIDER_DIR  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def spider() -> utils.Spider:
+def spider() -> benchmarks.Spider:
     # Autouse: opening the mini-Spider builds its databases from the shipped .sql, which tests that
     # only name data/mini_spider/database (score-only runs, --compare) rely on in a fresh checkout.
-    return utils.Spider.open(MINI_SPIDER_DIR)
+    return benchmarks.Spider.open(MINI_SPIDER_DIR)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> str:
-    return utils.ensure_tiny_model()
+    return utils.resolve_model_name("tiny")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,9 @@ import shutil
 import pytest
 
 import benchmarks
+import errors
+import sandbox
+import scoring
 import utils
 from config import BENCHMARK_DEFAULTS, MINI_BIRD_DIR, ConfigError, parse_config
 
@@ -113,7 +116,7 @@ def test_descriptions_never_stop_a_run(tmp_path):
 
 
 def test_bird_rule_is_set_equality_on_raw_rows():
-    match = benchmarks.bird_rows_match
+    match = scoring.bird_rows_match
     assert match([(1, "a"), (2, "b")], [(2, "b"), (1, "a")])  # order ignored
     assert match([(1,), (1,), (2,)], [(2,), (1,)])  # duplicates ignored
     assert match([(1,)], [(1.0,)])  # Python equality: 1 == 1.0
@@ -154,7 +157,7 @@ def test_spider_and_bird_rules_differ_where_their_evaluators_do(food_db, gold, p
 
 def test_text_that_is_not_utf8_is_an_error_under_birds_rule_only(food_db):
     gold = "SELECT owner_name FROM businesses WHERE business_id = 3"
-    result = utils.execute_sql(food_db, gold)
+    result = sandbox.execute_sql(food_db, gold)
     assert result.ok and result.lossy_text and result.rows == [("Jose Munoz",)]  # Spider's reading: the Latin-1 byte dropped
     assert judge(gold, gold, food_db, "spider") == "match"
     gold_ok = "SELECT owner_name FROM businesses WHERE business_id = 1"
@@ -163,7 +166,7 @@ def test_text_that_is_not_utf8_is_an_error_under_birds_rule_only(food_db):
     assert outcome == "invalid" and "UTF-8" in error
     # a gold whose result is not UTF-8 can never be matched (BIRD's evaluator scores it 0)
     assert judge(gold, gold, food_db, "bird") != "match"
-    records = utils.score_predictions([gold, "SELECT owner_name FROM businesses"], [(gold, DB), (gold_ok, DB)],
+    records = scoring.score_predictions([gold, "SELECT owner_name FROM businesses"], [(gold, DB), (gold_ok, DB)],
                                       MINI_BIRD_DIR / "dev" / "dev_databases", workers=1, rule="bird")
     assert [r["exec_match"] for r in records] == [False, False]
     assert "gold result" in records[0]["error"] and records[1]["outcome"] == "invalid"
@@ -181,8 +184,8 @@ def test_grpo_reward_gives_plus_five_by_the_benchmarks_rule(food_db):
 
 
 def test_gold_against_gold_scores_every_question(dev):
-    golds = [(utils.flatten_sql(ex["query"]), ex["db_id"]) for ex in dev]
-    records = utils.score_predictions([g for g, _ in golds], golds, MINI_BIRD_DIR / "dev" / "dev_databases",
+    golds = [(scoring.flatten_sql(ex["query"]), ex["db_id"]) for ex in dev]
+    records = scoring.score_predictions([g for g, _ in golds], golds, MINI_BIRD_DIR / "dev" / "dev_databases",
                                       workers=1, rule="bird")
     assert all(r["exec_match"] for r in records)
 
@@ -215,9 +218,9 @@ def test_prediction_file_round_trip(tmp_path, dev):
     assert data["0"] == f"SELECT name FROM businesses\t----- bird -----\t{DB}"
     read = spec.read_predictions(pred_path, len(dev))
     assert read == official_package_sqls(pred_path)
-    assert read[0] == "SELECT name FROM businesses" and read[1] == utils.EMPTY_PREDICTION
+    assert read[0] == "SELECT name FROM businesses" and read[1] == scoring.EMPTY_PREDICTION
     golds, difficulties = spec.read_gold(MINI_BIRD_DIR / "dev" / "dev.json")
-    assert utils.read_gold_file(gold_path) == golds and difficulties == [ex["difficulty"] for ex in dev]
+    assert scoring.read_gold_file(gold_path) == golds and difficulties == [ex["difficulty"] for ex in dev]
     lines = [json.loads(line) for line in (tmp_path / "dev_difficulty.jsonl").read_text().splitlines()]
     assert [r["difficulty"] for r in lines] == difficulties
     # BIRD's reader on entries written by others: no separator, two separators, a non-string
@@ -228,7 +231,7 @@ def test_prediction_file_round_trip(tmp_path, dev):
     lines_file = tmp_path / "pred.txt"
     lines_file.write_text("SELECT 1\nSELECT 2\n")
     assert spec.read_predictions(lines_file, 2) == ["SELECT 1", "SELECT 2"]
-    with pytest.raises(utils.UserError, match="pair in order"):
+    with pytest.raises(errors.UserError, match="pair in order"):
         spec.read_predictions(pred_path, len(dev) + 1)
     bom = tmp_path / "dev_bom.json"  # a question file saved with a byte-order mark
     bom.write_bytes(b"\xef\xbb\xbf" + (MINI_BIRD_DIR / "dev" / "dev.json").read_bytes())
@@ -287,15 +290,15 @@ def test_bird_samples_are_stratified_by_database_and_difficulty(dev):
 
 def test_each_benchmark_describes_its_own_eval_splits():
     spider, bird = benchmarks.get("spider"), benchmarks.get("bird")
-    assert spider.eval_splits == tuple(utils.SPIDER_EVAL_SPLITS) and bird.eval_splits == ("dev", "mini_dev")
+    assert spider.eval_splits == tuple(benchmarks.SPIDER_EVAL_SPLITS) and bird.eval_splits == ("dev", "mini_dev")
     for split in ("dev", "test"):
         spider.check_eval_split(split)
     bird.check_eval_split("mini_dev")
-    with pytest.raises(utils.UserError, match=r"not a Spider split: use one of dev, test \(mini_dev is BIRD's: add --benchmark bird\)"):
+    with pytest.raises(errors.UserError, match=r"not a Spider split: use one of dev, test \(mini_dev is BIRD's: add --benchmark bird\)"):
         spider.check_eval_split("mini_dev")
-    with pytest.raises(utils.UserError, match=r"not a BIRD split: use one of dev, mini_dev \(test is Spider's: add --benchmark spider\)"):
+    with pytest.raises(errors.UserError, match=r"not a BIRD split: use one of dev, mini_dev \(test is Spider's: add --benchmark spider\)"):
         bird.check_eval_split("test")
-    with pytest.raises(utils.UserError, match="not a BIRD split: use one of dev, mini_dev'?$"):
+    with pytest.raises(errors.UserError, match="not a BIRD split: use one of dev, mini_dev'?$"):
         bird.check_eval_split("train")
 
 
@@ -311,7 +314,7 @@ def test_score_only_reads_birds_files(tmp_path, dev):
     preds[2] = "SELECT owner_name FROM businesses"  # text that is not UTF-8: an error under BIRD's rule
     preds[3] = ""  # empty: wrong
     pred_path = tmp_path / "predict_dev.json"
-    benchmarks.write_bird_predictions(pred_path, preds, [ex["db_id"] for ex in dev])
+    scoring.write_bird_predictions(pred_path, preds, [ex["db_id"] for ex in dev])
     results = tmp_path / "R"
     run = run_script("evaluate.py", "--score_only", "--benchmark", "bird", "--pred", str(pred_path),
                      "--gold", str(MINI_BIRD_DIR / "dev" / "dev.json"),
@@ -326,7 +329,7 @@ def test_score_only_reads_birds_files(tmp_path, dev):
     assert ex_line.split()[-1] == f"{100 * (len(dev) - 2) / len(dev):.2f}"
     # one SQL a line, and BIRD's gold lines, work too
     lines = tmp_path / "pred.txt"
-    lines.write_text("\n".join(utils.flatten_sql(p) for p in preds) + "\n")
+    lines.write_text("\n".join(scoring.flatten_sql(p) for p in preds) + "\n")
     run = run_script("evaluate.py", "--score_only", "--benchmark", "bird", "--pred", str(lines),
                      "--gold", str(MINI_BIRD_DIR / "dev" / "dev.sql"),
                      "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"), "--results", str(results))
@@ -357,13 +360,13 @@ def test_voting_groups_candidates_by_birds_rule(vote_db):
                   "SELECT s FROM u",  # text that is not UTF-8
                   "SELECT s FROM u"]
     gold = ("SELECT i FROM t WHERE i = 1", "shop")
-    bird = utils.vote_predictions([candidates], [gold], vote_db, workers=1, rule="bird")[0]
+    bird = scoring.vote_predictions([candidates], [gold], vote_db, workers=1, rule="bird")[0]
     # BIRD: set(rows) with Python equality: 1 == 1.0 and duplicates ignored, so 1, 2 and 3 agree;
     # the non-UTF-8 result is an error there and does not vote
     assert bird["groups"] == [0, 1, 1, 1, None, None]
     assert (bird["chosen"], bird["votes"], bird["executed"]) == (1, 3, 4)
     assert bird["exec_match"] is True and bird["candidate_outcomes"][4] == "invalid"
-    spider = utils.vote_predictions([candidates], [gold], vote_db, workers=1, rule="spider")[0]
+    spider = scoring.vote_predictions([candidates], [gold], vote_db, workers=1, rule="spider")[0]
     # Spider: row multisets with values as SQLite returned them (1.0 apart from 1); its DISTINCT removal
     # makes 2 return 1, 1 like 3; the text result runs (its bad byte dropped) and votes
     assert spider["groups"] == [0, 1, 2, 2, 4, 4]
@@ -371,12 +374,12 @@ def test_voting_groups_candidates_by_birds_rule(vote_db):
 
 
 def test_birds_group_key_is_its_match_rule():
-    rule = utils.match_rule("bird")
+    rule = scoring.match_rule("bird")
     for a, b in (([(1,)], [(1.0,)]), ([(1,), (1,)], [(1,)]), ([(1, "a"), (2, "b")], [(2, "b"), (1.0, "a")])):
-        assert benchmarks.bird_rows_match(a, b) and rule.group_key(a) == rule.group_key(b)
+        assert scoring.bird_rows_match(a, b) and rule.group_key(a) == rule.group_key(b)
     for a, b in (([(1,)], [("1",)]), ([(1, "a")], [("a", 1)]), ([(None,)], [])):
-        assert not benchmarks.bird_rows_match(a, b) and rule.group_key(a) != rule.group_key(b)
-    assert utils.match_rule("spider").group_key([(1,)]) != utils.match_rule("spider").group_key([(1.0,)])
+        assert not scoring.bird_rows_match(a, b) and rule.group_key(a) != rule.group_key(b)
+    assert scoring.match_rule("spider").group_key([(1,)]) != scoring.match_rule("spider").group_key([(1.0,)])
 
 
 def test_score_only_votes_among_several_bird_files_by_birds_rule(tmp_path, dev):
@@ -394,7 +397,7 @@ def test_score_only_votes_among_several_bird_files_by_birds_rule(tmp_path, dev):
     for name, preds in files.items():
         paths.append(tmp_path / name / "predict_dev.json")
         paths[-1].parent.mkdir()
-        benchmarks.write_bird_predictions(paths[-1], preds, db_ids)
+        scoring.write_bird_predictions(paths[-1], preds, db_ids)
     bird_args = ["--benchmark", "bird", "--gold", str(MINI_BIRD_DIR / "dev" / "dev.json"),
                  "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases")]
     run = run_script("evaluate.py", "--score_only", *bird_args, *[a for p in paths for a in ("--pred", str(p))],
@@ -425,7 +428,7 @@ def test_score_only_votes_among_several_bird_files_by_birds_rule(tmp_path, dev):
     assert "fixed by B (1)" in compared.stdout and "#2 [simple]" in compared.stdout  # score-only has no questions
     spider_run = tmp_path / "spider" / "metrics.json"
     spider_run.parent.mkdir()
-    spider_run.write_text(json.dumps({"by_hardness": utils.summarize_scores([])}))
+    spider_run.write_text(json.dumps({"by_hardness": benchmarks.get("spider").summarize([])}))
     mixed = run_script("evaluate.py", "--compare", str(tmp_path / "C"), str(spider_run))
     assert mixed.returncode == 2 and "different benchmarks" in mixed.stderr and mixed.stderr.strip().count("\n") == 0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import errors
 import utils
 from config import parse_config
 from conftest import run_script
@@ -164,7 +165,7 @@ def test_grpo_trainer_prompts_are_the_evaluation_prompts(family, make_family, sp
 
 def test_qwen3_hybrid_with_thinking_left_on_fails_loudly(make_family):
     tokenizer = load_tokenizer(make_family("qwen3", FAMILIES["qwen3"][0]))
-    with pytest.raises(utils.UserError) as err:
+    with pytest.raises(errors.UserError) as err:
         utils.check_chat_template(tokenizer, "Qwen/Qwen3-8B", template_kwargs={})
     message = str(err.value)
     assert "Qwen/Qwen3-8B" in message and "'<think>\\n\\n</think>\\n\\n" in message and "\n" not in message
@@ -177,7 +178,7 @@ def test_deepseek_r1_distill_is_refused_in_one_line(make_family, tmp_path):
     # no chat makes training and inference render the same text.
     model_dir = make_family("deepseek_r1_distill", R1)
     tokenizer = load_tokenizer(model_dir)
-    with pytest.raises(utils.UserError, match="<think>"):
+    with pytest.raises(errors.UserError, match="<think>"):
         utils.check_chat_template(tokenizer, "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
     result = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--model_name", str(model_dir))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -188,7 +189,7 @@ def test_deepseek_r1_distill_is_refused_in_one_line(make_family, tmp_path):
 def test_an_end_of_turn_that_generation_does_not_stop_at_fails(make_family):
     spec, _, _ = FAMILIES["llama3"]  # the original Llama 3 tokenizer: eos <|end_of_text|>, turns end <|eot_id|>
     tokenizer = load_tokenizer(make_family("llama3", spec))
-    with pytest.raises(utils.UserError, match="stop tokens"):
+    with pytest.raises(errors.UserError, match="stop tokens"):
         utils.check_chat_template(tokenizer, "meta-llama/Meta-Llama-3-8B-Instruct", [tokenizer.eos_token_id])
     assert utils.check_chat_template(tokenizer, "x", tokenizer.convert_tokens_to_ids(spec["stops"])) == {}
 
@@ -211,7 +212,7 @@ def test_generation_stops_at_the_generation_config_stop_tokens(tiny_model_dir, t
 def test_a_base_model_without_chat_template_is_one_clear_error(tiny_model_dir):
     tokenizer = load_tokenizer(Path(tiny_model_dir))
     tokenizer.chat_template = None
-    with pytest.raises(utils.UserError, match="has no chat template"):
+    with pytest.raises(errors.UserError, match="has no chat template"):
         utils.check_chat_template(tokenizer, "Qwen/Qwen3-4B-Base")
 
 

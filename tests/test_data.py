@@ -3,6 +3,11 @@ import shutil
 
 import pytest
 
+import benchmarks
+import hardness
+import sandbox
+import schema
+import scoring
 import utils
 from config import MINI_SPIDER_DIR
 
@@ -13,15 +18,15 @@ def test_mini_spider_loads_in_spider_layout(spider):
     assert {ex["db_id"] for ex in train} >= {"college_courses", "bookshop", "music_festival", "soccer_league"}
     for ex in train + dev:
         assert spider.db_path(ex["db_id"]).exists()
-        assert utils.execute_sql(spider.db_path(ex["db_id"]), ex["query"]).ok, ex["query"]
-    levels = {utils.spider_hardness(ex["query"]) for ex in dev}
+        assert sandbox.execute_sql(spider.db_path(ex["db_id"]), ex["query"]).ok, ex["query"]
+    levels = {hardness.spider_hardness(ex["query"]) for ex in dev}
     assert levels == {"easy", "medium", "hard", "extra"}
 
 
 def test_gold_files_match_json():
     for split, gold in (("train_spider", "train_gold.sql"), ("dev", "dev_gold.sql")):
         examples = json.loads((MINI_SPIDER_DIR / f"{split}.json").read_text())
-        pairs = utils.read_gold_file(MINI_SPIDER_DIR / gold)
+        pairs = scoring.read_gold_file(MINI_SPIDER_DIR / gold)
         assert pairs == [(ex["query"], ex["db_id"]) for ex in examples]
 
 
@@ -30,45 +35,45 @@ def test_missing_data_message_names_the_file_and_how_to_get_it(tmp_path, missing
     copy = tmp_path / "spider"
     shutil.copytree(MINI_SPIDER_DIR, copy)
     (copy / missing).unlink()
-    with pytest.raises(utils.SpiderDataError) as err:
-        utils.Spider.open(copy).examples("dev")
+    with pytest.raises(benchmarks.SpiderDataError) as err:
+        benchmarks.Spider.open(copy).examples("dev")
     message = str(err.value)
     assert missing in message and "yale-lily.github.io/spider" in message and "SPIDER_DIR" in message
 
 
 def test_missing_folder_and_malformed_json(tmp_path):
-    with pytest.raises(utils.SpiderDataError, match="does not exist"):
-        utils.Spider.open(tmp_path / "nowhere")
+    with pytest.raises(benchmarks.SpiderDataError, match="does not exist"):
+        benchmarks.Spider.open(tmp_path / "nowhere")
     copy = tmp_path / "spider"
     shutil.copytree(MINI_SPIDER_DIR, copy)
     (copy / "dev.json").write_text("[{\"db_id\": \"bookshop\"")
-    with pytest.raises(utils.SpiderDataError, match="not valid JSON"):
-        utils.Spider.open(copy).examples("dev")
+    with pytest.raises(benchmarks.SpiderDataError, match="not valid JSON"):
+        benchmarks.Spider.open(copy).examples("dev")
     (copy / "dev.json").write_text(json.dumps([{"db_id": "bookshop", "question": "q"}]))
-    with pytest.raises(utils.SpiderDataError, match="example 0 lacks"):
-        utils.Spider.open(copy).examples("dev")
+    with pytest.raises(benchmarks.SpiderDataError, match="example 0 lacks"):
+        benchmarks.Spider.open(copy).examples("dev")
 
 
 def test_train_others_is_optional_and_added_when_present(tmp_path):
     copy = tmp_path / "spider"
     shutil.copytree(MINI_SPIDER_DIR, copy)
-    base = len(utils.Spider.open(copy).examples("train"))
+    base = len(benchmarks.Spider.open(copy).examples("train"))
     extra = [{"db_id": "bookshop", "question": "How many books?", "query": "SELECT count(*) FROM book"}]
     (copy / "train_others.json").write_text(json.dumps(extra))
-    assert len(utils.Spider.open(copy).examples("train")) == base + 1
-    assert len(utils.Spider.open(copy).examples("train", use_train_others=False)) == base
+    assert len(benchmarks.Spider.open(copy).examples("train")) == base + 1
+    assert len(benchmarks.Spider.open(copy).examples("train", use_train_others=False)) == base
 
 
 def test_databases_are_built_from_sql_and_rebuilt_when_the_script_changes(tmp_path):
     copy = tmp_path / "spider"
     shutil.copytree(MINI_SPIDER_DIR, copy, ignore=shutil.ignore_patterns("*.sqlite", "*.sha256"))
-    spider = utils.Spider.open(copy)
+    spider = benchmarks.Spider.open(copy)
     db = spider.db_path("bookshop")
     assert db.exists()
     script = db.with_suffix(".sql")
     script.write_text(script.read_text() + "\nCREATE TABLE extra_table (x INTEGER);\n")
-    utils.Spider.open(copy)
-    assert "extra_table" in utils.schema_from_sqlite(db)
+    benchmarks.Spider.open(copy)
+    assert "extra_table" in schema.schema_from_sqlite(db)
 
 
 def test_a_real_spider_database_without_stamp_is_never_rebuilt(tmp_path, make_db):
@@ -77,7 +82,7 @@ def test_a_real_spider_database_without_stamp_is_never_rebuilt(tmp_path, make_db
     db = make_db("CREATE TABLE t (a INTEGER);", name="database/real/real.sqlite")
     (folder / "real.sql").write_text("CREATE TABLE other (b TEXT);")
     before = db.read_bytes()
-    utils.ensure_databases_built(tmp_path / "database")
+    benchmarks.ensure_databases_built(tmp_path / "database")
     assert db.read_bytes() == before
 
 
@@ -89,7 +94,7 @@ def test_schema_has_types_keys_and_quotes_odd_names(spider):
     assert "FOREIGN KEY (Artist_ID) REFERENCES Artist(Artist_ID)" in music
     college = spider.schema("college_courses")
     assert "PRIMARY KEY (Student_ID, Course_ID)" in college
-    assert spider.schema("music_festival") == utils.schema_from_sqlite(spider.db_path("music_festival"))  # deterministic
+    assert spider.schema("music_festival") == schema.schema_from_sqlite(spider.db_path("music_festival"))  # deterministic
 
 
 def test_schema_sample_values_survive_invalid_utf8_and_mistyped_columns(make_db):
@@ -97,15 +102,15 @@ def test_schema_sample_values_survive_invalid_utf8_and_mistyped_columns(make_db)
         "CREATE TABLE \"Odd Table\" (id INTEGER PRIMARY KEY, \"Full Name\" TEXT, founded INTEGER);"
         "INSERT INTO \"Odd Table\" VALUES (1, CAST(X'4D6F6E7472E9616C' AS TEXT), 1999);"
         "INSERT INTO \"Odd Table\" VALUES (2, 'Ann', 'N/A');")
-    text = utils.schema_from_sqlite(db, sample_values=3)
+    text = schema.schema_from_sqlite(db, sample_values=3)
     assert 'CREATE TABLE "Odd Table" (' in text
     assert "'Montral'" in text  # the invalid byte is dropped, as the official evaluator decodes
     assert "1999" in text and "N/A" in text
-    assert text == utils.schema_from_sqlite(db, sample_values=3)
+    assert text == schema.schema_from_sqlite(db, sample_values=3)
 
 
 def test_schema_from_tables_json_when_database_is_absent(spider):
-    text = utils.schema_from_tables_json(spider.tables["music_festival"])
+    text = schema.schema_from_tables_json(spider.tables["music_festival"])
     assert "CREATE TABLE Song (" in text and '"Release Year" NUMBER' in text
     assert "FOREIGN KEY" in text and "PRIMARY KEY" in text
 
@@ -169,8 +174,8 @@ def test_keys_missing_from_the_database_come_from_tables_json(make_db):
              "column_names_original": [[-1, "*"], [0, "singer_id"], [0, "name"], [1, "concert_id"], [1, "singer_id"]],
              "column_types": ["text", "number", "text", "number", "number"],
              "primary_keys": [1, 3], "foreign_keys": [[4, 1]]}
-    text = utils.schema_from_sqlite(db, tables_entry=entry)
+    text = schema.schema_from_sqlite(db, tables_entry=entry)
     assert "CREATE TABLE Singer (\n  Singer_ID INT,\n  Name TEXT,\n  PRIMARY KEY (Singer_ID)\n);" in text
     assert "PRIMARY KEY (concert_id)" in text
     assert text.count("FOREIGN KEY (singer_id) REFERENCES") == 1  # declared and annotated: listed once
-    assert "PRIMARY KEY" not in utils.schema_from_sqlite(db)
+    assert "PRIMARY KEY" not in schema.schema_from_sqlite(db)

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import benchmarks
+import errors
+import scoring
+import trainers
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS, parse_config
 from conftest import assert_official_files_pair, assert_trainer_args_follow_config, copy_sft, run_script
@@ -34,7 +38,7 @@ def test_sft_saves_a_peft_adapter_and_its_loss_goes_down(smoke):
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "run_info.json",
                  "metrics.jsonl", "curves.png"):
         assert (sft / name).exists(), name
-    losses = [r["loss"] for r in utils.read_metrics(sft / "metrics.jsonl") if "loss" in r]
+    losses = [r["loss"] for r in trainers.read_metrics(sft / "metrics.jsonl") if "loss" in r]
     assert len(losses) >= 100
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
 
@@ -46,7 +50,7 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
     assert info["global_step"] == 4
     assert info["sft_adapter_sha256"] == sha(out / "sft" / "adapter_model.safetensors")
     assert sha(grpo / "adapter_model.safetensors") != info["sft_adapter_sha256"]  # it trained something
-    logs = [r for r in utils.read_metrics(grpo / "metrics.jsonl") if "reward" in r]
+    logs = [r for r in trainers.read_metrics(grpo / "metrics.jsonl") if "reward" in r]
     assert len(logs) == 4
     for row in logs:
         assert "rewards/sql_execution/mean" in row and "reward_std" in row and "frac_reward_zero_std" in row
@@ -94,7 +98,7 @@ def test_evaluation_writes_official_files_that_line_up(smoke):
     assert [r["dev_index"] for r in records] == list(range(len(dev)))
     assert "evaluation.py --gold" in runs["eval"].stdout
     # the files score the same through --score_only
-    rescored = utils.score_predictions(utils.read_pred_file(ev / "pred.txt"), utils.read_gold_file(ev / "gold.txt"),
+    rescored = scoring.score_predictions(scoring.read_pred_file(ev / "pred.txt"), scoring.read_gold_file(ev / "gold.txt"),
                                        MINI_SPIDER_DIR / "database", workers=1)
     assert sum(r["exec_match"] for r in rescored) == metrics["by_hardness"]["all"]["exec_match"]
 
@@ -132,7 +136,7 @@ def test_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_path):
     trainer, info = train_sft.build_trainer(cfg, tmp_path / "sft")
     assert_trainer_args_follow_config(info, SFT_TRAINER_ARGS)  # in process: the hf SFTTrainer holds the config's settings
     tokenizer = trainer.processing_class
-    spider = utils.Spider.open(cfg.spider_dir)
+    spider = benchmarks.Spider.open(cfg.spider_dir)
     golds = {ex["query"] for ex in spider.examples("train")}
     for row in [trainer.train_dataset[i] for i in range(5)]:
         labels = trainer.data_collator([row])["labels"][0].tolist()
@@ -156,7 +160,7 @@ def test_grpo_refuses_an_adapter_it_cannot_train(tmp_path, monkeypatch):
     load_frozen = PeftModel.from_pretrained.__func__
     monkeypatch.setattr(PeftModel, "from_pretrained",
                         classmethod(lambda cls, *args, **kwargs: load_frozen(cls, *args, **{**kwargs, "is_trainable": False})))
-    with pytest.raises(utils.UserError, match="no trainable parameters"):
+    with pytest.raises(errors.UserError, match="no trainable parameters"):
         utils.load_model(cfg, "hf", adapter=tmp_path, trainable=True)
 
 
@@ -185,7 +189,7 @@ def test_grpo_eval_steps_logs_the_dev_ex_that_evaluate_reproduces(tmp_path, smok
     common = ["--preset", "smoke", "--output_dir", str(tmp_path), "--spider_dir", str(data)]
     grpo = run_script("train_grpo.py", *common, "--eval_steps", "2", "--eval_subset_size", "12")
     assert grpo.returncode == 0, grpo.stderr[-3000:]
-    logged = [r for r in utils.read_metrics(tmp_path / "grpo" / "metrics.jsonl") if "eval/ex" in r]
+    logged = [r for r in trainers.read_metrics(tmp_path / "grpo" / "metrics.jsonl") if "eval/ex" in r]
     assert [r["step"] for r in logged] == [2, 4]
     assert all("reward" in r for r in logged)  # in the step's own log line, not a line of its own
     assert "eval/ex=" in grpo.stdout and "on 12 of 48 dev questions" in grpo.stdout

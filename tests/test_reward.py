@@ -2,8 +2,12 @@
 
 import pytest
 
+import errors
+import sandbox
+import scoring
 import utils
-from utils import RewardValues, results_match, sql_reward
+from scoring import results_match
+from utils import RewardValues, sql_reward
 
 SCRIPT = """
 CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER);
@@ -55,7 +59,7 @@ def test_order_matters_only_when_gold_orders(db):
     assert sql_reward("SELECT name FROM singer", "SELECT name FROM singer ORDER BY name DESC", db) < 5.0
     assert sql_reward("SELECT name FROM singer ORDER BY name DESC", "SELECT name FROM singer ORDER BY name DESC", db) == 5.0
     # 'order by' inside a subquery of the gold also makes order count, as in the official evaluator
-    assert utils.order_matters("SELECT name FROM (SELECT name FROM singer ORDER BY age LIMIT 3)")
+    assert scoring.order_matters("SELECT name FROM (SELECT name FROM singer ORDER BY age LIMIT 3)")
 
 
 def test_duplicates_count_multiset_not_set(db):
@@ -78,9 +82,9 @@ def test_official_value_rules():
     assert not results_match([(1, 2)], [(1,)], False)  # column counts differ
     assert results_match([(1, "a"), (2, "b")], [("b", 2), ("a", 1)], False)
     assert not results_match([(1, "a"), (2, "b")], [("b", 2), ("a", 1)], True)
-    assert utils.official_normalize("SELECT a FROM t WHERE b > = 1 AND c = 'value'", is_prediction=True) == \
+    assert scoring.official_normalize("SELECT a FROM t WHERE b > = 1 AND c = 'value'", is_prediction=True) == \
         "SELECT a FROM t WHERE b >= 1 AND c = '1'"
-    assert utils.remove_distinct("SELECT count(DISTINCT a) FROM t") == "SELECT count( a) FROM t"
+    assert scoring.remove_distinct("SELECT count(DISTINCT a) FROM t") == "SELECT count( a) FROM t"
 
 
 def test_batched_reward_with_trl_calling_convention(db):
@@ -119,7 +123,7 @@ def test_batched_reward_plain_string_completions_in_process(db):
 
 
 def test_gold_that_fails_is_a_clear_error(db):
-    with pytest.raises(utils.UserError, match="gold query fails"):
+    with pytest.raises(errors.UserError, match="gold query fails"):
         sql_reward("SELECT 1", "SELECT missing FROM singer", db)
 
 
@@ -131,8 +135,8 @@ def test_official_row_normalisation_rejects_what_python_equality_accepts():
 
 
 def test_remove_distinct_splits_statements_like_sqlparse():
-    assert utils.remove_distinct("SELECT count(*) FROM singer GO SELECT 1").strip() == "SELECT count(*) FROM singer GO"
-    assert utils.remove_distinct("SELECT name FROM singer") == "SELECT name FROM singer"
+    assert scoring.remove_distinct("SELECT count(*) FROM singer GO SELECT 1").strip() == "SELECT count(*) FROM singer GO"
+    assert scoring.remove_distinct("SELECT name FROM singer") == "SELECT name FROM singer"
 
 
 def test_a_dead_worker_fails_only_its_answer_and_is_counted(db):
@@ -160,9 +164,9 @@ def _die(items, _args, emit):
 
 
 def test_repeated_worker_failures_stop_with_a_clear_error():
-    pool = utils.WorkerPool(_die, workers=1, method="fork", max_failures=3)
+    pool = sandbox.WorkerPool(_die, workers=1, method="fork", max_failures=3)
     try:
-        with pytest.raises(utils.UserError, match="3 SQL worker processes failed in a row"):
+        with pytest.raises(errors.UserError, match="3 SQL worker processes failed in a row"):
             pool.run([list(range(10))], None, lambda _item: 5.0, lambda item, error: error)
     finally:
         pool.close()

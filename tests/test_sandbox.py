@@ -7,6 +7,10 @@ import time
 
 import pytest
 
+import benchmarks
+import errors
+import sandbox
+import schema
 import utils
 
 SCRIPT = ("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT);"
@@ -19,7 +23,7 @@ def snapshot(folder):
 
 def test_select_returns_rows(make_db):
     db = make_db(SCRIPT)
-    result = utils.execute_sql(db, "SELECT a FROM t WHERE a < 3 ORDER BY a")
+    result = sandbox.execute_sql(db, "SELECT a FROM t WHERE a < 3 ORDER BY a")
     assert result.ok and result.rows == [(1,), (2,)]
 
 
@@ -46,10 +50,10 @@ def test_select_returns_rows(make_db):
 def test_refused_statements_leave_database_byte_identical_and_create_no_file(make_db, tmp_path, sql):
     db = make_db(SCRIPT)
     before = snapshot(tmp_path)
-    result = utils.execute_sql(db, sql.format(dir=tmp_path))
+    result = sandbox.execute_sql(db, sql.format(dir=tmp_path))
     assert not result.ok and result.kind in ("refused", "error")
     assert snapshot(tmp_path) == before  # same files, same bytes
-    assert utils.execute_sql(db, "SELECT count(*) FROM t").rows == [(3,)]
+    assert sandbox.execute_sql(db, "SELECT count(*) FROM t").rows == [(3,)]
 
 
 @pytest.mark.parametrize("sql", [
@@ -60,7 +64,7 @@ def test_refused_statements_leave_database_byte_identical_and_create_no_file(mak
 def test_runaway_queries_return_within_the_limit(make_db, sql):
     db = make_db(SCRIPT)
     start = time.monotonic()
-    result = utils.execute_sql(db, sql, timeout_s=0.5)
+    result = sandbox.execute_sql(db, sql, timeout_s=0.5)
     assert time.monotonic() - start < 1.5
     assert result.kind in ("timeout", "too_large")
 
@@ -68,7 +72,7 @@ def test_runaway_queries_return_within_the_limit(make_db, sql):
 def test_printf_padding_cannot_stall_a_single_step(make_db):
     db = make_db(SCRIPT)
     start = time.monotonic()
-    result = utils.execute_sql(db, "SELECT printf('%.*c', 2000000000, 'x')", timeout_s=0.5)
+    result = sandbox.execute_sql(db, "SELECT printf('%.*c', 2000000000, 'x')", timeout_s=0.5)
     assert time.monotonic() - start < 1.0 and result.kind == "refused"
 
 
@@ -104,7 +108,7 @@ STALLING = {
 def test_single_call_stalls_are_bounded_by_sqlite_limits(make_db, name):
     db = make_db(SCRIPT)
     start = time.monotonic()
-    result = utils.execute_sql(db, STALLING[name], timeout_s=0.5)
+    result = sandbox.execute_sql(db, STALLING[name], timeout_s=0.5)
     assert time.monotonic() - start < 3.0, result  # a loose bound: a correctness property, not a speed target
     assert result.kind in ("refused", "error", "timeout"), result
 
@@ -132,21 +136,21 @@ def test_a_stall_within_sqlite_limits_is_stopped_by_the_worker_pool(make_db):
 
 def test_result_size_is_bounded(make_db):
     db = make_db(SCRIPT)
-    assert utils.execute_sql(db, "SELECT randomblob(100000000)").kind == "refused"
+    assert sandbox.execute_sql(db, "SELECT randomblob(100000000)").kind == "refused"
     doubling = "WITH RECURSIVE d(s) AS (SELECT 'a' UNION ALL SELECT s || s FROM d) SELECT length(s) FROM d"
-    assert utils.execute_sql(db, doubling).kind == "error"  # over SQLite's length limit
+    assert sandbox.execute_sql(db, doubling).kind == "error"  # over SQLite's length limit
     big = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50) SELECT x FROM c"
-    assert utils.execute_sql(db, big, max_rows=10).kind == "too_large"
+    assert sandbox.execute_sql(db, big, max_rows=10).kind == "too_large"
 
 
 def test_invalid_utf8_never_raises(make_db):
     db = make_db(SCRIPT)
-    result = utils.execute_sql(db, "SELECT b FROM t ORDER BY a")
+    result = sandbox.execute_sql(db, "SELECT b FROM t ORDER BY a")
     assert result.ok and result.rows == [("x",), ("y",), ("Cafe",)]  # invalid bytes dropped, like the official evaluator
 
 
 def test_missing_database_is_an_error_not_an_exception(tmp_path):
-    result = utils.execute_sql(tmp_path / "absent.sqlite", "SELECT 1")
+    result = sandbox.execute_sql(tmp_path / "absent.sqlite", "SELECT 1")
     assert result.kind == "error" and "cannot open" in result.error
     assert not (tmp_path / "absent.sqlite").exists()
 
@@ -158,11 +162,11 @@ def test_safe_from_many_threads(make_db):
     def work(i):
         for _ in range(50):
             if i % 2:
-                r = utils.execute_sql(db, "SELECT sum(a) FROM t")
+                r = sandbox.execute_sql(db, "SELECT sum(a) FROM t")
                 if r.rows != [(6,)]:
                     errors.append(r)
             else:
-                utils.execute_sql(db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c",
+                sandbox.execute_sql(db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c",
                                   timeout_s=0.01)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
@@ -176,10 +180,10 @@ def test_safe_from_many_threads(make_db):
 def test_zero_byte_database_is_reported_as_an_empty_file(tmp_path):
     empty = tmp_path / "empty.sqlite"
     empty.write_bytes(b"")
-    result = utils.execute_sql(empty, "SELECT name FROM singer")
+    result = sandbox.execute_sql(empty, "SELECT name FROM singer")
     assert result.kind == "error" and "empty file, not a database" in result.error  # not "no such table"
-    with pytest.raises(utils.SpiderDataError, match="empty file, not a database"):
-        utils.schema_from_sqlite(empty)
+    with pytest.raises(errors.DataError, match="empty file, not a database"):
+        schema.schema_from_sqlite(empty)
     assert empty.read_bytes() == b""
 
 
@@ -187,7 +191,7 @@ def test_zero_byte_database_with_its_sql_source_is_rebuilt(tmp_path):
     folder = tmp_path / "database" / "tiny"
     folder.mkdir(parents=True)
     (folder / "tiny.sql").write_text("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (7);")
-    utils.ensure_databases_built(tmp_path / "database")
+    benchmarks.ensure_databases_built(tmp_path / "database")
     (folder / "tiny.sqlite").write_bytes(b"")  # an interrupted copy
-    utils.ensure_databases_built(tmp_path / "database")
-    assert utils.execute_sql(folder / "tiny.sqlite", "SELECT a FROM t").rows == [(7,)]
+    benchmarks.ensure_databases_built(tmp_path / "database")
+    assert sandbox.execute_sql(folder / "tiny.sqlite", "SELECT a FROM t").rows == [(7,)]

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+import sandbox
+import scoring
 import utils
 from config import MINI_SPIDER_DIR
 from conftest import run_script
@@ -70,20 +72,20 @@ def test_score_only_cli_prints_the_official_table_and_writes_results(files, tmp_
 
 def test_parallel_and_sequential_scoring_agree(files):
     pred, gold, db_dir = files
-    golds = utils.read_gold_file(gold)
-    preds = utils.read_pred_file(pred, len(golds))
+    golds = scoring.read_gold_file(gold)
+    preds = scoring.read_pred_file(pred, len(golds))
     many_preds, many_golds = preds * 30, golds * 30  # enough pairs for the worker pool to start
-    sequential = utils.score_predictions(many_preds, many_golds, db_dir, workers=1)
-    parallel = utils.score_predictions(many_preds, many_golds, db_dir, workers=2)
+    sequential = scoring.score_predictions(many_preds, many_golds, db_dir, workers=1)
+    parallel = scoring.score_predictions(many_preds, many_golds, db_dir, workers=2)
     assert sequential == parallel
     assert [int(r["exec_match"]) for r in parallel[:17]] == EXPECTED
 
 
 def test_timeout_is_wrong_not_a_hang(files):
     _, gold, db_dir = files
-    golds = utils.read_gold_file(gold)[:1]
+    golds = scoring.read_gold_file(gold)[:1]
     runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
-    record = utils.score_predictions([runaway], golds, db_dir, timeout_s=0.3, workers=1)[0]
+    record = scoring.score_predictions([runaway], golds, db_dir, timeout_s=0.3, workers=1)[0]
     assert record["exec_match"] is False and record["error"].startswith("timeout")
 
 
@@ -92,14 +94,14 @@ def test_a_prediction_stalled_inside_one_sqlite_call_cannot_hang_scoring(files, 
     # interrupts: 32 of them run for about 40 s within SQLite's limits. Its worker is killed
     # at the item's hard limit (shortened here through the gold limit it is derived from).
     _, gold, db_dir = files
-    golds = utils.read_gold_file(gold)[:2]
+    golds = scoring.read_gold_file(gold)[:2]
     doubled = "{n}(s) AS (SELECT '{c}' UNION ALL SELECT s || s FROM {n} WHERE length(s) * 2 <= {size})"
     trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)
     stall = (f"WITH RECURSIVE {doubled.format(n='d', c='a', size=65536)}, h(s) AS (SELECT max(s) FROM d), "
              f"{doubled.format(n='e', c='b', size=4096)}, g(t) AS (SELECT max(s) FROM e) SELECT max({trims}) FROM h, g")
-    monkeypatch.setattr(utils, "GOLD_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(scoring, "GOLD_TIMEOUT_S", 1.0)
     start = time.monotonic()
-    records = utils.score_predictions([stall, golds[1][0]], golds, db_dir, timeout_s=0.3, workers=1)
+    records = scoring.score_predictions([stall, golds[1][0]], golds, db_dir, timeout_s=0.3, workers=1)
     assert time.monotonic() - start < 20.0  # the hard limit (1 + 2 x 0.3 + 2 s), plus starting two workers
     assert records[0]["outcome"] == "invalid" and records[0]["error"].startswith("timeout: over the hard limit")
     assert records[1]["exec_match"] is True  # the rest of the batch is still scored
@@ -138,7 +140,7 @@ def test_score_only_needs_its_three_paths():
 def test_gold_vs_gold_is_perfect(spider):
     dev = dev_golds()
     golds = [(ex["query"], ex["db_id"]) for ex in dev]
-    records = utils.score_predictions([g for g, _ in golds], golds, MINI_SPIDER_DIR / "database", workers=1)
+    records = scoring.score_predictions([g for g, _ in golds], golds, MINI_SPIDER_DIR / "database", workers=1)
     assert all(r["exec_match"] for r in records)
 
 
@@ -151,9 +153,9 @@ def test_gold_and_prediction_time_limits_are_kept_apart(make_db, tmp_path):
             name="dbs/big/big.sqlite")
     slow = "SELECT count(*) FROM n AS a JOIN n AS b ON a.x > b.x"
     golds = [("SELECT count(*) FROM n", "big"), (slow, "big")]
-    start = utils.execute_sql(db_dir / "big" / "big.sqlite", slow, timeout_s=30)
+    start = sandbox.execute_sql(db_dir / "big" / "big.sqlite", slow, timeout_s=30)
     assert start.ok and start.seconds > 0.05
-    records = utils.score_predictions([slow, slow], golds, db_dir, timeout_s=start.seconds / 10, workers=1)
+    records = scoring.score_predictions([slow, slow], golds, db_dir, timeout_s=start.seconds / 10, workers=1)
     assert [r["outcome"] for r in records] == ["invalid", "invalid"]  # both predictions over the limit
     assert records[0]["error"].startswith("timeout")
 
@@ -161,7 +163,7 @@ def test_gold_and_prediction_time_limits_are_kept_apart(make_db, tmp_path):
 def test_lines_split_only_at_newlines(tmp_path):
     pred = tmp_path / "pred.txt"
     pred.write_text("SELECT 'a\x0cb'\nSELECT 2\n")
-    assert utils.read_pred_file(pred, expected=2) == ["SELECT 'a\x0cb'", "SELECT 2"]
+    assert scoring.read_pred_file(pred, expected=2) == ["SELECT 'a\x0cb'", "SELECT 2"]
 
 
 def raw_answers(gold: str) -> list[str]:
@@ -213,9 +215,9 @@ def test_reward_and_scorer_agree_on_every_answer_as_written_to_pred_txt(spider):
             answers.append(answer)
             golds.append((gold, ex["db_id"]))
             rewarded.append(utils.score_completion(answer, gold, db_path, gold=executed)[1] == "match")
-    lines = [utils.flatten_sql(utils.extract_sql(a)) for a in answers]
+    lines = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers]
     assert all("\n" not in line and "\t" not in line and "\r" not in line for line in lines)
-    scored = utils.score_predictions(lines, golds, spider.root / "database", workers=1)
+    scored = scoring.score_predictions(lines, golds, spider.root / "database", workers=1)
     disagree = [(a, line) for a, line, r, s in zip(answers, lines, rewarded, scored) if r != s["exec_match"]]
     assert disagree == []
     assert 200 < sum(rewarded) < len(answers)  # both verdicts occur, many matches among them

@@ -3,6 +3,7 @@ and GRPO's --eval_steps subset."""
 
 import collections
 
+import hardness
 import utils
 
 
@@ -41,7 +42,7 @@ def test_draws_follow_the_strata_sizes():
     for i, ex in enumerate(examples[:60]):
         ex["query"] = "SELECT 1" if i % 2 else "SELECT a FROM t WHERE b IN (SELECT c FROM u) UNION SELECT d FROM v"
     chosen = utils.stratified_subset(examples, 10, seed=0, keys=["db_id", "hardness"])
-    assert collections.Counter(utils.spider_hardness(examples[i]["query"]) for i in chosen if i < 60) == {"easy": 3, "extra": 3}
+    assert collections.Counter(hardness.spider_hardness(examples[i]["query"]) for i in chosen if i < 60) == {"easy": 3, "extra": 3}
 
 
 def test_n_at_least_the_dataset_or_zero_means_all(spider):

@@ -5,7 +5,9 @@ import shutil
 
 import pytest
 
-import utils
+import benchmarks
+import sandbox
+import scoring
 from config import MINI_SPIDER_DIR
 from conftest import run_script
 
@@ -18,20 +20,20 @@ def dev_golds():
 
 def test_the_mini_test_suite_has_three_databases_per_db_id(spider):
     for db_id in spider.tables:
-        files = utils._db_files(str(SUITE), db_id)
+        files = scoring.db_files(str(SUITE), db_id)
         assert [f.rsplit("/", 1)[1] for f in files] == [f"{db_id}.sqlite", f"{db_id}_1.sqlite", f"{db_id}_2.sqlite"]
     # the original database of the suite is the one EX uses
-    original = utils.execute_sql(SUITE / "bookshop" / "bookshop.sqlite", "SELECT * FROM purchase").rows
-    assert original == utils.execute_sql(spider.db_path("bookshop"), "SELECT * FROM purchase").rows
+    original = sandbox.execute_sql(SUITE / "bookshop" / "bookshop.sqlite", "SELECT * FROM purchase").rows
+    assert original == sandbox.execute_sql(spider.db_path("bookshop"), "SELECT * FROM purchase").rows
     golds = dev_golds()
-    assert all(r["exec_match"] for r in utils.score_predictions([g for g, _ in golds], golds, SUITE, workers=1))
+    assert all(r["exec_match"] for r in scoring.score_predictions([g for g, _ in golds], golds, SUITE, workers=1))
 
 
 def test_right_on_the_original_database_and_wrong_on_a_variant(spider):
     gold = ("SELECT Name FROM department WHERE Budget > 300000", "college_courses")
     lucky = "SELECT Name FROM department WHERE Budget > 300000 AND Dept_ID < 100"  # the variant adds Dept_ID 101...
-    ex = utils.score_predictions([lucky], [gold], MINI_SPIDER_DIR / "database", workers=1)[0]
-    ts = utils.score_predictions([lucky], [gold], SUITE, workers=1)[0]
+    ex = scoring.score_predictions([lucky], [gold], MINI_SPIDER_DIR / "database", workers=1)[0]
+    ts = scoring.score_predictions([lucky], [gold], SUITE, workers=1)[0]
     assert ex["exec_match"] is True and ts["exec_match"] is False and ts["outcome"] == "wrong"
 
 
@@ -43,7 +45,7 @@ def test_a_prediction_is_judged_at_the_first_database_where_it_differs(tmp_path,
     make_db("CREATE TABLE n (x INTEGER); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 3000) "
             "INSERT INTO n SELECT x FROM c;", name="dbs/d/d_1.sqlite")
     slow = "SELECT count(*) FROM n AS a JOIN n AS b ON a.x > b.x"
-    record = utils.score_predictions([slow], [("SELECT 5", "d")], tmp_path / "dbs", timeout_s=0.05, workers=1)[0]
+    record = scoring.score_predictions([slow], [("SELECT 5", "d")], tmp_path / "dbs", timeout_s=0.05, workers=1)[0]
     assert record["outcome"] == "wrong"
 
 
@@ -112,7 +114,7 @@ def test_training_never_reads_test_files(tmp_path):
     shutil.copytree(MINI_SPIDER_DIR, copy)
     for name in ("test.json", "test_tables.json", "test_gold.sql"):
         (copy / name).write_text("not json")  # any read would fail loudly
-    spider = utils.Spider.open(copy)
+    spider = benchmarks.Spider.open(copy)
     assert len(spider.examples("train")) == 48 and len(spider.examples("dev")) == 17
 
 

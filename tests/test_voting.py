@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-import utils
+import scoring
 from config import MINI_SPIDER_DIR
 from conftest import run_script
 
@@ -22,7 +22,7 @@ def db_dir(make_db, tmp_path):
 
 
 def vote(candidates, db_dir, gold=GOLD, **kwargs):
-    return utils.vote_predictions([candidates], [gold], db_dir, workers=1, **kwargs)[0]
+    return scoring.vote_predictions([candidates], [gold], db_dir, workers=1, **kwargs)[0]
 
 
 def test_the_largest_group_wins_and_its_earliest_candidate_is_chosen(db_dir):
@@ -43,7 +43,7 @@ def test_a_tie_goes_to_the_group_holding_the_earliest_candidate(db_dir):
 
 def test_failing_empty_refused_and_timed_out_candidates_do_not_vote(db_dir):
     runaway = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT count(*) FROM r"
-    record = utils.vote_predictions([["SELECT missing FROM t", "", utils.EMPTY_PREDICTION, "DROP TABLE t",
+    record = scoring.vote_predictions([["SELECT missing FROM t", "", scoring.EMPTY_PREDICTION, "DROP TABLE t",
                                       "SELECT missing FROM t", runaway, runaway, "SELECT c FROM t"]],
                                     [GOLD], db_dir, timeout_s=0.2, workers=1)[0]
     assert (record["chosen"], record["votes"], record["executed"]) == (7, 1, 1)
@@ -58,8 +58,8 @@ def test_a_candidate_stopped_at_the_hard_limit_does_not_vote_and_the_others_stil
     trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)
     stall = (f"WITH RECURSIVE {doubled.format(n='d', c='a', size=65536)}, h(s) AS (SELECT max(s) FROM d), "
              f"{doubled.format(n='e', c='b', size=4096)}, g(t) AS (SELECT max(s) FROM e) SELECT max({trims}) FROM h, g")
-    monkeypatch.setattr(utils, "GOLD_TIMEOUT_S", 1.0)  # shortens the hard limits derived from it
-    records = utils.vote_predictions([[stall, "SELECT c FROM t", "SELECT a FROM t", "SELECT a FROM t"],
+    monkeypatch.setattr(scoring, "GOLD_TIMEOUT_S", 1.0)  # shortens the hard limits derived from it
+    records = scoring.vote_predictions([[stall, "SELECT c FROM t", "SELECT a FROM t", "SELECT a FROM t"],
                                       [stall, stall], ["SELECT a FROM t"]],
                                      [GOLD] * 3, db_dir, timeout_s=0.3, workers=1)
     assert (records[0]["chosen"], records[0]["votes"], records[0]["executed"]) == (2, 2, 3)
@@ -98,8 +98,8 @@ def test_distinct_is_removed_before_grouping_unless_kept(db_dir):
 def test_the_chosen_prediction_is_scored_like_any_prediction(db_dir):
     candidates = [["SELECT c FROM t", "SELECT a FROM t", "SELECT a FROM t"], ["SELECT b FROM t"] * 2]
     golds = [GOLD, ("SELECT b FROM t", "shop")]
-    voted = utils.vote_predictions(candidates, golds, db_dir, workers=2)
-    plain = utils.score_predictions([c[v["chosen"]] for c, v in zip(candidates, voted)], golds, db_dir, workers=1)
+    voted = scoring.vote_predictions(candidates, golds, db_dir, workers=2)
+    plain = scoring.score_predictions([c[v["chosen"]] for c, v in zip(candidates, voted)], golds, db_dir, workers=1)
     assert [v["exec_match"] for v in voted] == [p["exec_match"] for p in plain] == [True, True]
     assert [v["any_match"] for v in voted] == [True, True]
 

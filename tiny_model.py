@@ -1,0 +1,109 @@
+"""A hub-free stand-in model for tests and `--preset smoke`: a ~100k-parameter Qwen3 with a tokenizer
+trained on the shipped mini-Spider, built once into .cache/tiny-qwen3.
+
+Imports config and benchmarks (to read the mini-Spider); torch, tokenizers and transformers only
+when it builds. Never imported by scoring or the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks import Spider
+from config import MINI_SPIDER_DIR, REPO_DIR
+
+TINY_MODEL_DIR = REPO_DIR / ".cache" / "tiny-qwen3"
+TINY_MODEL_VERSION = "2"  # bump when the recipe below changes, so caches rebuild
+
+# Same shape as Qwen3's own template (system/user/assistant ChatML turns), and, like it, no
+# {% generation %} markers: anything that works here must not depend on them.
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def _tiny_corpus(prompt_text: Sequence[str]) -> list[str]:
+    """Text the tiny tokenizer is trained on: the prompt's fixed text, then the shipped mini-Spider's
+    schemas, questions and SQL."""
+    lines = list(prompt_text)
+    spider = Spider.open(MINI_SPIDER_DIR)
+    for db_id in sorted(spider.tables):
+        lines.append(spider.schema(db_id))
+    for split in ("train", "dev"):
+        for ex in spider.examples(split):
+            lines += [ex["question"], ex["query"]]
+    return lines
+
+
+def ensure_tiny_model(prompt_text: Sequence[str], path: str | os.PathLike = TINY_MODEL_DIR) -> str:
+    """Build (once) and return the folder of a ~100k-parameter Qwen3 with a locally trained tokenizer.
+
+    `prompt_text`: the fixed text of every prompt (utils gives its system prompt and labels), which the
+    tokenizer learns first. Loadable with `from_pretrained` like any checkpoint. Built in a temporary
+    folder and renamed into place, so concurrent test processes never see half a model. Building it
+    leaves the caller's random state as it was: a run seeded the same trains the same whether the
+    model was built now or found cached.
+    """
+    path = Path(path)
+    corpus = _tiny_corpus(prompt_text)
+    # The stamp names the recipe and the data: editing the mini-Spider rebuilds the tokenizer.
+    version = f"{TINY_MODEL_VERSION}-{hashlib.sha256(chr(10).join(corpus).encode()).hexdigest()[:12]}"
+    stamp = path / "sql-rlvr-tiny-version"
+    if stamp.exists() and stamp.read_text().strip() == version:
+        return str(path)
+    import shutil
+    import tempfile
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=1024, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=["<|im_start|>"])
+    tokenizer.chat_template = CHATML_TEMPLATE
+
+    with torch.random.fork_rng(devices=[]):  # the weights' seed is the recipe's, never the caller's state
+        torch.manual_seed(0)
+        model = _tiny_qwen3(tokenizer)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "sql-rlvr-tiny-version").write_text(version + "\n")
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process won the race; its model is the same
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(path)
+
+
+def _tiny_qwen3(tokenizer):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=2048,
+        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        # Tied embeddings at the usual 0.02 cap logits near +-1: the model could never learn to say
+        # anything. A wider init lets LoRA SFT teach it to emit SQL in seconds.
+        initializer_range=0.3,
+    )
+    return Qwen3ForCausalLM(config)
