@@ -287,7 +287,8 @@ def check_chat_template(tokenizer, model_name: str, stop_ids: list[int] | None =
     return kwargs
 
 
-_FENCE = re.compile(r"```[ \t]*(?:sqlite3|sqlite|sql)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+# A fence closes at the last of a run of backticks: "FROM `frpm````" ends a quoted name, then the fence.
+_FENCE = re.compile(r"```[ \t]*(?:sqlite3|sqlite|sql)?[ \t]*\n?(.*?)(?:```(?!`)|$)", re.S | re.I)
 _INLINE = re.compile(r"`([^`\n]+)`")
 _SQL_START_UPPER = re.compile(r"\b(SELECT|WITH)\b")
 # Where a query may start: a line start or after a ';', or after a label such as "SQL:",
@@ -356,7 +357,14 @@ def _last_query(text: str) -> str:
 
 
 def _clean(sql: str) -> str:
-    return sql.strip().rstrip(";").strip().rstrip("`").strip()
+    """The query without its ';' and without a stray closing code mark: a fence's ``` or an inline span's
+    ` left over at the end. A backtick that closes a quoted name (`frpm`) stays: backticks come in pairs there."""
+    sql = sql.strip().rstrip(";").strip()
+    if sql.endswith("```"):
+        sql = sql[:-3].strip().rstrip(";").strip()
+    if sql.endswith("`") and sql.count("`") % 2:
+        sql = sql[:-1].strip().rstrip(";").strip()
+    return sql
 
 
 def extract_sql(text: str | None) -> str:

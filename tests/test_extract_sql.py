@@ -1,5 +1,7 @@
 """extract_sql on the shapes of answer that base and instruct models write."""
 
+import sqlite3
+
 import pytest
 
 import utils
@@ -67,6 +69,16 @@ SHAPES = [
     # --- statements that are not queries
     ("second statement dropped", Q + "; DROP TABLE singer", Q),
     ("semicolon inside a string", "SELECT name FROM singer WHERE note = 'a;b';", "SELECT name FROM singer WHERE note = 'a;b'"),
+    # --- backtick-quoted names (BIRD's and MySQL's usual quoting): the closing backtick is part of the query
+    ("backtick name at the end", "SELECT count(*) FROM `frpm`", "SELECT count(*) FROM `frpm`"),
+    ("backtick name before ;", "SELECT count(*) FROM `frpm`;", "SELECT count(*) FROM `frpm`"),
+    ("backtick name with spaces", "SELECT `School Name` FROM `frpm` WHERE `County Name` = 'Alameda';",
+     "SELECT `School Name` FROM `frpm` WHERE `County Name` = 'Alameda'"),
+    ("backtick names in a fence", "```sql\nSELECT `School Name` FROM `frpm`;\n```", "SELECT `School Name` FROM `frpm`"),
+    ("backtick name in a fence without newline", "```sql\nSELECT count(*) FROM `frpm````", "SELECT count(*) FROM `frpm`"),
+    ("backtick names after a preamble", "Here is the query:\nSELECT T1.`School Name` FROM `frpm` AS T1",
+     "SELECT T1.`School Name` FROM `frpm` AS T1"),
+    ("stray closing mark", "SELECT count(*) FROM frpm`", "SELECT count(*) FROM frpm"),
     # --- no SQL
     ("refusal", "I cannot answer that.", ""),
     ("only a schema", "```sql\nCREATE TABLE singer (name TEXT);\n```", ""),
@@ -78,6 +90,43 @@ SHAPES = [
 @pytest.mark.parametrize("answer, sql", [pytest.param(a, s, id=name) for name, a, s in SHAPES])
 def test_extract_sql(answer, sql):
     assert utils.extract_sql(answer) == sql
+
+
+COUNT = "SELECT count(*) FROM frpm WHERE \"County Name\" = 'Alameda'"
+NAMES = "SELECT \"School Name\" FROM frpm WHERE \"County Name\" = 'Alameda'"
+# (answer, a gold query with the same result). Inline code cannot hold a backtick-quoted name (the name's
+# backtick ends the span), so a model writes a fence or plain text instead.
+BACKTICK_ANSWERS = [
+    ("SELECT count(*) FROM `frpm` WHERE `County Name` = 'Alameda'", COUNT),
+    ("SELECT count(*) FROM `frpm` WHERE `County Name` = 'Alameda';", COUNT),
+    ("```sql\nSELECT `School Name` FROM `frpm` WHERE `County Name` = 'Alameda';\n```", NAMES),
+    ("```sql\nSELECT count(*) FROM frpm WHERE `County Name` = 'Alameda'````", COUNT),
+    ("Sure:\n\nSELECT `School Name`\nFROM `frpm`\nWHERE `County Name` = 'Alameda';\n\nThis lists them.", NAMES),
+    ("The answer is `SELECT count(*) FROM frpm WHERE county = 'x'`.", "SELECT count(*) FROM frpm WHERE 0"),
+]
+
+
+def test_a_backtick_quoted_answer_gets_the_verdict_of_its_clean_query(tmp_path):
+    # The reward's verdict, the pred.txt line's verdict (what evaluation scores) and the clean query's own
+    # verdict agree, under both benchmarks' rules: a correct answer that ends in a quoted name is a match
+    # everywhere (it used to lose its last backtick: invalid SQL, -1).
+    import scoring
+
+    db = tmp_path / "bird_like" / "bird_like.sqlite"
+    db.parent.mkdir()
+    conn = sqlite3.connect(db)
+    conn.executescript("CREATE TABLE frpm (\"School Name\" TEXT, \"County Name\" TEXT, county TEXT);"
+                       "INSERT INTO frpm VALUES ('A', 'Alameda', 'a'), ('B', 'Alameda', 'b'), ('C', 'Fresno', 'c');")
+    conn.commit()
+    conn.close()
+    for answer, gold in BACKTICK_ANSWERS:
+        clean = utils.extract_sql(answer)
+        assert "`" not in answer.replace("```", "") or clean.count("`") % 2 == 0, (answer, clean)
+        for rule in ("spider", "bird"):
+            reward = utils.sql_reward(answer, gold, db, rule=rule)
+            line = scoring.flatten_sql(clean)  # the pred.txt line
+            records = scoring.score_predictions([line, clean], [(gold, "bird_like")] * 2, tmp_path, rule=rule)
+            assert reward == 5.0 and [r["outcome"] for r in records] == ["match", "match"], (answer, rule, records)
 
 
 def test_enough_shapes():
