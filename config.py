@@ -27,7 +27,7 @@ from typing import Any
 REPO_DIR = Path(__file__).resolve().parent
 MINI_SPIDER_DIR = REPO_DIR / "data" / "mini_spider"
 MINI_BIRD_DIR = REPO_DIR / "data" / "mini_bird"
-TINY_MODEL_NAME = "tiny"  # resolved to a ~100k-parameter Qwen3 built locally (tiny_model.py)
+TINY_MODEL_NAME = "tiny"  # resolved to a ~140k-parameter Qwen3 built locally (tiny_model.py)
 
 try:  # .env is optional; python-dotenv is in both requirement sets, but config must never crash on it
     from dotenv import load_dotenv
@@ -252,7 +252,7 @@ class Config:
 
 # Defaults that differ per benchmark, applied when --benchmark names it, before a preset and the
 # command line (which win). BIRD, measured in Qwen tokens by bench/bird_prompt_lengths.py on the 500
-# mini-dev questions: prompts (schema + question + evidence) max 1893, gold SQL max 480 (README,
+# mini-dev questions: prompts (schema + question + evidence) max 1893, gold SQL max 480 (docs/data.md,
 # "BIRD"); BIRD's own evaluator allows 30 s per question.
 BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
     "bird": dict(max_seq_length=2560, max_prompt_length=2048, max_completion_length=512, sql_timeout_s=30.0),

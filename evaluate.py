@@ -135,7 +135,7 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
         extra_rows.insert(0, (f"pass@{k}", metrics[f"pass_at_k_{spec.metrics_key}"]))
     metrics_path.write_text(json.dumps(metrics, indent=2))
     if len(pred_lists) > 1:
-        print(f"execution = EX of the vote among {len(pred_lists)} files (voting rule: README, Self-consistency)")
+        print(f"execution = EX of the vote among {len(pred_lists)} files (voting rule: docs/evaluation.md, Self-consistency)")
     print(spec.format_table(summary, extra_rows))
     print(f"scored {len(records)} predictions in {seconds:.2f} s; per-example results in {results}; metrics in {metrics_path}")
 

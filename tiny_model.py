@@ -1,4 +1,4 @@
-"""A hub-free stand-in model for tests and `--preset smoke`: a ~100k-parameter Qwen3 with a tokenizer
+"""A hub-free stand-in model for tests and `--preset smoke`: a ~140k-parameter Qwen3 with a tokenizer
 trained on the shipped mini-Spider, built once into .cache/tiny-qwen3.
 
 Imports config and benchmarks (to read the mini-Spider); torch, tokenizers and transformers only
@@ -42,7 +42,7 @@ def _tiny_corpus(prompt_text: Sequence[str]) -> list[str]:
 
 
 def ensure_tiny_model(prompt_text: Sequence[str], path: str | os.PathLike = TINY_MODEL_DIR) -> str:
-    """Build (once) and return the folder of a ~100k-parameter Qwen3 with a locally trained tokenizer.
+    """Build (once) and return the folder of a ~140k-parameter Qwen3 with a locally trained tokenizer.
 
     `prompt_text`: the fixed text of every prompt (utils gives its system prompt and labels), which the
     tokenizer learns first. Loadable with `from_pretrained` like any checkpoint. Built in a temporary

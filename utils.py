@@ -264,13 +264,13 @@ def check_chat_template(tokenizer, model_name: str, stop_ids: list[int] | None =
             n = len(os.path.commonprefix([prompt, full]))
             raise UserError(f"the {where} renders the generation prompt differently from the start of the full "
                             f"chat: after {prompt[max(0, n - 40):n]!r} the prompt has {prompt[n:n + 40]!r} "
-                            f"but the training chat has {full[n:n + 40]!r} (see README, base models)")
+                            f"but the training chat has {full[n:n + 40]!r} (see docs/chat-models.md)")
         between = full[len(prompt):]
         if not between.startswith(sql):
             injected = between[:between.find(sql)] if sql in between else between[:60]
             raise UserError(f"the {where} puts {injected!r} into the assistant turn before the answer, which the "
                             f"generation prompt (ending {prompt[-30:]!r}) lacks: SFT would train it, inference "
-                            "never prompt it (see README, base models)")
+                            "never prompt it (see docs/chat-models.md)")
         end = between[len(sql):]
         end_tokens = [t for t in tokenizer(end, add_special_tokens=False)["input_ids"] if tokenizer.decode([t]).strip()]
         if not end_tokens or any(t not in added for t in end_tokens):

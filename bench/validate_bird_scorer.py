@@ -20,7 +20,7 @@ How to run (repository root)
 
 BIRD's evaluation_utils.py imports psycopg2 and pymysql at the top (for its MySQL and PostgreSQL
 modes); the bench gives the official process empty stand-ins for both, which SQLite never uses.
-Exits 0 with "skipped: ..." when the official folder is missing, 1 on a disagreement the README
+Exits 0 with "skipped: ..." when the official folder is missing, 1 on a disagreement docs/evaluation.md
 does not list as intended, else 0.
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
 
-# Predictions where our verdict differs from BIRD's by design (README, "BIRD"): an empty answer is
+# Predictions where our verdict differs from BIRD's by design (docs/evaluation.md, BIRD): an empty answer is
 # written as the placeholder "SELECT" and is wrong, where BIRD would execute "" and match an empty gold.
 INTENDED = {"empty answer"}
 

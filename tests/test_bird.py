@@ -179,7 +179,7 @@ def test_grpo_reward_gives_plus_five_by_the_benchmarks_rule(food_db):
         reward = utils.SQLExecutionReward(workers=1, rule=rule)
         value = reward([None], [[{"role": "assistant", "content": answer}]], gold_sql=[gold], db_path=[food_db])[0]
         assert value == 5.0 if expected else 0 < value < 5.0  # Spider: right rows, wrong order -> partial credit
-        # the single-answer reward (README, "Reward") takes the same rule
+        # the single-answer reward (docs/reward-and-sandbox.md) takes the same rule
         assert utils.sql_reward(answer, gold, food_db, rule=rule) == value
 
 

@@ -1,5 +1,5 @@
 """A stage's life in its folder: --overwrite, Ctrl-C, --resume (only into its own run), and the
-README's rerun chain `train_sft.py --resume && train_grpo.py --resume && evaluate.py --resume`."""
+docs/runs.md's rerun chain `train_sft.py --resume && train_grpo.py --resume && evaluate.py --resume`."""
 
 import hashlib
 import json

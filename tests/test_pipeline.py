@@ -1,4 +1,4 @@
-"""The three entry scripts end to end on CPU, as README's quick start runs them (--preset smoke)."""
+"""The three entry scripts end to end on CPU, as `make smoke` runs them (--preset smoke)."""
 
 import hashlib
 import json

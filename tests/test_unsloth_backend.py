@@ -3,7 +3,7 @@
 
 Everything that imports unsloth runs in a subprocess: unsloth patches transformers, peft and TRL for
 the whole process on import, and this test process also tests the hf backend. What this covers and
-what stays GPU-only is in README.md, "What is verified where".
+what stays GPU-only is in docs/verified.md.
 """
 
 import hashlib
