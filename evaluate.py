@@ -42,6 +42,7 @@ from export import export_merged
 import runs
 import scoring
 import utils
+from answers import extract_sql
 from errors import StageFinished, UserError
 
 
@@ -257,13 +258,13 @@ def write_answer_files(cfg: Config, spec: benchmarks.Benchmark, out: Path, examp
     # its voting files, which this run may not write again.
     for name in ("metrics.json", "pred_greedy.txt", "candidates.jsonl"):
         (out / name).unlink(missing_ok=True)
-    greedy = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers.greedy]
+    greedy = [scoring.flatten_sql(extract_sql(a)) for a in answers.greedy]
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
     scoring.write_gold_lines(gold_path, examples)
     votes: list[dict] = []
     preds = greedy
     if cfg.num_samples > 0:
-        candidates = [[g] + [scoring.flatten_sql(utils.extract_sql(a)) for a in more]
+        candidates = [[g] + [scoring.flatten_sql(extract_sql(a)) for a in more]
                       for g, more in zip(greedy, answers.samples)]
         votes = scoring.vote_predictions(candidates, scoring.read_gold_file(gold_path), db_dir, cfg.sql_timeout_s,
                                          cfg.reward_workers, keep_distinct=cfg.keep_distinct, rule=spec.rule)
@@ -312,7 +313,7 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
     dev_indices = subset["indices"] if subset else range(len(examples))
     for record, ex, answer, pred, dev_index in zip(records, examples, answers.greedy, preds, dev_indices):
         record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred, dev_index=dev_index)
-    greedy = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers.greedy]
+    greedy = [scoring.flatten_sql(extract_sql(a)) for a in answers.greedy]
     for record, v, g in zip(records, votes, greedy):
         record.update(chosen=v["chosen"], votes=v["votes"], executed=v["executed"], any_match=v["any_match"],
                       greedy_prediction=g, greedy_match=v["candidate_matches"][0])

@@ -27,6 +27,7 @@ import runs
 import scoring
 import trainers
 import utils
+from answers import extract_sql
 from errors import UserError
 from runs import adapter_digest
 
@@ -120,7 +121,7 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
             answers = [""] * len(examples)
             for i, text in zip(fits, generated):
                 answers[i] = text
-            preds = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers]
+            preds = [scoring.flatten_sql(extract_sql(a)) for a in answers]
             records = scoring.score_predictions(preds, golds, spider.db_dir("dev"), cfg.sql_timeout_s, workers=1,
                                               rule=spec.rule)
             ex = sum(r["exec_match"] for r in records) / len(records)

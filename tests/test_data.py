@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+import answers
 import benchmarks
 import hardness
 import sandbox
@@ -148,7 +149,7 @@ def test_prompt_round_trip_through_the_chat_template(spider, tiny_tokenizer):
     ("   \n", ""),
 ])
 def test_extract_sql(answer, sql):
-    assert utils.extract_sql(answer) == sql
+    assert answers.extract_sql(answer) == sql
 
 
 def test_tiny_model_builds_loads_and_generates(tiny_model_dir, tiny_tokenizer, spider):

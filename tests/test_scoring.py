@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+import answers
 import sandbox
 import scoring
 import utils
@@ -207,17 +208,17 @@ def filter_answers(gold: str) -> list[str]:
 def test_reward_and_scorer_agree_on_every_answer_as_written_to_pred_txt(spider):
     # The GRPO reward judges a raw answer; evaluation judges the line flatten_sql(extract_sql(answer))
     # written to pred.txt. Both must give the same match verdict, always.
-    answers, golds, rewarded = [], [], []
+    texts, golds, rewarded = [], [], []
     for ex in dev_golds():
         gold, db_path = ex["query"], spider.db_path(ex["db_id"])
         executed = utils.execute_gold(db_path, gold, 2.0)
         for answer in raw_answers(gold) + filter_answers(gold):
-            answers.append(answer)
+            texts.append(answer)
             golds.append((gold, ex["db_id"]))
             rewarded.append(utils.score_completion(answer, gold, db_path, gold=executed)[1] == "match")
-    lines = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers]
+    lines = [scoring.flatten_sql(answers.extract_sql(a)) for a in texts]
     assert all("\n" not in line and "\t" not in line and "\r" not in line for line in lines)
     scored = scoring.score_predictions(lines, golds, spider.root / "database", workers=1)
-    disagree = [(a, line) for a, line, r, s in zip(answers, lines, rewarded, scored) if r != s["exec_match"]]
+    disagree = [(a, line) for a, line, r, s in zip(texts, lines, rewarded, scored) if r != s["exec_match"]]
     assert disagree == []
-    assert 200 < sum(rewarded) < len(answers)  # both verdicts occur, many matches among them
+    assert 200 < sum(rewarded) < len(texts)  # both verdicts occur, many matches among them

@@ -1,0 +1,130 @@
+"""Reading a model's answer: the SQL in it (extract_sql), whatever shape the answer takes (a bare query,
+a fenced block, a label, a preamble, reasoning, a few-shot continuation).
+
+Pure text work: imports only the standard library. The reward, evaluation and GRPO's dev checks all
+read answers through it, so they can never disagree on what an answer says.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A fence closes at the last of a run of backticks: "FROM `frpm````" ends a quoted name, then the fence.
+_FENCE = re.compile(r"```[ \t]*(?:sqlite3|sqlite|sql)?[ \t]*\n?(.*?)(?:```(?!`)|$)", re.S | re.I)
+_INLINE = re.compile(r"`([^`\n]+)`")
+_SQL_START_UPPER = re.compile(r"\b(SELECT|WITH)\b")
+# Where a query may start: a line start or after a ';', or after a label such as "SQL:",
+# "query:", "**Final answer:**" (then in any case: a label says what follows).
+_SQL_START = re.compile(r"(?:^|\n|;)[ \t>*_-]*(?:(?:[A-Za-z][\w ]{0,30}?)?\b(?i:sql|query|answer)\b[ \t*_]*:[ \t*_]*\s*"
+                        r"(?P<labelled>(?i:select|with))|(?P<plain>SELECT|select|WITH|with))\b")
+# A base model goes on with the next few-shot example; a chat model may emit its end-of-turn token.
+_STOP = re.compile(r"\n[ \t]*(?:question|q|schema|database|input|context|user|human)[ \t]*:|<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>", re.I)
+_CONTINUATION = re.compile(r"^(FROM|WHERE|GROUP|ORDER|HAVING|LIMIT|JOIN|LEFT|INNER|UNION|INTERSECT|EXCEPT|AND|OR|ON|SELECT|\))\b", re.I)
+_SQL_WORDS = {"select", "from", "where", "group", "order", "having", "limit", "join", "left", "right", "inner", "outer",
+              "cross", "natural", "union", "intersect", "except", "and", "or", "on", "as", "case", "when", "then", "else",
+              "end", "not", "in", "like", "between", "is", "by", "asc", "desc", "offset", "using", "with", "distinct"}
+_PROSE_LINE = re.compile(r"^(?:\*\*|#+ |[-*] |\d+\. |[A-Z][a-z']+(?:[ ,:]+[a-z][a-z']*){2,})")
+
+
+def _looks_like_sql_continuation(text: str) -> bool:
+    return bool(_CONTINUATION.match(text))
+
+
+def _is_prose_line(line: str) -> bool:
+    """An explanation after the query: "This returns ...", "Explanation: ...", a markdown bullet."""
+    line = line.strip()
+    if not _PROSE_LINE.match(line) or line.split()[0].strip("*:,").lower() in _SQL_WORDS:
+        return False
+    if re.match(r"(?:\*\*|#+ |[-*] |\d+\. )", line):
+        return True
+    # "Name as singer name" may still be SQL; a sentence ends like one or runs on without operators
+    return line.endswith((".", ":", "!", "?")) or (len(line.split()) >= 5 and not re.search(r"[=<>()]", line))
+
+
+def _cut_statement(sql: str) -> str:
+    """Keep the first statement: stop at a ';' outside quotes, at a blank line (an explanation), or
+    at a line of prose."""
+    quote = None
+    for i, ch in enumerate(sql):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == ";":
+            return sql[:i]
+        elif ch == "\n":
+            if sql[i:i + 2] == "\n\n" and sql[i:].strip() and not _looks_like_sql_continuation(sql[i:].strip()):
+                return sql[:i]
+            line_end = sql.find("\n", i + 1)
+            if _is_prose_line(sql[i + 1:line_end if line_end >= 0 else len(sql)]):
+                return sql[:i]
+    return sql
+
+
+def _last_query(text: str) -> str:
+    """The last query statement in `text` (the final step of a multi-step answer), or ""."""
+    found, pos = "", 0
+    while True:
+        match = _SQL_START.search(text, pos)
+        if not match:
+            return found
+        begin = match.start("labelled") if match.group("labelled") else match.start("plain")
+        sql = _cut_statement(text[begin:]).strip()
+        keyword = match.group("labelled") or match.group("plain")
+        # lowercase `select` without a FROM is most likely prose ("select the rows ..."), unless short
+        if keyword.isupper() or match.group("labelled") or re.search(r"\bfrom\b", sql, re.I) or len(sql.split()) <= 3:
+            found = sql
+        pos = begin + max(len(sql), 1)
+
+
+def _clean(sql: str) -> str:
+    """The query without its ';' and without a stray closing code mark: a fence's ``` or an inline span's
+    ` left over at the end. A backtick that closes a quoted name (`frpm`) stays: backticks come in pairs there."""
+    sql = sql.strip().rstrip(";").strip()
+    if sql.endswith("```"):
+        sql = sql[:-3].strip().rstrip(";").strip()
+    if sql.endswith("`") and sql.count("`") % 2:
+        sql = sql[:-1].strip().rstrip(";").strip()
+    return sql
+
+
+def extract_sql(text: str | None) -> str:
+    """The SQL in a model's answer: a ```sql block, plain SQL, SQL after a label or a short preamble.
+
+    Reasoning is dropped first (`<think>...</think>`, everything before a lone `</think>`, an
+    unterminated `<think>` to the end), and so is whatever follows a few-shot marker such as
+    "Question:" (a base model's next example) or an end-of-turn token. Then the first of these that
+    holds a query wins: the last ```sql block with a query (a schema recap block before it does
+    not count), the last query that starts a line or follows a label ("SQL: ...", "query: ...")
+    or a ';' (the final step of a multi-step answer), the last `inline` query, the first SELECT or
+    WITH anywhere. The query ends at its ';', at a blank line or at a line of prose, and is
+    returned without the semicolon. Returns "" when there is no SQL.
+    """
+    if not text:
+        return ""
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    if "<think>" in text:
+        text = text.split("<think>", 1)[0]  # thinking that never ended: no answer after it
+    for stop in _STOP.finditer(text):
+        if re.search(r"(?i)\b(select|with)\b", text[:stop.start()]):
+            text = text[:stop.start()]
+            break
+    blocks = [b for b in _FENCE.findall(text) if b.strip()]
+    for block in reversed(blocks):
+        sql = _last_query(block)
+        if sql:
+            return _clean(sql)
+    if blocks:
+        text = _FENCE.sub("\n", text)
+    sql = _last_query(text)
+    if sql:
+        return _clean(sql)
+    spans = [m for m in _INLINE.findall(text) if re.match(r"(?i)\s*(select|with)\b\s*\S", m)]
+    if spans:
+        return _clean(spans[-1])
+    match = _SQL_START_UPPER.search(text)
+    if not match:
+        return ""
+    return _clean(_last_query(text[match.start(1):]) or _cut_statement(text[match.start(1):]))
