@@ -1,6 +1,7 @@
 """Fixtures on real parts: the shipped mini-Spider, the tiny local Qwen3, SQLite databases in tmp."""
 
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -48,6 +49,13 @@ def make_db(tmp_path):
         return path
 
     return make
+
+
+def default_sigint() -> None:
+    """preexec_fn of a child a test presses Ctrl-C in: SIGINT back to its default. A suite started in the
+    background (`pytest &` from a script) runs with SIGINT ignored, children inherit that, and Python
+    then never raises KeyboardInterrupt in them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_script(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:

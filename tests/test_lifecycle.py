@@ -12,7 +12,7 @@ from pathlib import Path
 
 import errors
 import runs
-from conftest import ROOT, run_script
+from conftest import ROOT, default_sigint, run_script
 
 SFT = ["train_sft.py", "--preset", "smoke"]
 
@@ -24,7 +24,8 @@ def folder_digest(path: Path) -> dict[str, str]:
 
 def interrupt_when(args: list[str], ready, timeout: float = 300) -> subprocess.CompletedProcess:
     """Start `python args`, press Ctrl-C (SIGINT) as soon as ready() holds, return the finished process."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.time() + timeout
     while not ready():
         assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.stderr.read()[-2000:]

@@ -193,10 +193,10 @@ def test_ctrl_c_stops_the_reward_workers_quietly(db):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, default_sigint
 
     done = subprocess.run([sys.executable, "-c", CTRL_C.format(root=str(ROOT), db=str(db))], capture_output=True,
-                          text=True, timeout=60, start_new_session=True)
+                          text=True, timeout=60, start_new_session=True, preexec_fn=default_sigint)
     assert done.stdout.strip() == "interrupted", done.stderr
     assert "Process SpawnProcess" not in done.stderr and "Traceback" not in done.stderr, done.stderr
 
