@@ -298,8 +298,48 @@ _PROMPT_TEXT = (SYSTEM_PROMPT, "Database schema:", "Question:")
 
 
 def resolve_model_name(name: str) -> str:
-    """--model_name as from_pretrained takes it: 'tiny' is the local test model (built on first use)."""
-    return tiny_model.ensure_tiny_model(_PROMPT_TEXT) if name == TINY_MODEL_NAME else name
+    """--model_name as from_pretrained takes it: 'tiny' is the local test model (built on first use); any
+    other name is checked first (check_model_source)."""
+    if name == TINY_MODEL_NAME:
+        return tiny_model.ensure_tiny_model(_PROMPT_TEXT)
+    check_model_source(name)
+    return name
+
+
+def check_model_source(name: str) -> None:
+    """A model that cannot be loaded is one line now, not a minute of download retries: a path that does
+    not exist, or a hub name that is neither in the Hugging Face cache nor reachable (HF_HUB_OFFLINE
+    honoured). A cached hub model on a machine without network loads offline."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"--model_name {name} is not a model folder (no config.json in it)")
+        return
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:  # a hub id is name or org/name
+        raise UserError(f"--model_name {name}: no such folder (a local model is a folder with config.json; "
+                        "a hub model is org/name, e.g. unsloth/Qwen3-4B-Instruct-2507)")
+    import socket
+    import urllib.parse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    howto = (f"download it first where there is network (`hf download {name}`, into the Hugging Face cache or "
+             "--local-dir DIR, then --model_name DIR)")
+    cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        if not cached:
+            raise UserError(f"{name} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: {howto}")
+        return
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as exc:
+        if not cached:
+            raise UserError(f"cannot reach {host} to download {name} ({exc.strerror or exc}; no network?): {howto}") from None
+        # Cached: load it as it is, without the hub's retries (huggingface_hub and transformers read this flag).
+        print(f"[model] {host} is unreachable: loading {name} from the Hugging Face cache (HF_HUB_OFFLINE=1)")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        constants.HF_HUB_OFFLINE = True
 
 
 def cuda_available() -> bool:
@@ -374,6 +414,11 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
     unsloth, when chosen, is imported here, before transformers, peft and TRL are. `dtype` (unsloth on
     CUDA): the weights' dtype, by default unsloth's choice; on CPU always float32.
     """
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        # Each process loads the whole model before the trainer (and DeepSpeed's zero.Init) exists.
+        raise UserError("DeepSpeed ZeRO-3 is not supported: every process loads the whole model before the trainer "
+                        "exists, so ZeRO-3 cannot partition it at load. Use configs/zero2.yaml (optimizer state "
+                        "sharded) or configs/ddp.yaml (docs/scaling.md)")
     if backend == "unsloth":
         import_unsloth()  # before transformers, peft and TRL, which it patches on import
     import transformers
@@ -395,6 +440,8 @@ def load_model(cfg: Config, backend: str, adapter: str | os.PathLike | None = No
         model, tokenizer = _load_unsloth(cfg, name, lora, adapter, trainable, fast_inference, dtype)
     else:
         model, tokenizer = _load_hf(cfg, name, lora, adapter, trainable)
+    if adapter is not None:
+        check_adapter_fits(model, adapter, name)
     if trainable and count_trainable(model) == 0:
         raise UserError("the LoRA adapter has no trainable parameters: training would change nothing")
     if tokenizer.pad_token is None:
@@ -433,9 +480,7 @@ def _load_unsloth(cfg: Config, name: str, lora: dict, adapter, trainable: bool, 
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        result = set_peft_model_state_dict(model, load_file(str(Path(adapter) / "adapter_model.safetensors")))
-        if getattr(result, "unexpected_keys", None):
-            raise UserError(f"adapter {adapter} does not fit {name}: unexpected weights {result.unexpected_keys[:3]}")
+        set_peft_model_state_dict(model, load_file(str(Path(adapter) / "adapter_model.safetensors")))  # checked by load_model
     if not trainable:
         FastLanguageModel.for_inference(model)
     return model, tokenizer
@@ -454,16 +499,38 @@ def _load_hf(cfg: Config, name: str, lora: dict, adapter, trainable: bool):
     except OSError as exc:
         raise UserError(f"cannot load model {name!r}: {str(exc).splitlines()[0]} "
                         "(no network? download it first, or pass a local folder with --model_name)") from None
-    if on_cuda:
-        model.to("cuda")
     if adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     elif trainable:
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", bias="none", **lora))
     # else: the base model alone (evaluate.py --adapter none)
     if not trainable:
+        # Inference: onto this process's own device (cuda:<local rank>, or the CPU). A model to train stays where
+        # it was loaded: the trainer moves it to its process's device once its config has set up accelerate.
+        from accelerate import PartialState
+
+        model.to(PartialState().device)
         model.eval()
     return model, tokenizer
+
+
+def check_adapter_fits(model: Any, adapter: str | os.PathLike, name: str) -> None:
+    """The saved adapter's LoRA weights are exactly the model's, in both directions: a weight the model
+    lacks would be dropped, and a LoRA weight the file lacks would stay at its initial value (for lora_B,
+    zero: the base model's answers) without a word."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    with safe_open(str(Path(adapter) / "adapter_model.safetensors"), framework="pt") as fh:
+        saved = set(fh.keys())
+    expected = set(get_peft_model_state_dict(model))
+    missing, unexpected = sorted(expected - saved), sorted(saved - expected)
+    if missing or unexpected:
+        what = "; ".join(part for part in (f"{len(missing)} LoRA weights missing from the file, e.g. {missing[:2]}"
+                                           if missing else "",
+                                           f"{len(unexpected)} weights the model has no place for, e.g. {unexpected[:2]}"
+                                           if unexpected else "") if part)
+        raise UserError(f"adapter {adapter} does not fit {name}: {what}")
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:

@@ -239,3 +239,21 @@ def test_backend_choice_without_cuda(monkeypatch):
     with pytest.raises(errors.UserError, match="needs a CUDA GPU"):
         utils.pick_backend(Config(backend="unsloth"))
     assert "unsloth" not in sys.modules  # choosing imports nothing: unsloth comes first, in load_model
+
+
+def test_unsloth_refuses_an_adapter_missing_a_lora_weight(unsloth_smoke, tmp_path):
+    # The unsloth loader set the saved weights into a fresh LoRA and checked only unexpected keys: a LoRA
+    # weight missing from the file left that layer at its initial value without a word.
+    from safetensors.torch import load_file, save_file
+
+    out, _ = unsloth_smoke
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (adapter / name).write_bytes((out / "sft" / name).read_bytes())
+    weights = load_file(adapter / "adapter_model.safetensors")
+    del weights[sorted(k for k in weights if "lora_B" in k)[0]]
+    save_file(weights, adapter / "adapter_model.safetensors")
+    result = run("evaluate.py", *UNSLOTH, "--output_dir", str(tmp_path), "--adapter", str(adapter))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().count("\n") == 0 and "1 LoRA weights missing from the file" in result.stderr
