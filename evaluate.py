@@ -100,6 +100,9 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
         if (isinstance(previous, dict) and previous.get("mode") != "score_only"
                 and any(key.startswith("by_") for key in previous)):
             raise UserError(f"{metrics_path} holds a generation run's metrics: pass --results in another folder")
+        if not cfg.overwrite:  # the rule of every stage and of generation: nothing written is replaced silently
+            raise UserError(f"{metrics_path} already holds scores; pass --overwrite to replace them, or --results "
+                            "in another folder")
     start = time.time()
     if len(pred_lists) == 1:
         records = scoring.score_predictions(pred_lists[0], golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers,
@@ -367,6 +370,7 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
 def evaluate(cfg: Config) -> None:
     """generate -> write the official files -> score them -> report. Every check that needs no model
     (split, options, adapter, output folder, data, test suites) comes before the model is loaded."""
+    start = time.time()
     spec = utils.benchmark_spec(cfg)  # Spider or BIRD (--benchmark): files, splits, match rule, levels
     spec.check_eval_split(cfg.eval_split)
     spec.check_options(cfg)
@@ -382,6 +386,7 @@ def evaluate(cfg: Config) -> None:
     files = write_answer_files(cfg, spec, out, examples, answers, db_dir)
     scored = score_answer_files(cfg, spec, files[0], files[1], db_dir, examples)
     report(cfg, spec, out, adapter, dataset, examples, subset, answers, files, scored, db_dir)
+    print(f"[eval] done in {time.time() - start:.0f} s (generation {answers.seconds:.0f} s)")
 
 
 def score_table(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
@@ -403,8 +408,11 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
         path = path / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not an evaluation (not a JSON file): pass an evaluation folder or the "
+                        "metrics.json evaluate.py wrote in it") from None
     if score_table(metrics) is None:
         raise UserError(f"{path} is not an evaluation's metrics.json (no by_hardness or by_difficulty with EX "
                               "per level): pass a folder or metrics.json written by evaluate.py")

@@ -332,7 +332,7 @@ def test_score_only_reads_birds_files(tmp_path, dev):
     lines.write_text("\n".join(scoring.flatten_sql(p) for p in preds) + "\n")
     run = run_script("evaluate.py", "--score_only", "--benchmark", "bird", "--pred", str(lines),
                      "--gold", str(MINI_BIRD_DIR / "dev" / "dev.sql"),
-                     "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"), "--results", str(results))
+                     "--db_dir", str(MINI_BIRD_DIR / "dev" / "dev_databases"), "--results", str(results), "--overwrite")
     assert run.returncode == 0, run.stderr[-2000:]
     assert [json.loads(line)["exec_match"] for line in results.read_text().splitlines()][:4] == [True, True, False, False]
     bad = run_script("evaluate.py", "--score_only", "--benchmark", "bird", "--pred", str(pred_path),

@@ -222,3 +222,23 @@ def test_reward_and_scorer_agree_on_every_answer_as_written_to_pred_txt(spider):
     disagree = [(a, line) for a, line, r, s in zip(texts, lines, rewarded, scored) if r != s["exec_match"]]
     assert disagree == []
     assert 200 < sum(rewarded) < len(texts)  # both verdicts occur, many matches among them
+
+
+def test_score_only_replaces_earlier_scores_only_with_overwrite_and_compare_names_a_non_evaluation(tmp_path):
+    # One rule for score-only and generation: what is written stays unless --overwrite says otherwise.
+    gold, pred, results = tmp_path / "gold.txt", tmp_path / "pred.txt", tmp_path / "results.jsonl"
+    gold.write_text("SELECT count(*) FROM book\tbookshop\n")
+    pred.write_text("SELECT count(*) FROM book\n")
+    args = ["evaluate.py", "--score_only", "--pred", str(pred), "--gold", str(gold),
+            "--db_dir", str(MINI_SPIDER_DIR / "database"), "--results", str(results)]
+    assert run_script(*args).returncode == 0
+    first = (tmp_path / "metrics.json").read_bytes()
+    again = run_script(*args)
+    assert again.returncode == 2 and "Traceback" not in again.stderr and again.stderr.count("\n") == 1
+    assert "already holds scores; pass --overwrite" in again.stderr
+    assert (tmp_path / "metrics.json").read_bytes() == first
+    assert run_script(*args, "--overwrite").returncode == 0
+    # --compare on something that is not an evaluation says so, not "Expecting value: line 1 column 1"
+    compared = run_script("evaluate.py", "--compare", str(pred), str(tmp_path))
+    assert compared.returncode == 2 and "Traceback" not in compared.stderr
+    assert f"{pred} is not an evaluation (not a JSON file)" in compared.stderr
