@@ -427,7 +427,10 @@ def _build_parser(script: str, extra: argparse.ArgumentParser | None = None) -> 
                "fields this script does not use are left out above (see the other scripts' --help).")
     for action in own:
         parser._add_action(action)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration (flags still override it)")
+    presets = "; ".join(f"{name} sets " + ", ".join(f"{k}={v}" for k, v in values.items())
+                        for name, values in PRESETS.items())
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help=f"start from a named configuration (flags still override it). {presets}".replace("%", "%%"))
     defaults = Config()
     fields = {f.name: f for f in dataclasses.fields(Config)}
     used = fields_for(script)

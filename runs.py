@@ -61,6 +61,11 @@ def complete_checkpoints(path: Path) -> list[Path]:
                    and (p / "trainer_state.json").exists()), key=lambda p: int(p.name.split("-")[-1]))
 
 
+def checkpoint_step(checkpoint: str | os.PathLike | None) -> int:
+    """The step a checkpoint-N folder was saved at (0 for None: a run from the start)."""
+    return int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+
+
 def _read_json_or_empty(path: Path) -> dict:
     try:
         value = json.loads(path.read_text())

@@ -39,25 +39,16 @@ def grpo_batch_args(cfg, world_size: int) -> dict:
                 gradient_accumulation_steps=cfg.grpo_grad_accum, num_generations=cfg.num_generations)
 
 
-def step_printer(backend: str, reward: utils.SQLExecutionReward):
-    """Rank 0 prints one readable line per log: reward and outcome fractions (dev EX when measured),
-    then a line per sample answer (outcome, reward, the answer's start). TRL's own sample table
-    repeats the whole schema prompt of each sample (~150 lines a step), so it is not printed; every
-    completion is in grpo/completions/*.parquet and wandb instead."""
-    from transformers import TrainerCallback
+def sample_lines(reward: utils.SQLExecutionReward):
+    """The lines after each GRPO step line: a few of the step's answers (outcome, reward, the answer's
+    start). TRL's own sample table repeats the whole schema prompt of each sample (~150 lines a step), so
+    it is not printed; every completion is in grpo/completions/*.parquet and wandb instead."""
+    def lines(logs: dict) -> list[str]:
+        if "reward" not in logs:
+            return []
+        return [f"    {s['outcome']:>8} {s['reward']:+.2f}  {s['completion'][:120]!r}" for s in reward.samples]
 
-    class StepPrinter(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs or not ("reward" in logs or "eval/ex" in logs):
-                return
-            shown = {k: round(v, 3) for k, v in logs.items() if isinstance(v, (int, float)) and (
-                k in ("reward", "reward_std", "frac_reward_zero_std", "eval/ex") or k.startswith("outcome/"))}
-            print(f"[grpo] step {state.global_step}: backend={backend} {shown}", flush=True)
-            if "reward" in logs:
-                for sample in reward.samples:
-                    print(f"    {sample['outcome']:>8} {sample['reward']:+.2f}  {sample['completion'][:120]!r}", flush=True)
-
-    return StepPrinter()
+    return lines
 
 
 def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, trainer, out: Path):
@@ -200,14 +191,16 @@ def main() -> None:
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer,
-                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None),
-                                     step_printer(backend, reward)])
+                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
     if cfg.eval_steps > 0:
         trainer.add_callback(dev_ex_callback(cfg, spider, backend, tokenizer, trainer, out))
     trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
     trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
-    trainers.readable_progress(trainer, "grpo")  # a progress bar; the step lines are the reward and outcomes
+    # Each log step: reward, its spread, the groups that teach nothing (all answers scored alike), dev EX when
+    # measured, and the outcome mix; then a few sample answers.
+    trainers.readable_progress(trainer, "grpo", ("reward", "reward_std", "frac_reward_zero_std", "eval/ex"), mix=True,
+                               every_log=True, after=sample_lines(reward))
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
@@ -228,9 +221,9 @@ def main() -> None:
         "trainer_args": trainer_args,
     }, check=refuse_unchanged)
     if trainer.is_world_process_zero():
+        changed = f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})"
         print(trainers.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
-                                     (f"backend={backend}",
-                                      f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})")))
+                                        (f"backend={backend}", changed), resumed_at=runs.checkpoint_step(resume_from)))
 
 
 if __name__ == "__main__":

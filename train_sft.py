@@ -85,7 +85,7 @@ def main() -> None:
         return
     trainers.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
     print(trainers.training_summary("sft", out, trainer.state.global_step, time.time() - start,
-                                 (f"backend={info['backend']}",)))
+                                    (f"backend={info['backend']}",), resumed_at=runs.checkpoint_step(resume_from)))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from config import Config
 from errors import UserError
@@ -69,25 +69,51 @@ def metrics_callback(path: Path, resume: bool = False):
     return MetricsJsonl()
 
 
-def readable_progress(trainer, stage: str, keys: tuple[str, ...] = ()) -> None:
-    """A progress bar and, every few log steps, one compact line of `keys`, instead of transformers
-    printing each whole log dict (200 lines in the smoke SFT). metrics.jsonl still gets every log."""
+def step_line(stage: str, step: int, max_steps: int, logs: dict, keys: tuple[str, ...], mix: bool = False) -> str:
+    """One log step as a person reads it: `[stage] step N/M` then each of `keys` by its metrics.jsonl name
+    with 3 significant digits, in columns that line up from one line to the next; with `mix`, the outcome
+    mix of the answers (GRPO) as percentages, and the diagnostic fractions when they are not zero."""
+    cells = [f"[{stage}] step {step:>{len(str(max_steps))}}/{max_steps}"]
+    cells += [f"{key} {logs[key]:<9.3g}" for key in keys if isinstance(logs.get(key), (int, float))]
+    outcomes = {key.split("/", 1)[1]: value for key, value in logs.items()
+                if key.startswith("outcome/") and isinstance(value, (int, float))}
+    if mix and outcomes:
+        shown = [f"{name} {100 * outcomes[name]:3.0f}%" for name in OUTCOMES if name in outcomes]
+        shown += [f"{name} {100 * value:.0f}%" for name, value in outcomes.items() if name not in OUTCOMES and value]
+        cells.append("answers: " + "  ".join(shown))
+    return "  ".join(cells).rstrip()
+
+
+def readable_progress(trainer, stage: str, keys: tuple[str, ...] = (), *, mix: bool = False, every_log: bool = False,
+                      after: Callable[[dict], list[str]] | None = None) -> None:
+    """Instead of transformers printing each whole log dict (200 lines in the smoke SFT): one step_line
+    every few log steps (every log with `every_log`), followed by the lines `after(logs)` returns (GRPO's
+    sample answers). On a terminal a progress bar runs below the lines; written to a file there is no bar,
+    so every line starts a line of its own. metrics.jsonl still gets every log."""
+    from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    class CompactProgress(ProgressCallback):
+    terminal = sys.stderr.isatty()
+
+    class CompactProgress(ProgressCallback if terminal else TrainerCallback):
+        def say(self, line: str) -> None:
+            if getattr(self, "training_bar", None) is not None:
+                self.training_bar.write(line)  # above the bar
+            else:
+                print(line, flush=True)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not keys or not state.is_world_process_zero or not logs or "train_runtime" in logs:
                 return
+            if not any(key in logs for key in keys):
+                return
             every = state.logging_steps * max(1, -(-state.max_steps // (state.logging_steps * 20)))  # ~20 lines a run
             step = state.global_step
-            if step % every and step > state.logging_steps and step != state.max_steps:
+            if not every_log and step % every and step > state.logging_steps and step != state.max_steps:
                 return
-            shown = "  ".join(f"{k} {logs[k]:.4g}" for k in keys if isinstance(logs.get(k), (int, float)))
-            line = f"[{stage}] step {step}/{state.max_steps}  {shown}"
-            if self.training_bar is not None:
-                self.training_bar.write(line)  # above the bar
-            else:
-                print(line)
+            self.say(step_line(stage, step, state.max_steps, logs, keys, mix))
+            for line in after(logs) if after else []:
+                self.say(line)
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -97,11 +123,15 @@ def readable_progress(trainer, stage: str, keys: tuple[str, ...] = ()) -> None:
 SUMMARY_KEYS = {"sft": {"loss": "loss", "mean_token_accuracy": "token accuracy"}, "grpo": {"reward": "reward mean"}}
 
 
-def training_summary(stage: str, path: Path, steps: int, seconds: float, extra: tuple[str, ...] = ()) -> str:
-    """What shows a stage worked, from its metrics.jsonl: first -> last of its key numbers (SFT loss and
-    token accuracy; GRPO reward mean and the outcome mix), and the files written."""
+def training_summary(stage: str, path: Path, steps: int, seconds: float, extra: tuple[str, ...] = (),
+                     resumed_at: int = 0) -> str:
+    """What shows a stage worked, from its metrics.jsonl: the steps this run trained (after `resumed_at`,
+    the checkpoint it resumed from), first -> last of its key numbers (SFT loss and token accuracy; GRPO
+    reward mean and the outcome mix), and the files written."""
     rows = [r for r in read_metrics(path / "metrics.jsonl") if "train_runtime" not in r]
-    parts = [f"{steps} steps in {seconds:.0f} s"]
+    ran = (f"{steps - resumed_at} steps ({resumed_at + 1} to {steps}, resumed from checkpoint-{resumed_at})"
+           if resumed_at else f"{steps} steps")
+    parts = [f"{ran} in {seconds:.0f} s"]
     for key, label in SUMMARY_KEYS.get(stage, {}).items():
         points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         if points:
@@ -148,6 +178,7 @@ def plot_metrics(metrics_path: Path, png_path: Path, stage: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
     for ax, (title, keys) in zip(axes[0], panels):
@@ -157,6 +188,7 @@ def plot_metrics(metrics_path: Path, png_path: Path, stage: str) -> None:
                 ax.plot(*zip(*points), label=key.split("/")[-1], marker="." if len(points) < 30 else None)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         if len(keys) > 1:
             ax.legend(fontsize=7)
     fig.suptitle(f"{stage} {metrics_path.parent}")

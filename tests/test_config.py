@@ -271,3 +271,10 @@ def test_abbreviated_flags_fail_on_the_command_line_too():
     result = run_script("train_grpo.py", "--preset", "smoke", "--temp", "0.5")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "error: unknown option --temp (did you mean --temperature?)"
+
+
+def test_help_says_what_the_smoke_preset_sets():
+    result = run_script("train_sft.py", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "smoke sets model_name=tiny," in text and "sft_max_steps=200" in text and "grpo_max_steps=4" in text

@@ -57,7 +57,11 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
         assert sum(row[f"outcome/{o}"] for o in utils.OUTCOMES) == pytest.approx(1.0)
     # the reward values seen are the reward function's own: matches (+5), invalid (-1), partial/wrong (>= 0)
     assert any(row["outcome/match"] > 0 for row in logs) and any(row["reward_std"] > 0 for row in logs)
-    assert "[grpo] step 1:" in runs["grpo"].stdout and "outcome/match" in runs["grpo"].stdout
+    # one line per step as SFT's: names, 3 significant digits, the outcome mix as percentages
+    step_lines = [line for line in runs["grpo"].stdout.splitlines() if line.startswith("[grpo] step ")]
+    assert [line.split()[2] for line in step_lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all(re.search(r"  reward -?[0-9.e+-]+ +reward_std [0-9.e+-]+ .*answers: match +\d+%  partial +\d+%", line)
+               for line in step_lines), step_lines
     # TRL's completion log holds every completion of each step with its reward and outcome (log_extra);
     # the logged fractions (log_metric) are exactly that step's outcomes, and a match earned +5.
     import pandas
@@ -97,6 +101,7 @@ def test_evaluation_writes_official_files_that_line_up(smoke):
     assert [r["prediction"] for r in records] == preds
     assert [r["dev_index"] for r in records] == list(range(len(dev)))
     assert "evaluation.py --gold" in runs["eval"].stdout
+    assert re.search(r"\[eval\] done in \d+ s \(generation \d+ s\)", runs["eval"].stdout)  # its wall time
     # the files score the same through --score_only
     rescored = scoring.score_predictions(scoring.read_pred_file(ev / "pred.txt"), scoring.read_gold_file(ev / "gold.txt"),
                                        MINI_SPIDER_DIR / "database", workers=1)
@@ -234,3 +239,27 @@ def test_evaluate_overwrite_leaves_no_file_of_the_earlier_evaluation(tmp_path, s
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (ev / "candidates.jsonl").exists() and not (ev / "pred_greedy.txt").exists()
     assert json.loads((ev / "metrics.json").read_text())["examples"] == 4
+
+
+def test_logs_written_to_a_file_put_each_line_on_its_own(tmp_path):
+    # Output redirected to a file (`> log 2>&1`) has no progress bar to share a line with: every step line
+    # starts a line, and nothing opens with blank lines (the tiny tokenizer's training used to print three).
+    import subprocess
+    import sys
+
+    import tiny_model
+    from conftest import ROOT
+
+    shutil.rmtree(tiny_model.TINY_MODEL_DIR, ignore_errors=True)  # the first run after a clone builds it
+    log = tmp_path / "sft.log"
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, "train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path),
+                               "--sft_max_steps", "3", "--save_steps", "100"], cwd=ROOT, stdout=fh,
+                              stderr=subprocess.STDOUT, timeout=600)
+    assert done.returncode == 0, log.read_text()[-3000:]
+    lines = log.read_bytes().decode().split("\n")  # read_text() would turn a bar's \r into line breaks
+    assert lines[0].strip(), lines[:3]
+    steps = [line for line in lines if "[sft] step " in line]
+    assert len(steps) == 3 and all(line.startswith("[sft] step ") and "\r" not in line for line in steps), steps
+    assert re.fullmatch(r"\[sft\] step 1/3  loss [0-9.]+ +learning_rate [0-9.e-]+ +mean_token_accuracy [0-9.e-]+",
+                        steps[0]), steps[0]

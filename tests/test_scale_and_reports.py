@@ -81,6 +81,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, smoke_sft, script
     new_logs = [r for r in trainers.read_metrics(out / "metrics.jsonl")[logged_before:] if "train_runtime" not in r]
     assert new_logs[0]["step"] == last + 1  # continued, not restarted at step 1
     assert json.loads((out / "run_info.json").read_text())["global_step"] == total
+    # the summary counts the steps this run trained, not the whole stage
+    assert f"{total - last} steps ({last + 1} to {total}, resumed from checkpoint-{last}) in" in resumed.stdout
     utils.read_adapter_config(out)  # a valid adapter was written
 
 

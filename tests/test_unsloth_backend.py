@@ -72,7 +72,7 @@ def test_unsloth_grpo_trains_the_sft_adapter(unsloth_smoke):
     assert sha(out / "grpo" / "adapter_model.safetensors") != info["sft_adapter_sha256"]  # it trained something
     logs = [r for r in trainers.read_metrics(out / "grpo" / "metrics.jsonl") if "reward" in r]
     assert len(logs) == 4 and any(row["reward_std"] > 0 for row in logs)
-    assert "[grpo] step 1: backend=unsloth" in runs["grpo"].stdout
+    assert "[grpo] backend=unsloth" in runs["grpo"].stdout and "[grpo] step 1/4  reward " in runs["grpo"].stdout
 
 
 def test_unsloth_trainers_get_the_configs_settings(unsloth_smoke):
