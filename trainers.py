@@ -189,7 +189,8 @@ def memory_probe(trainer, index: int, batch_size: int, backend: str = "hf") -> N
         loss.backward()
     except torch.cuda.OutOfMemoryError:
         raise UserError(f"the longest training example does not fit in GPU memory at --sft_batch_size {batch_size}: "
-                        "lower it (and raise --sft_grad_accum), or --max_seq_length, or use --load_in_4bit") from None
+                        "lower it (and raise --sft_grad_accum), or --max_seq_length (--load_in_4bit saves memory too, but only "
+                        "with --fast_inference false: vLLM has no 4-bit support)") from None
     finally:
         model.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
