@@ -100,7 +100,7 @@ class Config:
     # Passed explicitly to both trainers: unsloth's rewritten configs have their own defaults
     # (adamw_8bit, weight_decay 0.001, 10% warm-up), so leaving one out changes the run with the backend.
     optim: str = _f("adamw_torch_fused", "optimizer, SFT and GRPO: AdamW with torch's fused kernel (CUDA and CPU), the same "
-                    "math as adamw_torch; unsloth's CPU backend turns adamw_torch into it anyway. Not unsloth's adamw_8bit: "
+                    "math as adamw_torch (which unsloth's CPU backend would rewrite into it: refused). Not unsloth's adamw_8bit: "
                     "LoRA's optimizer state is small, so 8 bits save little memory and would change the run")
     weight_decay: float = _f(0.0, "AdamW weight decay, SFT and GRPO: 0 as in TRL (unsloth's default 0.001 pulls LoRA "
                              "towards the base model)")

@@ -179,7 +179,7 @@ def main() -> None:
         raise UserError("no training prompt left (every gold result is empty); try --grpo_skip_empty_gold false")
 
     world_size = trainers.world_size()
-    args = GRPOConfig(
+    passed = dict(
         # learning rate, steps, loss, sampling, ... and the batch fields derived from prompts per step
         **{**trainers.trainer_args(cfg, out, backend, GRPO_TRAINER_ARGS), **grpo_batch_args(cfg, world_size)},
         chat_template_kwargs=template_kwargs or None,  # GRPOTrainer applies the template to the prompts itself
@@ -197,10 +197,11 @@ def main() -> None:
         log_completions=True,
         num_completions_to_print=0,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer,
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=GRPOConfig(**passed),
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None),
                                      step_printer(backend, reward)])
+    trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
     if cfg.eval_steps > 0:
         trainer.add_callback(dev_ex_callback(cfg, spider, backend, tokenizer, trainer, out))
     trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())

@@ -219,6 +219,17 @@ def test_unsloth_dev_ex_during_grpo_leaves_the_model_in_training_mode(tmp_path):
     assert seen["after"] == seen["before"]
 
 
+def test_a_real_unsloth_rewrite_of_a_trainer_argument_stops_the_run_in_one_line(tmp_path):
+    # unsloth's CPU backend turns optim adamw_torch into adamw_torch_fused behind the config's back: the check
+    # after the trainer is built catches it (on a GPU, any rewrite of unsloth's rewritten trainers alike).
+    result = run("train_sft.py", *UNSLOTH, "--output_dir", str(tmp_path), "--optim", "adamw_torch")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: SFTTrainer changed arguments it was given: optim (we passed 'adamw_torch', "
+                           "the trainer holds 'adamw_torch_fused')."), last
+    assert not (tmp_path / "sft" / "run_info.json").exists() and not list((tmp_path / "sft").glob("checkpoint-*"))
+
+
 def test_unsloth_refuses_unsloth_allow_cpu_in_one_line(tmp_path):
     result = run("train_sft.py", *UNSLOTH, "--output_dir", str(tmp_path), env={"UNSLOTH_ALLOW_CPU": "1"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
