@@ -77,7 +77,8 @@ class Config:
     max_prompt_length: int = _f(1536, "prompts longer than this many tokens are skipped, with a count in the log")
     load_in_4bit: bool = _f(False, "load the base model in 4-bit (unsloth backend with --fast_inference false: vLLM 0.31 "
                             "has no bitsandbytes; less memory, slightly worse)")
-    gpu_memory_utilization: float = _f(0.5, "fraction of GPU memory vLLM may take (unsloth fast_inference)")
+    gpu_memory_utilization: float = _f(0.5, "fraction of GPU memory vLLM may take (unsloth fast_inference; unsloth "
+                                      "counts it against the memory free when the model loads)")
     lora_r: int = _f(32, "LoRA rank")
     lora_alpha: int = _f(64, "LoRA alpha (scaling = alpha / r)")
     lora_dropout: float = _f(0.0, "LoRA dropout")

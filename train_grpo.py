@@ -38,6 +38,22 @@ def grpo_batch_args(cfg, world_size: int) -> dict:
                 gradient_accumulation_steps=cfg.grpo_grad_accum, num_generations=cfg.num_generations)
 
 
+def rollout_args(cfg, backend: str) -> dict:
+    """GRPOConfig's generation fields. unsloth: its own colocated vLLM (fast_inference), or TRL's generation
+    (--fast_inference false). hf: plain generate, or TRL's vLLM server mode (config.validate allows it on hf
+    only), where `trl vllm-serve` generates on its own GPUs and the trainer syncs LoRA-merged weights to it."""
+    server = backend == "hf" and cfg.vllm_mode == "server"
+    args = dict(use_vllm=(backend == "unsloth" and cfg.fast_inference) or server,
+                vllm_mode="server" if server else "colocate",
+                vllm_server_host=cfg.vllm_server_host, vllm_server_port=cfg.vllm_server_port)
+    if backend == "hf":
+        # Not on unsloth: it sizes its engine from the value given to from_pretrained (a fraction of *free* memory)
+        # and ignores this field, so passing it would record a setting that did nothing. (TRL reads it only for its
+        # colocated vLLM; in server mode `trl vllm-serve` takes its own flag.)
+        args["vllm_gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    return args
+
+
 def step_printer(backend: str, reward: utils.SQLExecutionReward):
     """Rank 0 prints one readable line per log: reward and outcome fractions (dev EX when measured),
     then a line per sample answer (outcome, reward, the answer's start). TRL's own sample table
@@ -183,14 +199,7 @@ def main() -> None:
         # learning rate, steps, loss, sampling, ... and the batch fields derived from prompts per step
         **{**trainers.trainer_args(cfg, out, backend, GRPO_TRAINER_ARGS), **grpo_batch_args(cfg, world_size)},
         chat_template_kwargs=template_kwargs or None,  # GRPOTrainer applies the template to the prompts itself
-        # unsloth: its own colocated vLLM (fast_inference), or TRL's generation (--fast_inference false). hf: plain
-        # generate, or TRL's vLLM server mode, where `trl vllm-serve` generates on its own GPUs and the trainer
-        # syncs LoRA-merged weights to it.
-        use_vllm=use_vllm_engine or (backend == "hf" and cfg.vllm_mode == "server"),
-        vllm_mode="server" if backend == "hf" and cfg.vllm_mode == "server" else "colocate",
-        vllm_server_host=cfg.vllm_server_host,
-        vllm_server_port=cfg.vllm_server_port,
-        vllm_gpu_memory_utilization=cfg.gpu_memory_utilization,
+        **rollout_args(cfg, backend),
         # TRL's completion log: every completion of the last generation (gathered from all processes, with
         # reward, advantage and outcome) in grpo/completions/*.parquet and wandb at each log step. Its
         # printed table is off (0): step_printer shows --num_completions_to_log answers in a line each.

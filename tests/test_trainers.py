@@ -96,3 +96,22 @@ def test_what_transformers_rewrites_in_the_same_value_passes(tmp_path, monkeypat
     args.output_dir = "/elsewhere"
     with pytest.raises(errors.UserError, match="output_dir"):
         trainers.check_trainer_args(types.SimpleNamespace(args=args), passed)
+
+
+def test_grpo_passes_vllms_memory_fraction_only_on_hf(tmp_path):
+    # unsloth sizes its engine at from_pretrained (a fraction of free memory) and ignores GRPOConfig's field.
+    from trl import GRPOConfig
+
+    import train_grpo
+    from config import parse_config
+
+    cfg, _ = parse_config(["--gpu_memory_utilization", "0.3"])
+    unsloth = train_grpo.rollout_args(cfg, "unsloth")
+    assert "vllm_gpu_memory_utilization" not in unsloth
+    assert (unsloth["use_vllm"], unsloth["vllm_mode"]) == (True, "colocate")  # what unsloth forces anyway
+    assert train_grpo.rollout_args(parse_config(["--fast_inference", "false"])[0], "unsloth")["use_vllm"] is False
+    cfg, _ = parse_config(["--gpu_memory_utilization", "0.3", "--backend", "hf", "--vllm_mode", "server"])
+    hf = train_grpo.rollout_args(cfg, "hf")
+    assert (hf["use_vllm"], hf["vllm_mode"], hf["vllm_gpu_memory_utilization"]) == (True, "server", 0.3)
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], **hf)  # TRL takes them as given
+    trainers.check_trainer_args(types.SimpleNamespace(args=args), hf)
