@@ -115,3 +115,18 @@ def test_grpo_passes_vllms_memory_fraction_only_on_hf(tmp_path):
     assert (hf["use_vllm"], hf["vllm_mode"], hf["vllm_gpu_memory_utilization"]) == (True, "server", 0.3)
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], **hf)  # TRL takes them as given
     trainers.check_trainer_args(types.SimpleNamespace(args=args), hf)
+
+
+def test_what_unsloth_writes_into_the_working_directory_is_ignored_by_git():
+    # unsloth's GRPO saves the LoRA it hands vLLM to vllm_gen_lora[_<CUDA_VISIBLE_DEVICES>]/ (models/rl_replacements.py)
+    # and its compiled trainers to unsloth_compiled_cache/, both in the working directory: the repository root.
+    import subprocess
+
+    from conftest import ROOT
+
+    paths = ["vllm_gen_lora/adapter_model.safetensors", "vllm_gen_lora_01/adapter_config.json",
+             "unsloth_compiled_cache/UnslothGRPOTrainer.py"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode == 128:
+        pytest.skip(f"not a git checkout: {result.stderr.strip()}")
+    assert result.stdout.split() == paths
