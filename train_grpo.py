@@ -75,12 +75,12 @@ def step_printer(backend: str, reward: utils.SQLExecutionReward):
     return StepPrinter()
 
 
-def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, trainer, out: Path):
+def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, out: Path):
     """Every --eval_steps steps: greedy EX of the model being trained on a fixed, seeded dev subset.
 
     Rank 0 generates (the other processes wait at the next collective) and scores with the
     evaluator's own scorer; the value joins that step's log line as `eval/ex` (metrics.jsonl, wandb,
-    curves.png). hf: plain `generate` on the live PeftModel. unsloth: vLLM through utils.generate with
+    curves.png): its on_log adds it to the logs, so it must come before the callbacks that write them. hf: plain `generate` on the live PeftModel. unsloth: vLLM through utils.generate with
     the *current* LoRA weights, saved to a temporary folder first (each load_lora gets a new request
     id, so vLLM never reuses an older copy); without them vLLM would answer with the base model.
     """
@@ -113,6 +113,8 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
             shutil.rmtree(live, ignore_errors=True)
 
     class DevEX(TrainerCallback):
+        ex: float | None = None  # measured at a step's end, logged in that step's line
+
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % cfg.eval_steps:
                 return
@@ -139,11 +141,19 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
             preds = [scoring.flatten_sql(utils.extract_sql(a)) for a in answers]
             records = scoring.score_predictions(preds, golds, spider.db_dir("dev"), cfg.sql_timeout_s, workers=1,
                                               rule=spec.rule)
-            ex = sum(r["exec_match"] for r in records) / len(records)
-            # GRPOTrainer.log averages what is in _metrics["train"] into this step's line (as log_metric does).
-            trainer._metrics["train"]["eval/ex"].append(ex)
-            print(f"[grpo] step {state.global_step}: eval/ex={ex:.3f} greedy on {len(records)} dev questions "
+            self.ex = sum(r["exec_match"] for r in records) / len(records)
+            print(f"[grpo] step {state.global_step}: eval/ex={self.ex:.3f} greedy on {len(records)} dev questions "
                   f"({time.time() - start:.1f} s)", flush=True)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            # Through the public callback API, not the trainer's private _metrics: every later callback gets the
+            # same logs dict, and the log history (trainer_state.json in checkpoints) its entry for this step.
+            if self.ex is None or logs is None:
+                return
+            logs["eval/ex"] = self.ex
+            if state.log_history and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1]["eval/ex"] = self.ex
+            self.ex = None
 
     return DevEX()
 
@@ -211,8 +221,8 @@ def main() -> None:
                           callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None),
                                      step_printer(backend, reward)])
     trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
-    if cfg.eval_steps > 0:
-        trainer.add_callback(dev_ex_callback(cfg, spider, backend, tokenizer, trainer, out))
+    if cfg.eval_steps > 0:  # first: its on_log adds eval/ex for metrics.jsonl, wandb and the step printer after it
+        trainer.callback_handler.callbacks.insert(0, dev_ex_callback(cfg, spider, backend, tokenizer, out))
     trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
     trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)

@@ -184,7 +184,7 @@ def test_unsloth_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_p
 
 
 DEV_EX_MODE = """
-import collections, json, sys, types
+import json, sys
 from pathlib import Path
 import train_grpo, utils
 from config import parse_config
@@ -200,11 +200,13 @@ tokenizer.padding_side = "right"
 mode = lambda: {"training": model.training, "use_cache": model.config.use_cache,
                 "checkpointing": model.is_gradient_checkpointing, "padding_side": tokenizer.padding_side}
 before = mode()
-trainer = types.SimpleNamespace(_metrics={"train": collections.defaultdict(list)})  # all the callback touches
 Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "unsloth", tokenizer, trainer, Path(sys.argv[1]))
-callback.on_step_end(None, TrainerState(global_step=1), TrainerControl(), model=model)
-print(json.dumps({"before": before, "after": mode(), "eval_ex": trainer._metrics["train"]["eval/ex"]}))
+callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "unsloth", tokenizer, Path(sys.argv[1]))
+state = TrainerState(global_step=1)
+callback.on_step_end(None, state, TrainerControl(), model=model)
+logs = [{"reward": 0.0}]  # the step's log line, as the trainer hands it to each callback
+callback.on_log(None, state, TrainerControl(), logs=logs[0])
+print(json.dumps({"before": before, "after": mode(), "eval_ex": [log["eval/ex"] for log in logs if "eval/ex" in log]}))
 """
 
 
