@@ -75,8 +75,10 @@ class Config:
     # --- model and LoRA ---
     max_seq_length: int = _f(2048, "longest prompt + answer the model handles (vLLM max_model_len)")
     max_prompt_length: int = _f(1536, "prompts longer than this many tokens are skipped, with a count in the log")
-    load_in_4bit: bool = _f(False, "load the base model in 4-bit (unsloth backend; less memory, slightly worse)")
-    gpu_memory_utilization: float = _f(0.5, "fraction of GPU memory vLLM may take (unsloth fast_inference)")
+    load_in_4bit: bool = _f(False, "load the base model in 4-bit (unsloth backend with --fast_inference false: vLLM 0.31 "
+                            "has no bitsandbytes; less memory, slightly worse)")
+    gpu_memory_utilization: float = _f(0.5, "fraction of GPU memory vLLM may take (unsloth fast_inference; unsloth "
+                                      "counts it against the memory free when the model loads)")
     lora_r: int = _f(32, "LoRA rank")
     lora_alpha: int = _f(64, "LoRA alpha (scaling = alpha / r)")
     lora_dropout: float = _f(0.0, "LoRA dropout")
@@ -99,7 +101,7 @@ class Config:
     # Passed explicitly to both trainers: unsloth's rewritten configs have their own defaults
     # (adamw_8bit, weight_decay 0.001, 10% warm-up), so leaving one out changes the run with the backend.
     optim: str = _f("adamw_torch_fused", "optimizer, SFT and GRPO: AdamW with torch's fused kernel (CUDA and CPU), the same "
-                    "math as adamw_torch; unsloth's CPU backend turns adamw_torch into it anyway. Not unsloth's adamw_8bit: "
+                    "math as adamw_torch (which unsloth's CPU backend would rewrite into it: refused). Not unsloth's adamw_8bit: "
                     "LoRA's optimizer state is small, so 8 bits save little memory and would change the run")
     weight_decay: float = _f(0.0, "AdamW weight decay, SFT and GRPO: 0 as in TRL (unsloth's default 0.001 pulls LoRA "
                              "towards the base model)")
@@ -122,14 +124,16 @@ class Config:
     grpo_loss_type: str = _f("dapo", "GRPO loss (TRL name): dapo = token-level normalisation, TRL's default")
     epsilon: float = _f(0.2, "GRPO: lower clipping bound of the policy ratio (TRL's default)")
     epsilon_high: float = _f(0.2, "GRPO: upper clipping bound (0.2 = symmetric, TRL's default; unsloth sets 0.28 when "
-                             "the loss type is given)")
+                             "the loss type is given); with --grpo_loss_type cispo the cap of the importance weight "
+                             "itself, >= 1 (TRL suggests 5)")
     mask_truncated_completions: bool = _f(False, "GRPO: drop completions cut at max_completion_length from the loss "
                                           "(TRL's default off; unsloth turns it on when the loss type is given)")
     scale_rewards: str = _f("group", "GRPO: divide advantages by the reward std of the group | batch | none (TRL's default group)")
     vllm_importance_sampling_correction: bool = _f(True, "GRPO with vLLM rollouts: correct for vLLM's log-probs differing "
                                                    "from the trainer's (TRL's default; unsloth turns it off). No effect without vLLM")
     max_completion_length: int = _f(256, "longest generated answer in tokens (GRPO and evaluation)")
-    vllm_mode: str = _f("colocate", "hf backend GRPO rollouts: colocate = plain generate in-process; server = TRL's `trl vllm-serve` on its own GPUs")
+    vllm_mode: str = _f("colocate", "hf backend GRPO rollouts: colocate = plain generate in-process; server = TRL's "
+                        "`trl vllm-serve` on its own GPUs (--backend hf only)")
     vllm_server_host: str = _f("127.0.0.1", "--vllm_mode server: host of `trl vllm-serve`")
     vllm_server_port: int = _f(8000, "--vllm_mode server: port of `trl vllm-serve`")
     grpo_skip_empty_gold: bool = _f(True, "leave out GRPO prompts whose gold result is empty: an empty answer would match them for free")
@@ -180,6 +184,18 @@ class Config:
         if self.grpo_loss_type == "dr_grpo" and self.scale_rewards != "none":
             # Dr. GRPO is defined without std scaling, and unsloth would switch it off behind the config's back.
             raise ConfigError("--grpo_loss_type dr_grpo needs --scale_rewards none")
+        if self.grpo_loss_type == "cispo" and self.epsilon_high < 1:
+            # TRL and unsloth cap CISPO's importance weight *at* epsilon_high (not 1 + epsilon): 0.2 caps every token at 0.2.
+            raise ConfigError(f"--grpo_loss_type cispo caps each importance weight at --epsilon_high, so it must be >= 1 "
+                              f"(TRL suggests 5), not {self.epsilon_high:g}")
+        if self.load_in_4bit and self.fast_inference and self.backend != "hf":
+            # vLLM 0.31 has no bitsandbytes: unsloth_zoo's load_vllm raises on 4-bit with fast_inference.
+            raise ConfigError("--load_in_4bit needs --fast_inference false (vLLM 0.31 ships no bitsandbytes support); "
+                              "to keep vLLM, drop --load_in_4bit and save memory with --max_seq_length or the batch sizes")
+        if self.vllm_mode == "server" and self.backend != "hf":
+            # unsloth's GRPO trainer forces colocated vLLM on a model with an engine: the server would sit idle.
+            raise ConfigError("--vllm_mode server needs --backend hf (the unsloth backend always generates with "
+                              "vLLM colocated on the training GPU)")
         if not 0.0 <= self.grpo_warmup_ratio < 1.0:
             raise ConfigError("--grpo_warmup_ratio must be in [0, 1): a fraction of the GRPO steps")
         if not 0.0 < self.top_p <= 1.0 or self.top_k < 0:

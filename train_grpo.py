@@ -16,7 +16,6 @@ any query that runs, so a format term would only add a second, weaker signal for
 
 from config import GRPO_TRAINER_ARGS, parse_config  # first: it stops Python < 3.11 in one line
 
-import os
 import shutil
 import tempfile
 import time
@@ -39,6 +38,22 @@ def grpo_batch_args(cfg, world_size: int) -> dict:
                 gradient_accumulation_steps=cfg.grpo_grad_accum, num_generations=cfg.num_generations)
 
 
+def rollout_args(cfg, backend: str) -> dict:
+    """GRPOConfig's generation fields. unsloth: its own colocated vLLM (fast_inference), or TRL's generation
+    (--fast_inference false). hf: plain generate, or TRL's vLLM server mode (config.validate allows it on hf
+    only), where `trl vllm-serve` generates on its own GPUs and the trainer syncs LoRA-merged weights to it."""
+    server = backend == "hf" and cfg.vllm_mode == "server"
+    args = dict(use_vllm=(backend == "unsloth" and cfg.fast_inference) or server,
+                vllm_mode="server" if server else "colocate",
+                vllm_server_host=cfg.vllm_server_host, vllm_server_port=cfg.vllm_server_port)
+    if backend == "hf":
+        # Not on unsloth: it sizes its engine from the value given to from_pretrained (a fraction of *free* memory)
+        # and ignores this field, so passing it would record a setting that did nothing. (TRL reads it only for its
+        # colocated vLLM; in server mode `trl vllm-serve` takes its own flag.)
+        args["vllm_gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    return args
+
+
 def sample_lines(reward: utils.SQLExecutionReward):
     """The lines after each GRPO step line: a few of the step's answers (outcome, reward, the answer's
     start). TRL's own sample table repeats the whole schema prompt of each sample (~150 lines a step), so
@@ -51,19 +66,18 @@ def sample_lines(reward: utils.SQLExecutionReward):
     return lines
 
 
-def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, trainer, out: Path):
+def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, out: Path):
     """Every --eval_steps steps: greedy EX of the model being trained on a fixed, seeded dev subset.
 
     Rank 0 generates (the other processes wait at the next collective) and scores with the
     evaluator's own scorer; the value joins that step's log line as `eval/ex` (metrics.jsonl, wandb,
-    curves.png). hf: plain `generate` on the live PeftModel. unsloth: vLLM through utils.generate with
+    curves.png): its on_log adds it to the logs, so it must come before the callbacks that write them.
+    hf: plain `generate` on the live PeftModel. unsloth: vLLM through utils.generate with
     the *current* LoRA weights, saved to a temporary folder first (each load_lora gets a new request
     id, so vLLM never reuses an older copy); without them vLLM would answer with the base model.
     """
     from transformers import TrainerCallback
 
-    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
-        raise UserError("--eval_steps needs the whole model on rank 0: not under DeepSpeed ZeRO-3 (use --eval_steps 0)")
     spec = utils.benchmark_spec(cfg)  # the benchmark's strata, databases and match rule
     dev = spider.examples("dev")
     chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, spec.eval_strata)
@@ -89,6 +103,8 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
             shutil.rmtree(live, ignore_errors=True)
 
     class DevEX(TrainerCallback):
+        ex: float | None = None  # measured at a step's end, logged in that step's line
+
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % cfg.eval_steps:
                 return
@@ -115,11 +131,19 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
             preds = [scoring.flatten_sql(extract_sql(a)) for a in answers]
             records = scoring.score_predictions(preds, golds, spider.db_dir("dev"), cfg.sql_timeout_s, workers=1,
                                               rule=spec.rule)
-            ex = sum(r["exec_match"] for r in records) / len(records)
-            # GRPOTrainer.log averages what is in _metrics["train"] into this step's line (as log_metric does).
-            trainer._metrics["train"]["eval/ex"].append(ex)
-            print(f"[grpo] step {state.global_step}: eval/ex={ex:.3f} greedy on {len(records)} dev questions "
+            self.ex = sum(r["exec_match"] for r in records) / len(records)
+            print(f"[grpo] step {state.global_step}: eval/ex={self.ex:.3f} greedy on {len(records)} dev questions "
                   f"({time.time() - start:.1f} s)", flush=True)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            # Through the public callback API, not the trainer's private _metrics: every later callback gets the
+            # same logs dict, and the log history (trainer_state.json in checkpoints) its entry for this step.
+            if self.ex is None or logs is None:
+                return
+            logs["eval/ex"] = self.ex
+            if state.log_history and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1]["eval/ex"] = self.ex
+            self.ex = None
 
     return DevEX()
 
@@ -171,29 +195,23 @@ def main() -> None:
         raise UserError("no training prompt left (every gold result is empty); try --grpo_skip_empty_gold false")
 
     world_size = trainers.world_size()
-    args = GRPOConfig(
+    passed = dict(
         # learning rate, steps, loss, sampling, ... and the batch fields derived from prompts per step
         **{**trainers.trainer_args(cfg, out, backend, GRPO_TRAINER_ARGS), **grpo_batch_args(cfg, world_size)},
         chat_template_kwargs=template_kwargs or None,  # GRPOTrainer applies the template to the prompts itself
-        # unsloth: its own colocated vLLM (fast_inference), or TRL's generation (--fast_inference false). hf: plain
-        # generate, or TRL's vLLM server mode, where `trl vllm-serve` generates on its own GPUs and the trainer
-        # syncs LoRA-merged weights to it.
-        use_vllm=use_vllm_engine or (backend == "hf" and cfg.vllm_mode == "server"),
-        vllm_mode="server" if backend == "hf" and cfg.vllm_mode == "server" else "colocate",
-        vllm_server_host=cfg.vllm_server_host,
-        vllm_server_port=cfg.vllm_server_port,
-        vllm_gpu_memory_utilization=cfg.gpu_memory_utilization,
+        **rollout_args(cfg, backend),
         # TRL's completion log: every completion of the last generation (gathered from all processes, with
         # reward, advantage and outcome) in grpo/completions/*.parquet and wandb at each log step. Its
-        # printed table is off (0): step_printer shows --num_completions_to_log answers in a line each.
+        # printed table is off (0): sample_lines shows --num_completions_to_log answers in a line each.
         log_completions=True,
         num_completions_to_print=0,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer,
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=GRPOConfig(**passed),
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
-    if cfg.eval_steps > 0:
-        trainer.add_callback(dev_ex_callback(cfg, spider, backend, tokenizer, trainer, out))
+    trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
+    if cfg.eval_steps > 0:  # first: its on_log adds eval/ex for metrics.jsonl, wandb and the step printer after it
+        trainer.callback_handler.callbacks.insert(0, dev_ex_callback(cfg, spider, backend, tokenizer, out))
     trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
     trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)

@@ -54,13 +54,15 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
         raise UserError("no training example fits in --max_seq_length")
     longest = max(range(len(rows)), key=lengths.__getitem__)
 
-    args = SFTConfig(
-        **trainers.trainer_args(cfg, out, backend, SFT_TRAINER_ARGS),  # learning rate, steps, batch, loss, ...
+    passed = dict(
+        trainers.trainer_args(cfg, out, backend, SFT_TRAINER_ARGS),  # learning rate, steps, batch, loss, ...
         completion_only_loss=True,
         dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+    trainer = SFTTrainer(model=model, args=SFTConfig(**passed), train_dataset=Dataset.from_list(rows),
+                         processing_class=tokenizer,
                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+    trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
     info = {"longest_example": longest, "stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
             "skipped_examples": skipped, "config": cfg.to_dict(),
             "trainer_args": trainers.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}

@@ -221,19 +221,63 @@ def memory_probe(trainer, index: int, batch_size: int, backend: str = "hf") -> N
         loss.backward()
     except torch.cuda.OutOfMemoryError:
         raise UserError(f"the longest training example does not fit in GPU memory at --sft_batch_size {batch_size}: "
-                        "lower it (and raise --sft_grad_accum), or --max_seq_length, or use --load_in_4bit") from None
+                        "lower it (and raise --sft_grad_accum), or --max_seq_length (--load_in_4bit saves memory too, but only "
+                        "with --fast_inference false: vLLM has no 4-bit support)") from None
     finally:
         model.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
+# Rewrites that keep the value, as (argument, what we pass, what the trainer holds). unsloth writes TRL's "top_k
+# off" (0) as vLLM's (-1) whenever vLLM generates (unsloth/models/rl_replacements.py grpo_config_fix_vllm_top_k,
+# and the vLLM setter in models/rl.py). Measured on CPU (smoke runs on both backends, and SFTConfig/GRPOConfig
+# built from the real run's config): TRL and transformers keep every other argument as we pass it, except the
+# two cases of _same_value.
+SAME_VALUE = (("top_k", 0, -1),)  # a tuple: compared by ==, values may be lists
+
+
+def _held(value):
+    return getattr(value, "value", value)  # enums (optim, lr_scheduler_type) compare and record as their names
+
+
+def _same_value(name: str, ours, held) -> bool:
+    if held == ours or (name, ours, held) in SAME_VALUE:
+        return True
+    if name == "output_dir" and isinstance(ours, str):
+        # transformers expands ~ ("Expand ~ in paths so os.makedirs works correctly", TrainingArguments.__post_init__):
+        # the same folder.
+        return held == os.path.expanduser(ours)
+    if name == "report_to" and isinstance(ours, list):
+        # transformers adds its Kubeflow reporter inside a Kubeflow TrainJob (KUBEFLOW_TRAINER_SERVER_URL set,
+        # "Auto-enable Kubeflow integration", same place): one more place the logs go, the run computes the same.
+        return held == [*ours, "kubeflow"]
+    return False
+
+
+def check_trainer_args(trainer, passed: dict) -> None:
+    """Stop, in one line, when the built trainer holds another value than one we passed to SFTConfig/GRPOConfig:
+    unsloth's rewritten configs and trainers (and any future library change) must not change a run silently."""
+    missing = object()
+    changed = []
+    for name, ours in passed.items():
+        held = _held(getattr(trainer.args, name, missing))
+        if held is missing:
+            changed.append(f"{name} (we passed {ours!r}, the trainer has no such argument)")
+        elif not _same_value(name, ours, held):
+            changed.append(f"{name} (we passed {ours!r}, the trainer holds {held!r})")
+    if changed:
+        raise UserError(f"{type(trainer).__name__} changed arguments it was given: " + "; ".join(changed)
+                        + ". Stopped before training: set them so that it keeps them, or report this as a bug")
+
+
 def effective_trainer_args(trainer, names: Iterable[str]) -> dict:
-    """The built trainer's own arguments (after unsloth and TRL have had their say), for run_info.json."""
+    """The built trainer's own arguments (after unsloth and TRL have had their say), for run_info.json; an allowed
+    other spelling of a value (SAME_VALUE: unsloth's top_k -1) is recorded as the config's (top_k 0)."""
     values = {}
     for name in names:
-        value = getattr(trainer.args, name, None)
-        values[name] = getattr(value, "value", value)  # enums (optim, lr_scheduler_type) as their names
+        value = _held(getattr(trainer.args, name, None))
+        values[name] = next((ours for arg, ours, held in SAME_VALUE if arg == name and held == value), value)
     return values
 
 

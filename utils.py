@@ -577,7 +577,8 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
         # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
         # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
         token_prompts = [{"prompt_token_ids": ids} for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-        outputs = model.fast_generate(token_prompts, sampling_params=params, lora_request=lora_request)
+        # use_tqdm: vLLM's LLM.generate shows a bar by default (each --eval_steps check would print one).
+        outputs = model.fast_generate(token_prompts, sampling_params=params, lora_request=lora_request, use_tqdm=progress)
         return [_answer_text(tokenizer, o.token_ids, stop) for out in outputs for o in out.outputs[:n]]
 
     import torch

@@ -231,7 +231,7 @@ def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_
     assert prompt.startswith("<|begin_of_text|>")
     eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
     answer_ids = tokenizer("SELECT count(*) FROM t", add_special_tokens=False)["input_ids"] + [eot, eot]
-    calls = []
+    calls, bars = [], []
 
     class Model:  # what utils.generate uses of unsloth's model on its vLLM path
         generation_config = GenerationConfig(eos_token_id=tokenizer.convert_tokens_to_ids(LLAMA31["stops"]))
@@ -239,8 +239,9 @@ def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_
         def load_lora(self, path):
             return ("lora_request", path)
 
-        def fast_generate(self, prompts, sampling_params, lora_request):
+        def fast_generate(self, prompts, sampling_params, lora_request, use_tqdm=True):  # vLLM's default: a bar
             calls.append((prompts, sampling_params, lora_request))
+            bars.append(use_tqdm)
             return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=answer_ids)] * sampling_params["n"])
                     for _ in prompts]
 
@@ -255,8 +256,11 @@ def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_
     assert lora_request == ("lora_request", "ADAPTER")  # never the base model by accident
     assert eot in params["stop_token_ids"] and (params["n"], params["seed"], params["temperature"]) == (2, 3, 0.8)
     assert answers == ["SELECT count(*) FROM t"] * 2
+    # progress=False (the --eval_steps checks during GRPO) turns vLLM's own bar off too
+    utils.generate(Model(), tokenizer, [prompt], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8, progress=False)
+    assert bars == [True, False]
     # every prompt over the length limit: nothing to generate, no call at all
-    assert utils.generate(Model(), tokenizer, [], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8) == [] and len(calls) == 1
+    assert utils.generate(Model(), tokenizer, [], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8) == [] and len(calls) == 2
 
 
 def test_hf_sampling_ignores_the_generation_configs_top_k_and_top_p(tiny_model_dir, tiny_tokenizer):

@@ -261,6 +261,34 @@ def test_settings_that_cannot_work_are_one_line_errors(argv, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("argv, message", [
+    # vLLM 0.31 ships no bitsandbytes: unsloth_zoo's load_vllm raises on 4-bit with fast_inference.
+    (["--load_in_4bit", "true"], "--load_in_4bit needs --fast_inference false"),
+    (["--load_in_4bit", "true", "--backend", "unsloth"], "--load_in_4bit needs --fast_inference false"),
+    # TRL and unsloth cap CISPO's importance weight at epsilon_high itself: 0.2 would cap every token's weight at 0.2.
+    (["--grpo_loss_type", "cispo"], "must be >= 1 (TRL suggests 5), not 0.2"),
+    (["--grpo_loss_type", "cispo", "--epsilon_high", "0.99"], "must be >= 1"),
+    # unsloth's GRPO trainer forces colocated vLLM: a `trl vllm-serve` server would sit idle.
+    (["--vllm_mode", "server"], "--vllm_mode server needs --backend hf"),
+    (["--vllm_mode", "server", "--backend", "unsloth", "--fast_inference", "false"], "--vllm_mode server needs --backend hf"),
+])
+def test_gpu_settings_that_would_fail_or_be_ignored_are_one_line_errors(argv, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_what_those_refusals_suggest_is_accepted():
+    cfg, _ = parse_config(["--load_in_4bit", "true", "--fast_inference", "false"])
+    assert cfg.load_in_4bit and not cfg.fast_inference
+    assert parse_config(["--load_in_4bit", "true", "--backend", "hf"])[0].load_in_4bit  # hf never starts vLLM
+    cfg, _ = parse_config(["--grpo_loss_type", "cispo", "--epsilon_high", "5"])
+    assert (cfg.grpo_loss_type, cfg.epsilon_high) == ("cispo", 5.0)
+    assert parse_config(["--grpo_loss_type", "cispo", "--epsilon_high", "1"])[0].epsilon_high == 1.0
+    cfg, _ = parse_config(["--vllm_mode", "server", "--backend", "hf"])
+    assert (cfg.vllm_mode, cfg.backend) == ("server", "hf")
+
+
 def test_boundary_values_that_work_are_accepted():
     cfg, _ = parse_config(["--gpu_memory_utilization", "1", "--sft_warmup_ratio", "0.99", "--sft_max_steps", "-1",
                            "--eval_temperature", "0", "--temperature", "0.1"])

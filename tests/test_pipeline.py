@@ -198,6 +198,8 @@ def test_grpo_eval_steps_logs_the_dev_ex_that_evaluate_reproduces(tmp_path, smok
     assert [r["step"] for r in logged] == [2, 4]
     assert all("reward" in r for r in logged)  # in the step's own log line, not a line of its own
     assert "eval/ex=" in grpo.stdout and "on 12 of 48 dev questions" in grpo.stdout
+    # the callbacks after it (here the step printer) see it in the step's own line
+    assert re.search(r"^\[grpo\] step 2/4  reward .* eval/ex [0-9.]+ ", grpo.stdout, re.M), grpo.stdout[-2000:]
     # evaluate.py on the saved adapter, same seeded subset (same function, same strata): the same EX as
     # the callback measured on the live model after the last step.
     ev = run_script("evaluate.py", *common, "--adapter", "grpo", "--max_eval_examples", "12")
@@ -213,6 +215,36 @@ def test_grpo_eval_steps_logs_the_dev_ex_that_evaluate_reproduces(tmp_path, smok
     records = [json.loads(line) for line in (tmp_path / "eval" / "grpo" / "predictions.jsonl").read_text().splitlines()]
     assert [r["dev_index"] for r in records] == subset["indices"]
     assert [r["question"] for r in records] == [dev[i]["question"] for i in subset["indices"]]
+
+
+def test_dev_ex_joins_its_steps_log_line_through_the_callback_api(tmp_path):
+    # No trainer internals: the callback measures at the step's end and adds eval/ex to the logs dict every later
+    # callback gets (and to the log history entry of that step), once.
+    from transformers import TrainerControl, TrainerState
+
+    import train_grpo
+
+    cfg, _ = parse_config(["--preset", "smoke", "--output_dir", str(tmp_path), "--eval_steps", "2",
+                           "--eval_subset_size", "2", "--max_completion_length", "8"])
+    model, tokenizer = utils.load_model(cfg, "hf", trainable=True)
+    callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "hf", tokenizer, tmp_path)
+    state = TrainerState(global_step=1, log_history=[{"reward": 0.5, "step": 1}])
+    control = TrainerControl()
+    callback.on_step_end(None, state, control, model=model)  # not an eval step
+    logs = {"reward": 0.5}
+    callback.on_log(None, state, control, logs=logs)
+    assert "eval/ex" not in logs and not control.should_log
+    state.global_step = 2
+    state.log_history.append({"reward": 0.25, "step": 2})
+    callback.on_step_end(None, state, control, model=model)
+    assert control.should_log  # the eval step is logged even off --logging_steps
+    logs = {"reward": 0.25}
+    callback.on_log(None, state, control, logs=logs)
+    assert 0.0 <= logs["eval/ex"] <= 1.0 and state.log_history[-1]["eval/ex"] == logs["eval/ex"]
+    assert "eval/ex" not in state.log_history[0]
+    later = {"reward": 0.1}
+    callback.on_log(None, state, control, logs=later)
+    assert "eval/ex" not in later  # once, in the line of the step it measured
 
 
 def test_same_seed_same_lora_initialisation():

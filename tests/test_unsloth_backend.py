@@ -184,7 +184,7 @@ def test_unsloth_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_p
 
 
 DEV_EX_MODE = """
-import collections, json, sys, types
+import json, sys
 from pathlib import Path
 import train_grpo, utils
 from config import parse_config
@@ -200,11 +200,13 @@ tokenizer.padding_side = "right"
 mode = lambda: {"training": model.training, "use_cache": model.config.use_cache,
                 "checkpointing": model.is_gradient_checkpointing, "padding_side": tokenizer.padding_side}
 before = mode()
-trainer = types.SimpleNamespace(_metrics={"train": collections.defaultdict(list)})  # all the callback touches
 Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "unsloth", tokenizer, trainer, Path(sys.argv[1]))
-callback.on_step_end(None, TrainerState(global_step=1), TrainerControl(), model=model)
-print(json.dumps({"before": before, "after": mode(), "eval_ex": trainer._metrics["train"]["eval/ex"]}))
+callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "unsloth", tokenizer, Path(sys.argv[1]))
+state = TrainerState(global_step=1)
+callback.on_step_end(None, state, TrainerControl(), model=model)
+logs = [{"reward": 0.0}]  # the step's log line, as the trainer hands it to each callback
+callback.on_log(None, state, TrainerControl(), logs=logs[0])
+print(json.dumps({"before": before, "after": mode(), "eval_ex": [log["eval/ex"] for log in logs if "eval/ex" in log]}))
 """
 
 
@@ -217,6 +219,17 @@ def test_unsloth_dev_ex_during_grpo_leaves_the_model_in_training_mode(tmp_path):
     assert len(seen["eval_ex"]) == 1 and 0.0 <= seen["eval_ex"][0] <= 1.0  # it measured dev EX
     assert seen["before"] == {"training": True, "use_cache": False, "checkpointing": True, "padding_side": "right"}
     assert seen["after"] == seen["before"]
+
+
+def test_a_real_unsloth_rewrite_of_a_trainer_argument_stops_the_run_in_one_line(tmp_path):
+    # unsloth's CPU backend turns optim adamw_torch into adamw_torch_fused behind the config's back: the check
+    # after the trainer is built catches it (on a GPU, any rewrite of unsloth's rewritten trainers alike).
+    result = run("train_sft.py", *UNSLOTH, "--output_dir", str(tmp_path), "--optim", "adamw_torch")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: SFTTrainer changed arguments it was given: optim (we passed 'adamw_torch', "
+                           "the trainer holds 'adamw_torch_fused')."), last
+    assert not (tmp_path / "sft" / "run_info.json").exists() and not list((tmp_path / "sft").glob("checkpoint-*"))
 
 
 def test_unsloth_refuses_unsloth_allow_cpu_in_one_line(tmp_path):
