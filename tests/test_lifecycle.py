@@ -101,7 +101,9 @@ def test_overwrite_clears_the_old_run_and_resume_only_continues_its_own(tmp_path
     assert f"[sft] resuming from {kept.name} (step {step} of 12)" in resumed.stdout
     assert logged_steps(out) == list(range(1, 13))  # every step once: the lines past the checkpoint were dropped
     assert json.loads((out / "run_info.json").read_text())["global_step"] == 12
-    assert "[sft] done: 12 steps" in resumed.stdout and "loss" in resumed.stdout
+    # the summary counts what this run trained, from the checkpoint on
+    assert f"[sft] done: {12 - step} steps ({step + 1} to 12, resumed from checkpoint-{step})" in resumed.stdout
+    assert "loss" in resumed.stdout
 
 
 def test_interrupted_before_the_first_checkpoint_says_so_and_a_fresh_run_works(tmp_path):

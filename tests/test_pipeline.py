@@ -125,7 +125,7 @@ def test_missing_inputs_are_one_clear_line(tmp_path):
         (["train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--spider_dir", str(tmp_path / "x")],
          "yale-lily.github.io/spider"),
         (["train_sft.py", "--output_dir", str(tmp_path), "--spider_dir", str(MINI_SPIDER_DIR), "--backend", "hf",
-          "--model_name", str(tmp_path / "no-model")], "cannot load model"),
+          "--model_name", str(tmp_path / "no-model")], "no such folder"),
         (["train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path), "--backend", "unsloth"], "needs a CUDA GPU"),
     ]
     for args, message in cases:
