@@ -16,7 +16,7 @@ samples), the file formats of its official evaluator, and the options only that 
              with sqlite3's strict UTF-8 text; difficulty from the data; predict_dev.json and
              dev_gold.sql; eval splits dev, mini_dev; voting groups equal row sets (1 == 1.0).
 
-Imports config, errors, schema, scoring and hardness; never utils (which builds on this module).
+Imports config, errors, schema, scoring, hardness and values; never utils (which builds on this module).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import scoring
 from config import Config
 from errors import DataError, UserError
 from hardness import HARDNESS_LEVELS
-from schema import schema_from_sqlite, schema_from_tables_json
+from schema import SchemaTable, read_schema, render_schema, tables_from_json
+from values import value_index
 
 # ======================================================================
 # Spider's release layout
@@ -147,6 +148,17 @@ def ensure_test_suite_built(folder: Path, source_dir: Path) -> None:
             stamp.write_text(digest + "\n")
 
 
+def hinted_schema(dataset: Any, example: dict, text: str, sample_values: int, value_hints: int) -> str:
+    """`dataset`'s schema of `example`'s database with the stored values that match `text` (values.py):
+    the plain schema when `value_hints` is 0, no value matches, or the database is not on disk."""
+    db_id = example["db_id"]
+    plain = dataset.schema(db_id, sample_values)
+    if value_hints <= 0 or not dataset.db_path(db_id).exists():
+        return plain
+    hints = value_index(dataset.db_path(db_id)).lookup(text, value_hints)
+    return render_schema(dataset.schema_tables(db_id, sample_values), hints) if hints else plain
+
+
 @dataclass
 class Spider:
     """A Spider release folder: examples per split, schemas from tables.json, database paths.
@@ -222,19 +234,29 @@ class Spider:
             raise SpiderDataError(f"{split} examples use databases absent from {self.tables_path.name}: {', '.join(missing[:5])}")
         return examples
 
-    def schema(self, db_id: str, sample_values: int = 0) -> str:
-        """CREATE TABLE text for the prompt: from the database when present, else from tables.json."""
+    def schema_tables(self, db_id: str, sample_values: int = 0) -> list[SchemaTable]:
+        """The schema's tables: from the database when present, else from tables.json."""
         key = (db_id, sample_values)
         if key not in self._schema_cache:
             path = self.db_path(db_id)
             if path.exists():
-                text = schema_from_sqlite(path, sample_values, self.tables.get(db_id))
+                tables = read_schema(path, sample_values, self.tables.get(db_id))
             elif db_id in self.tables:
-                text = schema_from_tables_json(self.tables[db_id])
+                tables = tables_from_json(self.tables[db_id])
             else:
                 raise SpiderDataError(f"no database or tables.json entry for {db_id!r} under {self.root}")
-            self._schema_cache[key] = text
-        return self._schema_cache[key]
+            self._schema_cache[key] = (tables, render_schema(tables))
+        return self._schema_cache[key][0]
+
+    def schema(self, db_id: str, sample_values: int = 0) -> str:
+        """CREATE TABLE text for the prompt: from the database when present, else from tables.json."""
+        self.schema_tables(db_id, sample_values)
+        return self._schema_cache[(db_id, sample_values)][1]
+
+    def example_schema(self, example: dict, sample_values: int = 0, value_hints: int = 0) -> str:
+        """The schema text of one example's prompt: schema(), plus up to `value_hints` stored values per
+        column that match the question (--value_hints; values.py)."""
+        return hinted_schema(self, example, example["question"], sample_values, value_hints)
 
 
 # ======================================================================
@@ -384,8 +406,8 @@ class Bird:
             raise BirdDataError(f"database {db_id!r} is not in a loaded BIRD split under {self.root}")
         return self._db_dirs[db_id] / db_id / f"{db_id}.sqlite"
 
-    def schema(self, db_id: str, sample_values: int = 0) -> str:
-        """CREATE TABLE text from the database (keys also from the tables file), with each column's
+    def schema_tables(self, db_id: str, sample_values: int = 0) -> list[SchemaTable]:
+        """The schema's tables from the database (keys also from the tables file), with each column's
         description from database_description/*.csv when `column_descriptions` is on."""
         key = (db_id, sample_values)
         if key not in self._schema_cache:
@@ -393,9 +415,21 @@ class Bird:
             if not path.exists():
                 raise BirdDataError(f"missing {path}: {BIRD_HOWTO}")
             notes = read_column_descriptions(path.parent) if self.column_descriptions else None
-            self._schema_cache[key] = schema_from_sqlite(path, sample_values, self.tables.get(db_id),
-                                                               column_comments=notes)
-        return self._schema_cache[key]
+            tables = read_schema(path, sample_values, self.tables.get(db_id), column_comments=notes)
+            self._schema_cache[key] = (tables, render_schema(tables))
+        return self._schema_cache[key][0]
+
+    def schema(self, db_id: str, sample_values: int = 0) -> str:
+        """CREATE TABLE text from the database (keys also from the tables file), with each column's
+        description from database_description/*.csv when `column_descriptions` is on."""
+        self.schema_tables(db_id, sample_values)
+        return self._schema_cache[(db_id, sample_values)][1]
+
+    def example_schema(self, example: dict, sample_values: int = 0, value_hints: int = 0) -> str:
+        """schema() plus up to `value_hints` stored values per column that match the question or its
+        evidence (which often names the value: "Alameda County refers to County Name = 'Alameda'")."""
+        text = "\n".join(t for t in (example["question"], example.get("evidence") or "") if t)
+        return hinted_schema(self, example, text, sample_values, value_hints)
 
 
 # ======================================================================
@@ -408,7 +442,8 @@ class Benchmark:
 
     name: str
     title: str  # as the benchmark spells itself in messages
-    # (cfg, split) -> a dataset with root, examples(split), schema(db_id, k), db_path(db_id), db_dir(split);
+    # (cfg, split) -> a dataset with root, examples(split), schema(db_id, k), schema_tables(db_id, k),
+    # example_schema(example, k, value_hints), db_path(db_id), db_dir(split);
     # `split` is the evaluation split it is opened for (training reads "train" from any).
     open: Callable[[Config, str], Any]
     eval_splits: tuple[str, ...]  # what --eval_split may name

@@ -67,6 +67,9 @@ class Config:
     # --- data and prompts ---
     use_train_others: bool = _f(True, "add train_others.json to the training set when present")
     schema_sample_values: int = _f(0, "distinct sample values shown per column in the schema prompt (0 = none)")
+    value_hints: int = _f(0, "stored values per text column shown in the schema prompt when they match words of the "
+                          "question (BIRD: and its evidence), up to this many; columns without a match get none "
+                          "(0 = off; values.py, index cached under .cache/value_index/)")
     max_train_examples: int = _f(0, "use at most this many training examples, a seeded sample over every database (0 = all)")
     max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness "
                                 "(BIRD: difficulty) (0 = all)")
@@ -232,8 +235,8 @@ class Config:
                      "max_completion_length", "logging_steps", "save_total_limit"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive")
-        for name in ("torch_threads", "schema_sample_values", "max_train_examples", "max_eval_examples", "beta",
-                     "eval_temperature", "num_completions_to_log"):
+        for name in ("torch_threads", "schema_sample_values", "value_hints", "max_train_examples", "max_eval_examples",
+                     "beta", "eval_temperature", "num_completions_to_log"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 or more")
         if self.sft_max_steps == 0 or self.sft_max_steps < -1:
@@ -341,7 +344,8 @@ _SFT, _GRPO, _EVAL = ("train_sft.py",), ("train_grpo.py",), ("evaluate.py",)
 SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scripts, fields)
     ("shared by every script", SCRIPTS,
      ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
-      "resume", "backend", "seed", "torch_threads", "schema_sample_values", "max_seq_length", "load_in_4bit")),
+      "resume", "backend", "seed", "torch_threads", "schema_sample_values", "value_hints", "max_seq_length",
+      "load_in_4bit")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("use_train_others", "max_train_examples", "gradient_checkpointing",
                                                  "optim", "weight_decay", "max_grad_norm")),
     ("LoRA (later stages read it from the adapter)", _SFT,

@@ -161,6 +161,14 @@ def prepare_output_dir(path: Path, cfg: Config, finished_marker: str, inputs: di
     return None
 
 
+def _recorded_identity(recorded: dict, identity: dict) -> dict:
+    """A checkpoint's recorded run-defining config, read as this version defines a run: a field retired
+    from the identity since never blocks resuming, and a Config field added since (absent from an older
+    record) counts at its default, which keeps the behaviour the run had (e.g. --value_hints 0)."""
+    defaults = json.loads(json.dumps(Config().to_dict(), default=str))
+    return {k: recorded[k] if k in recorded else defaults[k] for k in identity if k in recorded or k in defaults}
+
+
 def _resumable(path: Path, checkpoint: Path, identity: dict, rank0: bool) -> str:
     """`checkpoint` if it belongs to the run of `path` and to this config; else a one-line refusal."""
     run = _read_json_or_empty(path / RUN_FILE)
@@ -171,8 +179,7 @@ def _resumable(path: Path, checkpoint: Path, identity: dict, rank0: bool) -> str
     if run.get("run_id") and mark["run_id"] != run["run_id"]:
         raise UserError(f"--resume: {checkpoint.name} belongs to another run (run id {mark['run_id'][:8]}, not "
                         f"{run['run_id'][:8]} of {path / RUN_FILE}): pass --overwrite to start again")
-    # Only what defines a run in this version: a field retired from the identity since never blocks resuming.
-    changed = _config_changes({k: v for k, v in mark.get("config", {}).items() if k in identity}, identity)
+    changed = _config_changes(_recorded_identity(mark.get("config", {}), identity), identity)
     if changed:
         raise UserError(f"--resume: {checkpoint.name} was trained with other settings ({'; '.join(changed)}): "
                         "rerun with the checkpoint's settings, or pass --overwrite to start again")

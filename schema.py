@@ -1,5 +1,6 @@
 """The database schema as the model reads it: CREATE TABLE text with declared types, primary and
-foreign keys (from the database, completed by tables.json), optional sample values and column notes.
+foreign keys (from the database, completed by tables.json), optional sample values and column notes,
+and the stored values that match a question when values.py found some (render_schema's value_hints).
 
 Reads databases directly, read-only (never through the SQL sandbox: these are our own queries).
 Imports errors and sandbox.decode_text only; nothing of the benchmarks, prompts or models.
@@ -11,6 +12,7 @@ import os
 import re
 import sqlite3
 from pathlib import Path
+from typing import NamedTuple
 
 from errors import DataError
 from sandbox import decode_text
@@ -75,16 +77,40 @@ def keys_from_tables_json(entry: dict) -> tuple[dict[str, list[str]], dict[str, 
     return pks, fks
 
 
-def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None,
-                       column_comments: dict[tuple[str, str], str] | None = None) -> str:
-    """Every table as CREATE TABLE with declared types, primary and foreign keys, in creation order.
+VALUE_HINTS_LABEL = "values matching the question: "  # how a column's comment introduces its --value_hints
 
-    Read from the database itself (tables.json has lost the declared types). Keys come from the
-    database's declarations and, when `tables_entry` is given, from Spider's annotations too: many
-    Spider databases declare no keys at all. With `sample_values` > 0, each column gets a comment
-    with up to that many distinct values. `column_comments` ({(table, column) lowercased: text}, e.g.
-    BIRD's column descriptions) are added to those comments.
-    """
+
+class SchemaTable(NamedTuple):
+    """One table of the schema text: columns as (name, declared type, comment), key columns, foreign keys
+    as (column, referenced table, referenced column)."""
+
+    name: str
+    columns: list[tuple[str, str, str]]
+    pks: list[str]
+    fks: list[tuple[str, str, str]]
+
+
+def render_schema(tables: list[SchemaTable], value_hints: dict[tuple[str, str], list[str]] | None = None) -> str:
+    """The CREATE TABLE text of `tables`. `value_hints` ({(table, column) lowercased: values}, from
+    values.ValueIndex.lookup) end the comment of their column, after VALUE_HINTS_LABEL."""
+    blocks = []
+    for table in tables:
+        columns = table.columns
+        if value_hints:
+            columns = []
+            for name, ctype, comment in table.columns:
+                shown = value_hints.get((table.name.lower(), name.lower()))
+                if shown:
+                    hint = VALUE_HINTS_LABEL + ", ".join(repr(v) for v in shown)
+                    comment = "; ".join(c for c in (comment, hint) if c)
+                columns.append((name, ctype, comment))
+        blocks.append(_render_table(table.name, columns, table.pks, table.fks))
+    return "\n\n".join(blocks)
+
+
+def read_schema(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None,
+                column_comments: dict[tuple[str, str], str] | None = None) -> list[SchemaTable]:
+    """Every table with declared types, primary and foreign keys, in creation order (see schema_from_sqlite)."""
     json_pks, json_fks = keys_from_tables_json(tables_entry) if tables_entry else ({}, {})
     if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables
         raise DataError(f"cannot read schema of {db_path}: empty file, not a database (an interrupted download or copy?)")
@@ -93,7 +119,7 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, table
     try:
         tables = [r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
-        blocks = []
+        found = []
         for table in tables:
             info = conn.execute(f"PRAGMA table_info({quote_name(table)})").fetchall()
             columns = []
@@ -118,16 +144,30 @@ def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, table
                 if (col.lower(), ref_table.lower(), ref_col.lower()) not in seen:
                     seen.add((col.lower(), ref_table.lower(), ref_col.lower()))
                     fks.append((column_case.get(col.lower(), col), ref_table, ref_col))
-            blocks.append(_render_table(table, columns, pks, fks))
-        return "\n\n".join(blocks)
+            found.append(SchemaTable(table, columns, pks, fks))
+        return found
     except sqlite3.Error as exc:
         raise DataError(f"cannot read schema of {db_path}: {exc}") from None
     finally:
         conn.close()
 
 
-def schema_from_tables_json(entry: dict) -> str:
-    """The same CREATE TABLE text from a tables.json entry (for a database that is not on disk)."""
+def schema_from_sqlite(db_path: str | os.PathLike, sample_values: int = 0, tables_entry: dict | None = None,
+                       column_comments: dict[tuple[str, str], str] | None = None) -> str:
+    """Every table as CREATE TABLE with declared types, primary and foreign keys, in creation order.
+
+    Read from the database itself (tables.json has lost the declared types). Keys come from the
+    database's declarations and, when `tables_entry` is given, from Spider's annotations too: many
+    Spider databases declare no keys at all. With `sample_values` > 0, each column gets a comment
+    with up to that many distinct values. `column_comments` ({(table, column) lowercased: text}, e.g.
+    BIRD's column descriptions) are added to those comments.
+    """
+    return render_schema(read_schema(db_path, sample_values, tables_entry, column_comments))
+
+
+def tables_from_json(entry: dict) -> list[SchemaTable]:
+    """The tables of a tables.json entry (for a database that is not on disk): no declared types from
+    the database, keys from Spider's annotations."""
     tables = entry["table_names_original"]
     columns = entry["column_names_original"]
     types = entry.get("column_types", [])
@@ -136,10 +176,13 @@ def schema_from_tables_json(entry: dict) -> str:
         if t >= 0:
             by_table[t].append(idx)
     json_pks, json_fks = keys_from_tables_json(entry)
-    blocks = []
+    found = []
     for t, table in enumerate(tables):
         cols = [(columns[i][1], (types[i] if i < len(types) else "").upper(), "") for i in by_table[t]]
-        pks = json_pks.get(table.lower(), [])
-        fks = json_fks.get(table.lower(), [])
-        blocks.append(_render_table(table, cols, pks, fks))
-    return "\n\n".join(blocks)
+        found.append(SchemaTable(table, cols, json_pks.get(table.lower(), []), json_fks.get(table.lower(), [])))
+    return found
+
+
+def schema_from_tables_json(entry: dict) -> str:
+    """The same CREATE TABLE text from a tables.json entry (for a database that is not on disk)."""
+    return render_schema(tables_from_json(entry))

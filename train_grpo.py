@@ -174,8 +174,8 @@ def main() -> None:
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     rows, lengths, skipped = [], [], 0
     for ex in examples:
-        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"],
-                                        evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+        messages = utils.build_messages(spider.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
+                                        ex["question"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
         n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_prompt_length:
             skipped += 1

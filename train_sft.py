@@ -37,8 +37,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     rows, lengths, skipped = [], [], 0
     for ex in examples:
-        messages = utils.build_messages(spider.schema(ex["db_id"], cfg.schema_sample_values), ex["question"], ex["query"],
-                                        evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+        messages = utils.build_messages(spider.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
+                                        ex["question"], ex["query"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
         full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
         n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_seq_length:

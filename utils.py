@@ -169,8 +169,8 @@ def render_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None 
 
 def render_prompt_for(spider: Any, example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
     """The prompt chat of one Spider example, as training saw it (rendered to text with `tokenizer`)."""
-    messages = build_messages(spider.schema(example["db_id"], cfg.schema_sample_values), example["question"],
-                              evidence=example.get("evidence", ""))
+    messages = build_messages(spider.example_schema(example, cfg.schema_sample_values, cfg.value_hints),
+                              example["question"], evidence=example.get("evidence", ""))
     return render_prompt(tokenizer, messages) if tokenizer is not None else messages
 
 

@@ -217,3 +217,12 @@ def test_resume_may_add_dev_ex_monitoring(tmp_path):
     (checkpoint / runs.RUN_FILE).write_text(json.dumps({**run, "step": 2}))
     cfg = Config(output_dir=str(tmp_path), resume=True, eval_steps=2, eval_subset_size=50)
     assert runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)
+    # A field added since the checkpoint was written (absent from its record) counts at its default.
+    import pytest
+
+    del identity["grpo_skip_empty_gold"]
+    (checkpoint / runs.RUN_FILE).write_text(json.dumps({**run, "config": identity, "step": 2}))
+    assert runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)
+    with pytest.raises(errors.UserError, match=r"other settings \(grpo_skip_empty_gold: True -> False\)"):
+        runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True, grpo_skip_empty_gold=False),
+                                "run_info.json", {"sft_adapter_sha256": "a" * 64})
