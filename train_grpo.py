@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import benchmarks
+import execution_reward
 import runs
 import scoring
 import trainers
@@ -39,7 +40,7 @@ def grpo_batch_args(cfg, world_size: int) -> dict:
                 gradient_accumulation_steps=cfg.grpo_grad_accum, num_generations=cfg.num_generations)
 
 
-def sample_lines(reward: utils.SQLExecutionReward):
+def sample_lines(reward: execution_reward.SQLExecutionReward):
     """The lines after each GRPO step line: a few of the step's answers (outcome, reward, the answer's
     start). TRL's own sample table repeats the whole schema prompt of each sample (~150 lines a step), so
     it is not printed; every completion is in grpo/completions/*.parquet and wandb instead."""
@@ -161,10 +162,10 @@ def main() -> None:
     if not rows:
         raise UserError("no training prompt fits in --max_prompt_length")
 
-    reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, utils.RewardValues.from_config(cfg),
-                                      num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
+    reward = execution_reward.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, execution_reward.RewardValues.from_config(cfg),
+                                        num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
     # Fail now, not at step 1000, if a gold query does not run; leave out empty gold results (free reward).
-    rows, skipped_empty_gold = utils.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
+    rows, skipped_empty_gold = execution_reward.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
     print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={skipped} "
           f"skipped_empty_gold={skipped_empty_gold}; {utils.length_report(lengths)}")
     if not rows:

@@ -3,11 +3,11 @@
 import pytest
 
 import errors
+import execution_reward
 import sandbox
 import scoring
-import utils
+from execution_reward import RewardValues, sql_reward
 from scoring import results_match
-from utils import RewardValues, sql_reward
 
 SCRIPT = """
 CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER);
@@ -89,7 +89,7 @@ def test_official_value_rules():
 
 def test_batched_reward_with_trl_calling_convention(db):
     gold = "SELECT name FROM singer WHERE country = 'France'"
-    reward = utils.SQLExecutionReward(timeout_s=0.5, workers=2)
+    reward = execution_reward.SQLExecutionReward(timeout_s=0.5, workers=2)
     try:
         completions = [
             [{"role": "assistant", "content": "SELECT name FROM singer WHERE country = 'France'"}],
@@ -108,7 +108,7 @@ def test_batched_reward_with_trl_calling_convention(db):
         assert metrics["outcome/match"] == pytest.approx(1 / 6)
         assert metrics["outcome/invalid"] == pytest.approx(2 / 6)
         assert metrics["outcome/timeout"] == pytest.approx(1 / 6)
-        assert sum(metrics[f"outcome/{o}"] for o in utils.OUTCOMES) == pytest.approx(1.0)
+        assert sum(metrics[f"outcome/{o}"] for o in execution_reward.OUTCOMES) == pytest.approx(1.0)
         assert reward.pop_metrics() == {}  # counts reset after each log
         assert len(reward._gold) == 1  # the gold query ran once for six completions
     finally:
@@ -116,7 +116,7 @@ def test_batched_reward_with_trl_calling_convention(db):
 
 
 def test_batched_reward_plain_string_completions_in_process(db):
-    reward = utils.SQLExecutionReward(workers=1)
+    reward = execution_reward.SQLExecutionReward(workers=1)
     rewards = reward(prompts=["q", "q"], completions=["SELECT 1", "SELECT count(*) FROM singer"],
                      gold_sql=["SELECT count(*) FROM singer"] * 2, db_path=[str(db)] * 2)
     assert rewards == [0.0, 5.0]
@@ -141,7 +141,7 @@ def test_remove_distinct_splits_statements_like_sqlparse():
 
 def test_a_dead_worker_fails_only_its_answer_and_is_counted(db):
     gold = "SELECT count(*) FROM singer"
-    reward = utils.SQLExecutionReward(timeout_s=0.5, workers=2)
+    reward = execution_reward.SQLExecutionReward(timeout_s=0.5, workers=2)
     try:
         assert reward(prompts=["q"] * 4, completions=[gold] * 4, gold_sql=[gold] * 4, db_path=[str(db)] * 4) == [5.0] * 4
         reward.pop_metrics()
@@ -175,8 +175,8 @@ def test_repeated_worker_failures_stop_with_a_clear_error():
 CTRL_C = """
 import os, signal, sys, time
 sys.path.insert(0, {root!r})
-import utils
-reward = utils.SQLExecutionReward(timeout_s=5, workers=2)
+import execution_reward
+reward = execution_reward.SQLExecutionReward(timeout_s=5, workers=2)
 try:
     reward(prompts=["q"] * 4, completions=["SELECT 1"] * 4, gold_sql=["SELECT 1"] * 4, db_path=[{db!r}] * 4)
     os.killpg(os.getpgid(0), signal.SIGINT)  # Ctrl-C in a terminal, while the workers wait (the trainer generates)
@@ -204,13 +204,13 @@ def test_ctrl_c_stops_the_reward_workers_quietly(db):
 def test_grpo_leaves_out_prompts_whose_gold_result_is_empty(spider):
     # Under the official rule two empty results match: `SELECT 1 WHERE 0` would earn +5.0 on them.
     rows = [{"gold_sql": ex["query"], "db_path": str(spider.db_path(ex["db_id"]))} for ex in spider.examples("dev")]
-    reward = utils.SQLExecutionReward(workers=0)
+    reward = execution_reward.SQLExecutionReward(workers=0)
     empty_answer = "SELECT 1 WHERE 0"
-    free = [r for r in rows if utils.score_completion(empty_answer, r["gold_sql"], r["db_path"])[1] == "match"]
+    free = [r for r in rows if execution_reward.score_completion(empty_answer, r["gold_sql"], r["db_path"])[1] == "match"]
     assert len(free) == 1  # the mini-Spider's one dev question whose gold result is empty
-    kept, skipped = utils.checked_gold_rows(rows, reward, skip_empty=True)
+    kept, skipped = execution_reward.checked_gold_rows(rows, reward, skip_empty=True)
     assert skipped == 1 and len(kept) == len(rows) - 1 and free[0] not in kept
     scores = reward(prompts=["q"] * len(kept), completions=[empty_answer] * len(kept),
                     gold_sql=[r["gold_sql"] for r in kept], db_path=[r["db_path"] for r in kept])
     assert max(scores) == 0.0  # no kept prompt pays anything for an empty result
-    assert utils.checked_gold_rows(rows, reward, skip_empty=False) == (rows, 0)  # --grpo_skip_empty_gold false
+    assert execution_reward.checked_gold_rows(rows, reward, skip_empty=False) == (rows, 0)  # --grpo_skip_empty_gold false
