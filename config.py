@@ -140,7 +140,7 @@ class Config:
     reward_empty: float = _f(-2.0, "reward for an empty answer")
     reward_partial_max: float = _f(2.5, "partial credit = this x F1 of result rows (must be < reward_exact)")
     sql_timeout_s: float = _f(2.0, "time limit per SQL query, seconds (made hard by the worker processes: a query stalled well past it has its worker killed)")
-    reward_workers: int = _f(2, "processes that execute predicted SQL in parallel")
+    reward_workers: int = _f(2, "processes that execute the gold queries (checked before GRPO) and the predicted SQL in parallel")
 
     # --- evaluation ---
     eval_batch_size: int = _f(16, "prompts per generation batch in evaluation")

@@ -116,12 +116,60 @@ def _completion_text(completion: Any) -> str:
     return completion or ""
 
 
-def _score_jobs(jobs: list[tuple], _args: Any = None, emit: Callable | None = None) -> list[tuple[float, str, str | None]]:
-    """Score (completion, gold_sql, db_path, gold result, timeout_s, values, MatchRule) jobs; runs in a
-    WorkerPool process (args unused), emitting each result as it comes."""
-    results = []
-    for c, g, d, gold, t, v, r in jobs:
-        results.append(score_completion(c, g, d, gold=gold, timeout_s=t, values=v, rule=r))
+# Gold results of this process, per (rule, database, gold SQL, limit). In GRPO this process is one of the
+# reward's workers: each keeps the results of the gold queries it ran, so a batch sent to it carries only
+# the gold SQL, and the trainer process holds no result rows (workers=0: the trainer's own cache).
+_GOLD_RESULTS: dict[tuple[str, str, str, float], ExecResult] = {}
+
+
+def cached_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float,
+                rule: str | MatchRule = "spider") -> ExecResult:
+    """execute_gold, once per process for each gold query (a time-out, which depends on the machine's
+    load, is tried again next time)."""
+    rule = match_rule(rule)
+    key = (rule.name, os.fspath(db_path), gold_sql, max(timeout_s, GOLD_TIMEOUT_S))
+    if key in _GOLD_RESULTS:
+        return _GOLD_RESULTS[key]
+    result = execute_gold(db_path, gold_sql, timeout_s, rule)
+    if result.kind != "timeout":
+        _GOLD_RESULTS[key] = result
+    return result
+
+
+@dataclass(frozen=True)
+class GoldCheck:
+    """What the trainer keeps of one gold query: whether it ran, its row count and time (the rows stay in
+    the worker that ran it)."""
+
+    ok: bool
+    rows: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _score_jobs(jobs: list[tuple], args: tuple, emit: Callable | None = None) -> list:
+    """Run jobs of SQLExecutionReward in a WorkerPool process (or in this one), emitting each result as it
+    comes. ("gold", gold_sql, db_path, rule) runs a gold query into this process's cache -> GoldCheck;
+    ("answer", completion, gold_sql, db_path, rule, gold_checked) scores an answer -> (reward, outcome,
+    error); gold_checked: its gold query ran within its limit before. args = (timeout_s, RewardValues)."""
+    timeout_s, values = args
+    results: list = []
+    for kind, *job in jobs:
+        if kind == "gold":
+            gold_sql, db_path, rule = job
+            gold = cached_gold(db_path, gold_sql, timeout_s, rule)
+            results.append(GoldCheck(gold.ok, len(gold.rows or ()), gold.error, gold.seconds))
+        else:
+            completion, gold_sql, db_path, rule, gold_checked = job
+            # An empty answer needs no gold (score_completion returns before using it).
+            gold = cached_gold(db_path, gold_sql, timeout_s, rule) if completion.strip() else None
+            if gold is not None and gold.kind == "timeout" and gold_checked:
+                # It ran within its limit before (in another worker), so this is the machine's load, not a broken
+                # gold query: the answer cannot be judged now, which is not worth stopping a run for.
+                results.append((values.invalid, "invalid", f"timeout: the gold query ran past its limit here ({gold.error})"))
+            else:
+                results.append(score_completion(completion, gold_sql, db_path, gold=gold, timeout_s=timeout_s,
+                                                values=values, rule=rule))
         if emit is not None:
             emit(results[-1])
     return results
@@ -130,12 +178,15 @@ def _score_jobs(jobs: list[tuple], _args: Any = None, emit: Callable | None = No
 class SQLExecutionReward:
     """The GRPO reward: TRL calls it as reward(prompts, completions, gold_sql=[...], db_path=[...], ...).
 
-    Gold results are executed once and cached; predictions run in a WorkerPool, each query under
-    its own time limit (`timeout_s`) and each completion under a hard one (`hard_limit_s`: past it,
-    its worker is killed and replaced and the completion scored as a time-out), so one slow query
-    never stalls the batch. Outcome counts (and worker failures) are accumulated for logging
-    (pop_metrics) together with a few sample completions. workers=0 scores in this process, with
-    no hard limit.
+    Everything runs in a WorkerPool: each gold query once (check_golds: before training, or when a
+    call brings a new one), under its own hard limit (`gold_hard_limit_s`), and the answers in
+    batches. A worker keeps the result of each gold query it ran (cached_gold), so a batch carries only
+    the gold SQL and this process only a GoldCheck per gold query; a worker that has not run an
+    answer's gold query yet runs it first. Each query runs under its time limit (`timeout_s`) and each
+    answer under a hard one (`hard_limit_s`, plus twice its gold query's time: past it, its worker is
+    killed and replaced and the answer scored as a time-out), so one slow query never stalls the
+    batch. Outcome counts (and worker failures) are accumulated for logging (pop_metrics) together
+    with a few sample completions. workers=0 runs everything in this process, with no hard limit.
     """
 
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
@@ -146,10 +197,11 @@ class SQLExecutionReward:
         self.timeout_s = timeout_s
         # A query stops itself at timeout_s; the rest is margin for comparing results and for a busy machine.
         self.hard_limit_s = 2 * timeout_s + 2.0
+        self.gold_hard_limit_s = 2 * max(timeout_s, GOLD_TIMEOUT_S) + 2.0  # the same margin on the gold's own limit
         self.workers = workers
         self.values = values
         self.num_samples = num_samples
-        self._gold: dict[tuple[str, str], ExecResult] = {}
+        self._gold: dict[tuple[str, str, str], GoldCheck] = {}  # (rule, database, gold SQL) -> what its first run gave
         self._pool: WorkerPool | None = None
         self._counts: collections.Counter = collections.Counter()
         self.samples: list[dict] = []
@@ -160,30 +212,64 @@ class SQLExecutionReward:
             self._pool = WorkerPool(_score_jobs, self.workers, "spawn")
         return self._pool
 
-    def gold_result(self, gold_sql: str, db_path: str) -> ExecResult:
-        key = (str(db_path), gold_sql)
-        if key not in self._gold:
-            self._gold[key] = execute_gold(db_path, gold_sql, self.timeout_s, self.rule)
-        return self._gold[key]
+    def start(self) -> None:
+        """Start the worker processes now, so that their start overlaps other work (train_grpo.py: the
+        model's loading) rather than adding to the gold checks."""
+        pool = self._executor()
+        if pool is not None:
+            pool.start()
 
-    def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str]) -> list[tuple[float, str, str | None]]:
-        jobs = [(c, g, str(d), self.gold_result(g, str(d)), self.timeout_s, self.values, self.rule)
-                for c, g, d in zip(completions, gold_sqls, db_paths)]
+    def _run(self, batches: list[list[tuple]]) -> list[list]:
+        """Each batch's results, from the worker processes (or this process with workers=0)."""
+        args = (self.timeout_s, self.values)
         pool = self._executor()
         if pool is None:
-            return _score_jobs(jobs)
-        # A few batches per worker: one message per completion costs more in pickling than these
-        # sub-millisecond queries (a batch pickles a shared gold result once), and a slow query
-        # still leaves the other workers busy.
-        size = max(1, -(-len(jobs) // (pool.workers * 4)))
-        batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-        failures = pool.failures
+            return [_score_jobs(batch, args) for batch in batches]
 
-        def failed(_job: tuple, error: str) -> tuple[float, str, str | None]:
-            return self.values.invalid, "invalid", error
+        def limit(job: tuple) -> float:
+            if job[0] == "gold":
+                return self.gold_hard_limit_s
+            # A worker that has not run this answer's gold query yet runs it first (about as long as its check
+            # took), within the answer's hard limit: that time is added, with the same factor 2 for a busy machine.
+            _, _, gold_sql, db_path, rule, _ = job
+            return self.hard_limit_s + 2 * self._gold[(rule, db_path, gold_sql)].seconds
 
-        results = [r for batch in pool.run(batches, None, lambda _job: self.hard_limit_s, failed) for r in batch]
-        self._counts["worker_failed"] += pool.failures - failures
+        def failed(job: tuple, error: str) -> GoldCheck | tuple[float, str, str | None]:
+            return GoldCheck(False, error=error) if job[0] == "gold" else (self.values.invalid, "invalid", error)
+
+        return pool.run(batches, args, limit, failed)
+
+    def _batches(self, jobs: list[tuple]) -> list[list[tuple]]:
+        # A few batches per worker: one message per job costs more in pickling than these sub-millisecond
+        # queries, and a slow query still leaves the other workers busy.
+        size = max(1, -(-len(jobs) // (max(1, self.workers) * 4)))
+        return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+    def check_golds(self, golds: list[tuple[str, str, str | MatchRule | None]]) -> list[GoldCheck]:
+        """Run each gold query (gold_sql, db_path, rule; None = the reward's own) once, in the workers,
+        where its result stays; return what each gave, in order. A query run before is not run again."""
+        todo: dict[tuple, tuple] = {}
+        for gold_sql, db_path, rule in golds:
+            key = (match_rule(rule or self.rule).name, str(db_path), gold_sql)
+            if key not in self._gold:
+                todo[key] = ("gold", gold_sql, str(db_path), key[0])
+        batches = self._batches(sorted(todo.values(), key=lambda job: (job[2], job[1])))  # by database: each worker opens a few
+        for batch, checks in zip(batches, self._run(batches)):
+            for (_, gold_sql, db_path, rule), check in zip(batch, checks):
+                self._gold[(rule, db_path, gold_sql)] = check
+        return [self._gold[(match_rule(rule or self.rule).name, str(db_path), gold_sql)]
+                for gold_sql, db_path, rule in golds]
+
+    def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str]) -> list[tuple[float, str, str | None]]:
+        """(reward, outcome, error) of each answer."""
+        rules = [self.rule.name] * len(completions)
+        checks = self.check_golds(list(zip(gold_sqls, map(str, db_paths), rules)))  # new ones only (GRPO: none)
+        jobs = [("answer", c, g, str(d), r, check.ok)
+                for c, g, d, r, check in zip(completions, gold_sqls, db_paths, rules, checks)]
+        failures = self._pool.failures if self._pool is not None else 0
+        results = [r for batch in self._run(self._batches(jobs)) for r in batch]
+        if self._pool is not None:
+            self._counts["worker_failed"] += self._pool.failures - failures
         return results
 
     def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], *,
@@ -234,13 +320,13 @@ class SQLExecutionReward:
 
 
 def checked_gold_rows(rows: list[dict], reward: SQLExecutionReward, skip_empty: bool) -> tuple[list[dict], int]:
-    """Execute the gold query of every GRPO row now: one that fails is a UserError here, not at step
-    1000. With `skip_empty`, rows whose gold result is empty are left out: the official rule counts
-    two empty results as a match, so `SELECT 1 WHERE 0` would earn the full reward on them.
-    Returns (kept rows, number left out)."""
+    """Execute the gold query of every GRPO row now, in the reward's worker processes (which keep the
+    results for scoring): one that fails is a UserError here, not at step 1000. With `skip_empty`, rows
+    whose gold result is empty are left out: the official rule counts two empty results as a match, so
+    `SELECT 1 WHERE 0` would earn the full reward on them. Returns (kept rows, number left out)."""
+    checks = reward.check_golds([(row["gold_sql"], row["db_path"], row.get("rule")) for row in rows])
     kept = []
-    for row in rows:
-        gold = reward.gold_result(row["gold_sql"], row["db_path"])
+    for row, gold in zip(rows, checks):
         if not gold.ok:
             raise UserError(f"gold query fails on {row['db_path']}: {gold.error}: {row['gold_sql'][:120]}")
         if not (skip_empty and not gold.rows):

@@ -138,6 +138,10 @@ def main() -> None:
 
     spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
     examples = utils.training_examples(cfg, spider)
+    reward = execution_reward.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers,
+                                                 execution_reward.RewardValues.from_config(cfg),
+                                                 num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
+    reward.start()  # its worker processes start while the model loads; they run the gold checks below
 
     backend = utils.pick_backend(cfg)
     use_vllm_engine = backend == "unsloth" and cfg.fast_inference  # unsloth's colocated vLLM for rollouts
@@ -162,8 +166,6 @@ def main() -> None:
     if not rows:
         raise UserError("no training prompt fits in --max_prompt_length")
 
-    reward = execution_reward.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, execution_reward.RewardValues.from_config(cfg),
-                                        num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
     # Fail now, not at step 1000, if a gold query does not run; leave out empty gold results (free reward).
     rows, skipped_empty_gold = execution_reward.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
     print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={skipped} "
