@@ -260,9 +260,10 @@ class SQLExecutionReward:
         return [self._gold[(match_rule(rule or self.rule).name, str(db_path), gold_sql)]
                 for gold_sql, db_path, rule in golds]
 
-    def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str]) -> list[tuple[float, str, str | None]]:
-        """(reward, outcome, error) of each answer."""
-        rules = [self.rule.name] * len(completions)
+    def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str],
+              rules: list[str | None] | None = None) -> list[tuple[float, str, str | None]]:
+        """(reward, outcome, error) of each answer; `rules`: each row's match rule (None: the reward's own)."""
+        rules = [match_rule(r or self.rule).name for r in (rules or [None] * len(completions))]
         checks = self.check_golds(list(zip(gold_sqls, map(str, db_paths), rules)))  # new ones only (GRPO: none)
         jobs = [("answer", c, g, str(d), r, check.ok)
                 for c, g, d, r, check in zip(completions, gold_sqls, db_paths, rules, checks)]
@@ -273,12 +274,14 @@ class SQLExecutionReward:
         return results
 
     def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], *,
-                 log_metric: Callable[[str, float], None] | None = None,
+                 rule: list[str] | None = None, log_metric: Callable[[str, float], None] | None = None,
                  log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float]:
-        """TRL passes `log_metric`/`log_extra` (TRL >= 1.15): the outcome fractions go through them, so TRL
-        averages them over processes; each completion's outcome becomes a column of TRL's completion log."""
+        """TRL passes the dataset's other columns too: `rule`, when present, is each row's match rule (a
+        training mix judges a BIRD row by BIRD's). `log_metric`/`log_extra` (TRL >= 1.15): the outcome
+        fractions go through them, so TRL averages them over processes; each completion's outcome becomes
+        a column of TRL's completion log."""
         texts = [_completion_text(c) for c in completions]
-        scored = self.score(texts, gold_sql, db_path)
+        scored = self.score(texts, gold_sql, db_path, rule)
         for text, (reward, outcome, error) in zip(texts, scored):
             self._counts[outcome] += 1
             self._counts["total"] += 1

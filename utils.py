@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import benchmarks
 import tiny_model
 from config import TINY_MODEL_NAME, Config
-from errors import UserError
+from errors import DataError, UserError
 from hardness import spider_hardness
 
 
@@ -74,13 +74,48 @@ def _allocate(sizes: dict[Any, int], n: int, rng) -> dict[Any, int]:
     return quota
 
 
-def training_examples(cfg: Config, dataset: Any) -> list[dict]:
-    """The training questions of a run: the benchmark's train split, or with --max_train_examples a
-    seeded sample over every database, in dataset order (the same in SFT and GRPO)."""
-    examples = dataset.examples("train", cfg.use_train_others)
+def _named_for_the_mix(cfg: Config, read: Callable[[], Any]) -> Any:
+    """read(), with a missing or unreadable dataset named as --train_benchmarks' when that flag asked for it."""
+    try:
+        return read()
+    except DataError as exc:
+        if not cfg.train_benchmarks:
+            raise
+        raise type(exc)(f"--train_benchmarks {','.join(cfg.train_benchmarks)}: {exc}") from None
+
+
+def open_training_benchmarks(cfg: Config) -> dict[str, Any]:
+    """The dataset of each benchmark SFT and GRPO train on (--train_benchmarks, or --benchmark alone), by
+    name: each example's schema, database and match rule come from its own."""
+    return {name: _named_for_the_mix(cfg, lambda name=name: benchmarks.get(name).open(cfg, "dev"))
+            for name in cfg.training_benchmarks()}
+
+
+def training_examples(cfg: Config, datasets: dict[str, Any]) -> list[dict]:
+    """The training questions of a run: the train split of each benchmark of `datasets`
+    (open_training_benchmarks), each example with its `benchmark`, or with --max_train_examples a seeded
+    sample over every (benchmark, database), in dataset order (the same in SFT and GRPO). One benchmark
+    alone: the same sample as by database (its groups sort in the same order)."""
+    examples = []
+    for name, dataset in datasets.items():
+        train = _named_for_the_mix(cfg, lambda dataset=dataset: dataset.examples("train", cfg.use_train_others))
+        examples += [{**ex, "benchmark": name} for ex in train]
     if cfg.max_train_examples > 0:
-        examples = [examples[i] for i in stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
+        chosen = stratified_subset(examples, cfg.max_train_examples, cfg.seed, [lambda ex: (ex["benchmark"], ex["db_id"])])
+        examples = [examples[i] for i in chosen]
     return examples
+
+
+def count_by_benchmark(names: Sequence[str], **groups: list[dict]) -> dict[str, dict[str, int]]:
+    """{benchmark: {group: how many of the group's examples are that benchmark's}} for each benchmark of
+    `names` (run_info.json's train_benchmarks)."""
+    return {name: {group: sum(ex["benchmark"] == name for ex in members) for group, members in groups.items()}
+            for name in names}
+
+
+def mix_report(counts: dict[str, dict[str, int]]) -> str:
+    """count_by_benchmark as a log line's end: 'spider: examples=48 skipped=0; bird: ...'."""
+    return "; ".join(f"{name}: " + " ".join(f"{k}={v}" for k, v in groups.items()) for name, groups in counts.items())
 
 
 def stratified_subset(examples: list[dict], n: int, seed: int,
