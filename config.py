@@ -74,6 +74,9 @@ class Config:
     max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness "
                                 "(BIRD: difficulty) (0 = all)")
     bird_column_descriptions: bool = _f(False, "BIRD: add each column's description from database_description/*.csv to the schema prompt")
+    train_benchmarks: list = _f([], "SFT and GRPO: the benchmarks whose train splits they draw from, comma-separated "
+                                "(spider,bird; empty = --benchmark alone). Each example keeps its own prompt extras, "
+                                "database and match rule; evaluation stays on --benchmark")
 
     # --- model and LoRA ---
     max_seq_length: int = _f(2048, "longest prompt + answer the model handles (vLLM max_model_len)")
@@ -147,7 +150,7 @@ class Config:
     reward_empty: float = _f(-2.0, "reward for an empty answer")
     reward_partial_max: float = _f(2.5, "partial credit = this x F1 of result rows (must be < reward_exact)")
     sql_timeout_s: float = _f(2.0, "time limit per SQL query, seconds (made hard by the worker processes: a query stalled well past it has its worker killed)")
-    reward_workers: int = _f(2, "processes that execute predicted SQL in parallel")
+    reward_workers: int = _f(2, "processes that execute the gold queries (checked before GRPO) and the predicted SQL in parallel")
 
     # --- evaluation ---
     eval_batch_size: int = _f(16, "prompts per generation batch in evaluation")
@@ -207,6 +210,9 @@ class Config:
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
         if self.benchmark not in ("spider", "bird"):  # each one's splits and options: benchmarks.py
             raise ConfigError(f"--benchmark must be spider or bird, not {self.benchmark!r}")
+        unknown = [name for name in self.train_benchmarks if name not in ("spider", "bird")]
+        if unknown or len(set(self.train_benchmarks)) != len(self.train_benchmarks):
+            raise ConfigError(f"--train_benchmarks names spider and/or bird, each once, not {','.join(self.train_benchmarks)}")
         if self.num_samples < 0:
             raise ConfigError("--num_samples must be >= 0 (0 = greedy only)")
         if self.num_samples > 0 and self.sample_temperature <= 0:
@@ -260,6 +266,10 @@ class Config:
             raise ConfigError(f"--vllm_server_port must be a port number (1-65535), not {self.vllm_server_port}")
         if self.resume and self.overwrite:
             raise ConfigError("--resume continues a stage and --overwrite starts it again: pass one of them")
+
+    def training_benchmarks(self) -> list[str]:
+        """The benchmarks SFT and GRPO train on: --train_benchmarks, or --benchmark alone."""
+        return list(self.train_benchmarks) or [self.benchmark]
 
     def grpo_per_device_batch(self, world_size: int = 1) -> int:
         """Completions per device per forward pass, derived so TRL's divisibility rule always holds."""
@@ -346,8 +356,8 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
      ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
       "resume", "backend", "seed", "torch_threads", "schema_sample_values", "value_hints", "max_seq_length",
       "load_in_4bit")),
-    ("training (SFT and GRPO)", _SFT + _GRPO, ("use_train_others", "max_train_examples", "gradient_checkpointing",
-                                                 "optim", "weight_decay", "max_grad_norm")),
+    ("training (SFT and GRPO)", _SFT + _GRPO, ("train_benchmarks", "use_train_others", "max_train_examples",
+                                                 "gradient_checkpointing", "optim", "weight_decay", "max_grad_norm")),
     ("LoRA (later stages read it from the adapter)", _SFT,
      ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")),
     ("SFT", _SFT, ("sft_learning_rate", "sft_epochs", "sft_max_steps", "sft_batch_size", "sft_grad_accum",
@@ -383,14 +393,24 @@ def fields_for(script: str) -> list[str]:
 
 
 # Each benchmark's own data fields: a run on one never depends on the other's (a changed BIRD_DIR does
-# not block resuming a Spider run).
+# not block resuming a Spider run), unless a training stage trains on both (--train_benchmarks).
 BENCHMARK_DATA_FIELDS = {"spider": ("spider_dir",), "bird": ("bird_dir", "bird_column_descriptions")}
 
 
 def run_defining_config(cfg: Config, script: str) -> dict:
     """The fields of `script`'s stage that change what it computes: a checkpoint resumes only under the same."""
-    unused = {name for bench, names in BENCHMARK_DATA_FIELDS.items() if bench != cfg.benchmark for name in names}
-    return {name: getattr(cfg, name) for name in fields_for(script) if name not in NOT_RUN_DEFINING | unused}
+    fields = fields_for(script)
+    trains = "train_benchmarks" in fields
+    used = {cfg.benchmark, *(cfg.training_benchmarks() if trains else ())}
+    unused = {name for bench, names in BENCHMARK_DATA_FIELDS.items() if bench not in used for name in names}
+    identity = {name: getattr(cfg, name) for name in fields if name not in NOT_RUN_DEFINING | unused}
+    if trains:
+        # The --benchmark alone, however it is spelled, is the run it was before the flag existed.
+        mix = cfg.training_benchmarks()
+        identity.pop("train_benchmarks")
+        if mix != [cfg.benchmark]:
+            identity["train_benchmarks"] = mix
+    return identity
 
 
 # ----------------------------------------------------------------------

@@ -227,6 +227,7 @@ class WorkerPool:
         self.fn, self.workers, self.max_failures = fn, max(1, workers), max_failures
         self.context = multiprocessing.get_context(method)
         self.idle: list[tuple[Any, Any]] = []  # (process, connection) waiting for work
+        self.starting: set[Any] = set()  # connections of started workers that have not said "ready" yet
         self.timeouts = 0  # workers killed at the hard limit
         self.failures = 0  # workers that died or raised
         self.failures_in_a_row = 0
@@ -247,6 +248,13 @@ class WorkerPool:
                 signal.signal(signal.SIGINT, previous)
         child.close()
         return process, parent
+
+    def start(self) -> None:
+        """Start the workers now rather than at the first run: their imports overlap the caller's own work
+        (GRPO loads its model meanwhile)."""
+        while len(self.idle) < self.workers:
+            self.idle.append(self._start())
+            self.starting.add(self.idle[-1][1])
 
     @staticmethod
     def _stop(worker: tuple[Any, Any]) -> None:
@@ -280,6 +288,7 @@ class WorkerPool:
             """The running item failed: its worker is gone; the rest of the batch goes to a new one, first."""
             del busy[job.worker[1]]
             self._stop(job.worker)
+            self.starting.discard(job.worker[1])
             item = job.waiting.popleft()
             results[job.batch].append(self._failed(item, error, on_fail, timeout))
             if job.waiting:
@@ -289,7 +298,7 @@ class WorkerPool:
             while pending or busy:
                 while pending and len(busy) < self.workers:
                     b, items = pending.popleft()
-                    fresh = not self.idle
+                    fresh = not self.idle or self.idle[-1][1] in self.starting  # started by start(), not ready yet
                     worker = self.idle.pop() if self.idle else self._start()
                     # A new worker's clock starts when it says it is ready (imports take a second or two).
                     job = _Busy(worker, b, deque(items), time.monotonic() + (self.START_S if fresh else 0.0))
@@ -308,6 +317,7 @@ class WorkerPool:
                         kind, payload = "error", f"worker died ({type(exc).__name__}, exit code {job.worker[0].exitcode})"
                     if kind == "ready":
                         job.since = time.monotonic()
+                        self.starting.discard(conn)
                     elif kind == "result":
                         results[job.batch].append(payload)
                         job.waiting.popleft()
@@ -343,6 +353,7 @@ class WorkerPool:
                 pass
             self._stop(worker)
         self.idle = []
+        self.starting.clear()
 
 
 def _pool_worker(conn: Any, fn: Callable) -> None:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import benchmarks
+import execution_reward
 import runs
 import scoring
 import trainers
@@ -54,7 +55,26 @@ def rollout_args(cfg, backend: str) -> dict:
     return args
 
 
-def sample_lines(reward: utils.SQLExecutionReward):
+def grpo_rows(cfg, datasets: dict, examples: list[dict], tokenizer) -> tuple[list[dict], list[int], list[dict]]:
+    """GRPO's dataset rows, each prompt rendered from its own benchmark's schema and extras, with its gold
+    query, database and match rule (the reward judges each row by its own): (rows, prompt lengths,
+    examples left out as longer than --max_prompt_length)."""
+    rows, lengths, skipped = [], [], []
+    for ex in examples:
+        dataset = datasets[ex["benchmark"]]
+        messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
+                                        ex["question"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+        n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
+        if n_tokens > cfg.max_prompt_length:
+            skipped.append(ex)
+            continue
+        lengths.append(n_tokens)
+        rows.append({"prompt": messages, "gold_sql": ex["query"], "db_path": str(dataset.db_path(ex["db_id"])),
+                     "rule": benchmarks.get(ex["benchmark"]).rule, "benchmark": ex["benchmark"]})
+    return rows, lengths, skipped
+
+
+def sample_lines(reward: execution_reward.SQLExecutionReward):
     """The lines after each GRPO step line: a few of the step's answers (outcome, reward, the answer's
     start). TRL's own sample table repeats the whole schema prompt of each sample (~150 lines a step), so
     it is not printed; every completion is in grpo/completions/*.parquet and wandb instead."""
@@ -159,8 +179,12 @@ def main() -> None:
     # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
     resume_from = runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": adapter_digest(sft_dir)})
 
-    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
-    examples = utils.training_examples(cfg, spider)
+    datasets = utils.open_training_benchmarks(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
+    examples = utils.training_examples(cfg, datasets)
+    reward = execution_reward.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers,
+                                                 execution_reward.RewardValues.from_config(cfg),
+                                                 num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
+    reward.start()  # its worker processes start while the model loads; they run the gold checks below
 
     backend = utils.pick_backend(cfg)
     use_vllm_engine = backend == "unsloth" and cfg.fast_inference  # unsloth's colocated vLLM for rollouts
@@ -172,25 +196,20 @@ def main() -> None:
 
     # The same check and template kwargs as SFT and evaluation: GRPO prompts render as evaluation's do.
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
-    rows, lengths, skipped = [], [], 0
-    for ex in examples:
-        messages = utils.build_messages(spider.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
-                                        ex["question"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
-        n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
-        if n_tokens > cfg.max_prompt_length:
-            skipped += 1
-            continue
-        lengths.append(n_tokens)
-        rows.append({"prompt": messages, "gold_sql": ex["query"], "db_path": str(spider.db_path(ex["db_id"]))})
+    rows, lengths, skipped = grpo_rows(cfg, datasets, examples, tokenizer)
     if not rows:
         raise UserError("no training prompt fits in --max_prompt_length")
 
-    reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, utils.RewardValues.from_config(cfg),
-                                      num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
     # Fail now, not at step 1000, if a gold query does not run; leave out empty gold results (free reward).
-    rows, skipped_empty_gold = utils.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
-    print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={skipped} "
+    fitting = rows
+    rows, skipped_empty_gold = execution_reward.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
+    kept = {id(row) for row in rows}
+    by_benchmark = utils.count_by_benchmark(list(datasets), prompts=rows, skipped_over_max_prompt_length=skipped,
+                                            skipped_empty_gold=[row for row in fitting if id(row) not in kept])
+    print(f"[grpo] prompts={len(rows)} skipped_over_max_prompt_length={len(skipped)} "
           f"skipped_empty_gold={skipped_empty_gold}; {utils.length_report(lengths)}")
+    if len(datasets) > 1:
+        print(f"[grpo] training mix: {utils.mix_report(by_benchmark)}")
     if not rows:
         raise UserError("no training prompt left (every gold result is empty); try --grpo_skip_empty_gold false")
 
@@ -210,8 +229,9 @@ def main() -> None:
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
     trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
-    if cfg.eval_steps > 0:  # first: its on_log adds eval/ex for metrics.jsonl, wandb and the step printer after it
-        trainer.callback_handler.callbacks.insert(0, dev_ex_callback(cfg, spider, backend, tokenizer, out))
+    if cfg.eval_steps > 0:  # on --benchmark's dev split, whatever the training mix; first: its on_log adds eval/ex
+        dev = datasets[cfg.benchmark] if cfg.benchmark in datasets else utils.open_benchmark(cfg)
+        trainer.callback_handler.callbacks.insert(0, dev_ex_callback(cfg, dev, backend, tokenizer, out))
     trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
     trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
@@ -235,7 +255,8 @@ def main() -> None:
     runs.save_adapter(trainer, out, {
         "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "sft_adapter": str(sft_dir),
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
-        "skipped_prompts": skipped, "skipped_empty_gold": skipped_empty_gold, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
+        "skipped_prompts": len(skipped), "skipped_empty_gold": skipped_empty_gold,
+        "train_benchmarks": by_benchmark, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
         "trainer_args": trainer_args,
     }, check=refuse_unchanged)
     if trainer.is_world_process_zero():

@@ -22,8 +22,8 @@ from errors import UserError
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
     # Data first: a missing dataset fails in a second, before any model is loaded.
-    spider = utils.open_benchmark(cfg)  # Spider or BIRD (--benchmark)
-    examples = utils.training_examples(cfg, spider)
+    datasets = utils.open_training_benchmarks(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
+    examples = utils.training_examples(cfg, datasets)
 
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=None, trainable=True)  # unsloth, if used, first
@@ -35,21 +35,26 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     # included, with any chat template (Qwen's has no {% generation %} markers for assistant_only_loss).
     # The model's own template is checked first: the labels must be exactly the SQL + end of turn.
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
-    rows, lengths, skipped = [], [], 0
+    rows, lengths, used, skipped = [], [], [], []
     for ex in examples:
-        messages = utils.build_messages(spider.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
+        dataset = datasets[ex["benchmark"]]  # its own schema and prompt extras (BIRD: evidence, descriptions)
+        messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
                                         ex["question"], ex["query"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
         full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
         n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_seq_length:
-            skipped += 1  # never cut through a schema: a truncated example teaches the wrong thing
+            skipped.append(ex)  # never cut through a schema: a truncated example teaches the wrong thing
             continue
         lengths.append(n_tokens)
+        used.append(ex)
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
         if template_kwargs:  # TRL (1.15 and 1.16) reads per-example template kwargs from this column
             rows[-1]["chat_template_kwargs"] = template_kwargs
+    by_benchmark = utils.count_by_benchmark(list(datasets), examples=used, skipped_over_max_seq_length=skipped)
     print(f"[sft] backend={backend} model={cfg.model_name} examples={len(rows)} "
-          f"skipped_over_max_seq_length={skipped}; {utils.length_report(lengths)}")
+          f"skipped_over_max_seq_length={len(skipped)}; {utils.length_report(lengths)}")
+    if len(datasets) > 1:
+        print(f"[sft] training mix: {utils.mix_report(by_benchmark)}")
     if not rows:
         raise UserError("no training example fits in --max_seq_length")
     longest = max(range(len(rows)), key=lengths.__getitem__)
@@ -64,7 +69,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
     trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
     info = {"longest_example": longest, "stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
-            "skipped_examples": skipped, "config": cfg.to_dict(),
+            "skipped_examples": len(skipped), "train_benchmarks": by_benchmark, "config": cfg.to_dict(),
             "trainer_args": trainers.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}
     return trainer, info
 

@@ -1,7 +1,7 @@
 """What the SFT and GRPO trainers share around TRL: the trainer arguments both pass, logging (metrics.jsonl,
 one readable line per log step, curves.png, the end-of-stage summary), the memory probe, and wandb.
 
-Imports config, errors and utils (for the reward's outcome names); transformers and torch inside
+Imports config, errors, execution_reward (for the reward's outcome names) and utils; transformers and torch inside
 the functions. Nothing here is specific to one stage: that stays in train_sft.py / train_grpo.py.
 """
 
@@ -15,7 +15,8 @@ from typing import Callable, Iterable
 
 from config import Config
 from errors import UserError
-from utils import OUTCOMES, cuda_available
+from execution_reward import OUTCOMES
+from utils import cuda_available
 
 def world_size() -> int:
     """Processes in this run (accelerate/torchrun set WORLD_SIZE)."""

@@ -1,40 +1,31 @@
 """What the three entry scripts share: the benchmark's data and the prompt built from it, model loading
-and generation, and the execution reward.
+and generation (the execution reward: rewards.py).
 
   data        open_benchmark, the seeded training sample, stratified subsets (readers: benchmarks.py)
   prompts     the chat every stage uses, the chat-template check (schema text: schema.py; reading
               the SQL out of an answer: answers.py)
   models      backend choice, loading with LoRA (unsloth or transformers + peft), generation
-  reward      sql_reward and SQLExecutionReward, GRPO's reward function (executes through sandbox.py,
-              judges with scoring.py's match rules, so reward and metric never disagree on a match)
 
 Heavy libraries (torch, transformers, peft, TRL, unsloth, vllm) are imported inside functions only:
-unsloth must be imported before the others when it is used, and the reward workers must start fast.
-Imports answers, benchmarks, config, errors, hardness, sandbox, scoring and tiny_model; none of them
-imports utils.
+unsloth must be imported before the others when it is used.
+Imports benchmarks, config, errors, hardness and tiny_model; none of them imports utils.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import benchmarks
 import tiny_model
-from answers import extract_sql
 from config import TINY_MODEL_NAME, Config
-from errors import UserError
+from errors import DataError, UserError
 from hardness import spider_hardness
-from sandbox import ExecResult, WorkerPool, execute_sql
-from scoring import GOLD_TIMEOUT_S, MatchRule, match_rule, order_matters, unordered_rows
 
-OUTCOMES = ("match", "partial", "wrong", "invalid", "empty")  # what one model answer can come to (the reward's)
 
 # ======================================================================
 # data: the benchmark, the training sample, seeded subsets
@@ -83,13 +74,48 @@ def _allocate(sizes: dict[Any, int], n: int, rng) -> dict[Any, int]:
     return quota
 
 
-def training_examples(cfg: Config, dataset: Any) -> list[dict]:
-    """The training questions of a run: the benchmark's train split, or with --max_train_examples a
-    seeded sample over every database, in dataset order (the same in SFT and GRPO)."""
-    examples = dataset.examples("train", cfg.use_train_others)
+def _named_for_the_mix(cfg: Config, read: Callable[[], Any]) -> Any:
+    """read(), with a missing or unreadable dataset named as --train_benchmarks' when that flag asked for it."""
+    try:
+        return read()
+    except DataError as exc:
+        if not cfg.train_benchmarks:
+            raise
+        raise type(exc)(f"--train_benchmarks {','.join(cfg.train_benchmarks)}: {exc}") from None
+
+
+def open_training_benchmarks(cfg: Config) -> dict[str, Any]:
+    """The dataset of each benchmark SFT and GRPO train on (--train_benchmarks, or --benchmark alone), by
+    name: each example's schema, database and match rule come from its own."""
+    return {name: _named_for_the_mix(cfg, lambda name=name: benchmarks.get(name).open(cfg, "dev"))
+            for name in cfg.training_benchmarks()}
+
+
+def training_examples(cfg: Config, datasets: dict[str, Any]) -> list[dict]:
+    """The training questions of a run: the train split of each benchmark of `datasets`
+    (open_training_benchmarks), each example with its `benchmark`, or with --max_train_examples a seeded
+    sample over every (benchmark, database), in dataset order (the same in SFT and GRPO). One benchmark
+    alone: the same sample as by database (its groups sort in the same order)."""
+    examples = []
+    for name, dataset in datasets.items():
+        train = _named_for_the_mix(cfg, lambda dataset=dataset: dataset.examples("train", cfg.use_train_others))
+        examples += [{**ex, "benchmark": name} for ex in train]
     if cfg.max_train_examples > 0:
-        examples = [examples[i] for i in stratified_subset(examples, cfg.max_train_examples, cfg.seed, ["db_id"])]
+        chosen = stratified_subset(examples, cfg.max_train_examples, cfg.seed, [lambda ex: (ex["benchmark"], ex["db_id"])])
+        examples = [examples[i] for i in chosen]
     return examples
+
+
+def count_by_benchmark(names: Sequence[str], **groups: list[dict]) -> dict[str, dict[str, int]]:
+    """{benchmark: {group: how many of the group's examples are that benchmark's}} for each benchmark of
+    `names` (run_info.json's train_benchmarks)."""
+    return {name: {group: sum(ex["benchmark"] == name for ex in members) for group, members in groups.items()}
+            for name in names}
+
+
+def mix_report(counts: dict[str, dict[str, int]]) -> str:
+    """count_by_benchmark as a log line's end: 'spider: examples=48 skipped=0; bird: ...'."""
+    return "; ".join(f"{name}: " + " ".join(f"{k}={v}" for k, v in groups.items()) for name, groups in counts.items())
 
 
 def stratified_subset(examples: list[dict], n: int, seed: int,
@@ -623,233 +649,3 @@ def length_report(lengths: list[int]) -> str:
     ordered = sorted(lengths)
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
     return f"{len(ordered)} prompts, tokens: median {ordered[len(ordered) // 2]}, p99 {p99}, max {ordered[-1]}"
-
-
-# ======================================================================
-# reward: the execution reward of one answer, and the batched GRPO reward function
-
-
-def result_f1(gold: list[tuple], pred: list[tuple]) -> float:
-    """F1 of predicted vs gold rows as multisets, each row's values taken in any column order.
-
-    precision = |pred ∩ gold| / |pred|, recall = |pred ∩ gold| / |gold| (multiset intersection);
-    0 when either side is empty or nothing overlaps.
-    """
-    if not gold or not pred:
-        return 0.0
-    g = collections.Counter(unordered_rows(gold))
-    p = collections.Counter(unordered_rows(pred))
-    overlap = sum((g & p).values())
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / len(pred), overlap / len(gold)
-    return 2 * precision * recall / (precision + recall)
-
-
-@dataclass
-class RewardValues:
-    exact: float = 5.0
-    invalid: float = -1.0
-    empty: float = -2.0
-    partial_max: float = 2.5
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> "RewardValues":
-        return cls(cfg.reward_exact, cfg.reward_invalid, cfg.reward_empty, cfg.reward_partial_max)
-
-
-def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: str | os.PathLike,
-                     timeout_s: float, rule: str | MatchRule = "spider") -> tuple[str, float, str | None]:
-    """Execute a prediction and compare it with an executed gold: (outcome, F1, error).
-
-    outcome is match / partial / wrong / invalid (no SQL, error, refusal, timeout). The comparison
-    is the official evaluator's of the benchmark (`rule`), so reward and metric can never disagree on a match.
-    """
-    if not pred_sql.strip():
-        return "invalid", 0.0, "no SQL"
-    comparison = match_rule(rule)
-    result = execute_sql(db_path, comparison.prepare(pred_sql, True), timeout_s)
-    if not result.ok:
-        return "invalid", 0.0, f"{result.kind}: {result.error}"
-    if comparison.result_error(result):
-        return "invalid", 0.0, comparison.result_error(result)
-    assert gold.rows is not None
-    if not comparison.result_error(gold) and comparison.rows_match(gold.rows, result.rows, order_matters(gold_sql)):
-        return "match", 1.0, None
-    f1 = result_f1(gold.rows, result.rows)
-    return ("partial" if f1 > 0 else "wrong"), f1, None
-
-
-def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float, rule: str | MatchRule = "spider") -> ExecResult:
-    # Gold gets a generous limit: a slow gold query is the dataset's cost, not the model's fault.
-    return execute_sql(db_path, match_rule(rule).prepare(gold_sql, False), max(timeout_s, GOLD_TIMEOUT_S))
-
-
-def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike, *,
-                     gold: ExecResult | None = None, timeout_s: float = 2.0,
-                     values: RewardValues = RewardValues(), rule: str | MatchRule = "spider") -> tuple[float, str, str | None]:
-    """(reward, outcome, error) for one raw model answer under the benchmark's match rule. See sql_reward."""
-    if not completion or not completion.strip():
-        return values.empty, "empty", "empty answer"
-    if gold is None:
-        gold = execute_gold(db_path, gold_sql, timeout_s, rule)
-    if not gold.ok:
-        raise UserError(f"gold query fails on {db_path}: {gold.error}: {gold_sql[:200]}")
-    sql = extract_sql(completion)
-    outcome, f1, error = judge_prediction(sql, gold_sql, gold, db_path, timeout_s, rule)
-    reward = {"match": values.exact, "invalid": values.invalid}.get(outcome, values.partial_max * f1)
-    return reward, outcome, error
-
-
-def sql_reward(completion: str, gold_sql: str, db_path: str | os.PathLike, *, timeout_s: float = 2.0,
-               values: RewardValues = RewardValues(), rule: str | MatchRule = "spider") -> float:
-    """Execution reward for one raw model answer.
-
-    +5.0 (exact)   the predicted result equals the gold result under the official comparison of the
-                   benchmark (`rule`: "spider" or "bird", scoring.MATCH_RULES)
-    -2.0 (empty)   the answer is empty or whitespace
-    -1.0 (invalid) no SQL in the answer, or it errors, is refused, or exceeds the time limit
-    partial_max x F1 (2.5 x F1 by default) for a valid query with a different result, where F1 is
-                   over result rows as multisets (result_f1): 0 when nothing overlaps, at most 2.5,
-                   always strictly below the exact-match reward.
-    """
-    return score_completion(completion, gold_sql, db_path, timeout_s=timeout_s, values=values, rule=rule)[0]
-
-
-def _completion_text(completion: Any) -> str:
-    """TRL passes conversational completions as [{"role": "assistant", "content": ...}], plain ones as str."""
-    if isinstance(completion, list):
-        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
-    return completion or ""
-
-
-def _score_jobs(jobs: list[tuple], _args: Any = None, emit: Callable | None = None) -> list[tuple[float, str, str | None]]:
-    """Score (completion, gold_sql, db_path, gold result, timeout_s, values, MatchRule) jobs; runs in a
-    WorkerPool process (args unused), emitting each result as it comes."""
-    results = []
-    for c, g, d, gold, t, v, r in jobs:
-        results.append(score_completion(c, g, d, gold=gold, timeout_s=t, values=v, rule=r))
-        if emit is not None:
-            emit(results[-1])
-    return results
-
-
-class SQLExecutionReward:
-    """The GRPO reward: TRL calls it as reward(prompts, completions, gold_sql=[...], db_path=[...], ...).
-
-    Gold results are executed once and cached; predictions run in a WorkerPool, each query under
-    its own time limit (`timeout_s`) and each completion under a hard one (`hard_limit_s`: past it,
-    its worker is killed and replaced and the completion scored as a time-out), so one slow query
-    never stalls the batch. Outcome counts (and worker failures) are accumulated for logging
-    (pop_metrics) together with a few sample completions. workers=0 scores in this process, with
-    no hard limit.
-    """
-
-    __name__ = "sql_execution"  # TRL logs rewards under the function's name
-
-    def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = RewardValues(),
-                 num_samples: int = 2, rule: str | MatchRule = "spider") -> None:
-        self.rule = match_rule(rule)  # the benchmark's match rule decides the +5 (scoring.MATCH_RULES)
-        self.timeout_s = timeout_s
-        # A query stops itself at timeout_s; the rest is margin for comparing results and for a busy machine.
-        self.hard_limit_s = 2 * timeout_s + 2.0
-        self.workers = workers
-        self.values = values
-        self.num_samples = num_samples
-        self._gold: dict[tuple[str, str], ExecResult] = {}
-        self._pool: WorkerPool | None = None
-        self._counts: collections.Counter = collections.Counter()
-        self.samples: list[dict] = []
-
-    def _executor(self) -> WorkerPool | None:
-        if self._pool is None and self.workers > 0:
-            # spawn: never fork a process that holds CUDA state or tokenizer threads
-            self._pool = WorkerPool(_score_jobs, self.workers, "spawn")
-        return self._pool
-
-    def gold_result(self, gold_sql: str, db_path: str) -> ExecResult:
-        key = (str(db_path), gold_sql)
-        if key not in self._gold:
-            self._gold[key] = execute_gold(db_path, gold_sql, self.timeout_s, self.rule)
-        return self._gold[key]
-
-    def score(self, completions: list[str], gold_sqls: list[str], db_paths: list[str]) -> list[tuple[float, str, str | None]]:
-        jobs = [(c, g, str(d), self.gold_result(g, str(d)), self.timeout_s, self.values, self.rule)
-                for c, g, d in zip(completions, gold_sqls, db_paths)]
-        pool = self._executor()
-        if pool is None:
-            return _score_jobs(jobs)
-        # A few batches per worker: one message per completion costs more in pickling than these
-        # sub-millisecond queries (a batch pickles a shared gold result once), and a slow query
-        # still leaves the other workers busy.
-        size = max(1, -(-len(jobs) // (pool.workers * 4)))
-        batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-        failures = pool.failures
-
-        def failed(_job: tuple, error: str) -> tuple[float, str, str | None]:
-            return self.values.invalid, "invalid", error
-
-        results = [r for batch in pool.run(batches, None, lambda _job: self.hard_limit_s, failed) for r in batch]
-        self._counts["worker_failed"] += pool.failures - failures
-        return results
-
-    def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], *,
-                 log_metric: Callable[[str, float], None] | None = None,
-                 log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float]:
-        """TRL passes `log_metric`/`log_extra` (TRL >= 1.15): the outcome fractions go through them, so TRL
-        averages them over processes; each completion's outcome becomes a column of TRL's completion log."""
-        texts = [_completion_text(c) for c in completions]
-        scored = self.score(texts, gold_sql, db_path)
-        for text, (reward, outcome, error) in zip(texts, scored):
-            self._counts[outcome] += 1
-            self._counts["total"] += 1
-            if outcome == "invalid" and error == "no SQL":
-                self._counts["parse_fail"] += 1
-            if error and error.startswith("timeout"):
-                self._counts["timeout"] += 1
-        self.samples = [{"completion": t, "reward": r, "outcome": o} for t, (r, o, _) in zip(texts, scored)][: self.num_samples]
-        if log_extra is not None:
-            log_extra("outcome", [outcome for _, outcome, _ in scored])
-        if log_metric is not None:
-            for name, value in self.pop_metrics().items():
-                log_metric(name, value)
-        return [reward for reward, _, _ in scored]
-
-    def pop_metrics(self) -> dict[str, float]:
-        """Fraction of each outcome (and of parse failures, timeouts and worker failures) since the last call."""
-        total = self._counts.get("total", 0)
-        if not total:
-            return {}
-        metrics = {f"outcome/{name}": self._counts.get(name, 0) / total for name in OUTCOMES}
-        metrics["outcome/parse_fail"] = self._counts.get("parse_fail", 0) / total
-        metrics["outcome/timeout"] = self._counts.get("timeout", 0) / total
-        # answers scored invalid because their worker process died or raised, not because of their SQL
-        metrics["outcome/worker_failed"] = self._counts.get("worker_failed", 0) / total
-        self._counts.clear()
-        return metrics
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-def checked_gold_rows(rows: list[dict], reward: SQLExecutionReward, skip_empty: bool) -> tuple[list[dict], int]:
-    """Execute the gold query of every GRPO row now: one that fails is a UserError here, not at step
-    1000. With `skip_empty`, rows whose gold result is empty are left out: the official rule counts
-    two empty results as a match, so `SELECT 1 WHERE 0` would earn the full reward on them.
-    Returns (kept rows, number left out)."""
-    kept = []
-    for row in rows:
-        gold = reward.gold_result(row["gold_sql"], row["db_path"])
-        if not gold.ok:
-            raise UserError(f"gold query fails on {row['db_path']}: {gold.error}: {row['gold_sql'][:120]}")
-        if not (skip_empty and not gold.rows):
-            kept.append(row)
-    return kept, len(rows) - len(kept)

@@ -25,7 +25,7 @@ median is reported.
      and imports included, nothing subtracted).
 2. Rewards per second for a GRPO-shaped batch: 16 dev prompts x 8 completions (the gold SQL as an
    assistant message, or a perturbation of it, about half each), scored by
-   utils.SQLExecutionReward called exactly as TRL calls it:
+   execution_reward.SQLExecutionReward called exactly as TRL calls it:
        reward(prompts=[...], completions=[[{"role": "assistant", "content": text}], ...],
               gold_sql=[...], db_path=[...])
    - fresh object: the first call of a new SQLExecutionReward (its worker pool starts, no gold cached);
@@ -193,13 +193,13 @@ def grpo_batches(golds: list[tuple[str, str]], mix: list[str], db_dir: Path, see
 def reward_speed(golds, mix, db_dir: Path, workers: int, repeats: int, seed: int) -> dict[str, float]:
     """fresh object: first call; then 3 warm-up calls (workers open their connections), then a call
     on 16 new prompts and a call on the first 16 prompts again with new completions (gold cached)."""
-    import utils
+    import execution_reward
 
     times: dict[str, list[float]] = {"fresh object": [], "new prompts": [], "cached": []}
     for r in range(repeats):
         batches, again = grpo_batches(golds, mix, db_dir, seed + r, 5)
         fresh_caches()
-        reward = utils.SQLExecutionReward(timeout_s=2.0, workers=workers)
+        reward = execution_reward.SQLExecutionReward(timeout_s=2.0, workers=workers)
         try:
             plan = [("fresh object", batches[0]), (None, batches[1]), (None, batches[2]), (None, batches[3]),
                     ("new prompts", batches[4]), ("cached", again)]

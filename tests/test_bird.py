@@ -7,6 +7,7 @@ import pytest
 
 import benchmarks
 import errors
+import execution_reward
 import sandbox
 import scoring
 import utils
@@ -133,8 +134,8 @@ def food_db(bird):
 
 
 def judge(pred, gold_sql, db, rule):
-    gold = utils.execute_gold(db, gold_sql, 2.0, rule)
-    return utils.judge_prediction(pred, gold_sql, gold, db, 2.0, rule)[0]
+    gold = execution_reward.execute_gold(db, gold_sql, 2.0, rule)
+    return execution_reward.judge_prediction(pred, gold_sql, gold, db, 2.0, rule)[0]
 
 
 @pytest.mark.parametrize("gold, pred, spider_verdict, bird_verdict", [
@@ -161,8 +162,8 @@ def test_text_that_is_not_utf8_is_an_error_under_birds_rule_only(food_db):
     assert result.ok and result.lossy_text and result.rows == [("Jose Munoz",)]  # Spider's reading: the Latin-1 byte dropped
     assert judge(gold, gold, food_db, "spider") == "match"
     gold_ok = "SELECT owner_name FROM businesses WHERE business_id = 1"
-    outcome, _, error = utils.judge_prediction("SELECT owner_name FROM businesses", gold_ok,
-                                               utils.execute_gold(food_db, gold_ok, 2.0, "bird"), food_db, 2.0, "bird")
+    outcome, _, error = execution_reward.judge_prediction("SELECT owner_name FROM businesses", gold_ok,
+                                               execution_reward.execute_gold(food_db, gold_ok, 2.0, "bird"), food_db, 2.0, "bird")
     assert outcome == "invalid" and "UTF-8" in error
     # a gold whose result is not UTF-8 can never be matched (BIRD's evaluator scores it 0)
     assert judge(gold, gold, food_db, "bird") != "match"
@@ -176,11 +177,11 @@ def test_grpo_reward_gives_plus_five_by_the_benchmarks_rule(food_db):
     gold = "SELECT name FROM businesses ORDER BY business_id"
     answer = "SELECT name FROM businesses ORDER BY business_id DESC"
     for rule, expected in (("bird", 5.0), ("spider", None)):
-        reward = utils.SQLExecutionReward(workers=1, rule=rule)
+        reward = execution_reward.SQLExecutionReward(workers=1, rule=rule)
         value = reward([None], [[{"role": "assistant", "content": answer}]], gold_sql=[gold], db_path=[food_db])[0]
         assert value == 5.0 if expected else 0 < value < 5.0  # Spider: right rows, wrong order -> partial credit
         # the single-answer reward (docs/reward-and-sandbox.md) takes the same rule
-        assert utils.sql_reward(answer, gold, food_db, rule=rule) == value
+        assert execution_reward.sql_reward(answer, gold, food_db, rule=rule) == value
 
 
 def test_gold_against_gold_scores_every_question(dev):

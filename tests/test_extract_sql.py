@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 import answers
-import utils
+import execution_reward
 
 Q = "SELECT name FROM singer WHERE age > 30"
 
@@ -124,7 +124,7 @@ def test_a_backtick_quoted_answer_gets_the_verdict_of_its_clean_query(tmp_path):
         clean = answers.extract_sql(answer)
         assert "`" not in answer.replace("```", "") or clean.count("`") % 2 == 0, (answer, clean)
         for rule in ("spider", "bird"):
-            reward = utils.sql_reward(answer, gold, db, rule=rule)
+            reward = execution_reward.sql_reward(answer, gold, db, rule=rule)
             line = scoring.flatten_sql(clean)  # the pred.txt line
             records = scoring.score_predictions([line, clean], [(gold, "bird_like")] * 2, tmp_path, rule=rule)
             assert reward == 5.0 and [r["outcome"] for r in records] == ["match", "match"], (answer, rule, records)

@@ -63,7 +63,8 @@ def test_the_lower_layers_import_nothing_above_them():
     # below the prompt code that calls it.
     allowed = {"errors": set(), "config": set(), "hardness": set(), "answers": set(), "sandbox": {"errors"},
                "scoring": {"errors", "hardness", "sandbox"}, "schema": {"errors", "sandbox"},
-               "values": {"errors", "sandbox"}, "runs": {"config", "errors"}}
+               "values": {"errors", "sandbox"}, "runs": {"config", "errors"},
+               "execution_reward": {"answers", "config", "errors", "sandbox", "scoring"}}
     for name, deps in allowed.items():
         assert set(GRAPH[name]) <= deps, f"{name} imports {sorted(set(GRAPH[name]) - deps)}"
     assert "utils" not in GRAPH["benchmarks"]

@@ -10,6 +10,7 @@ import pytest
 
 import benchmarks
 import errors
+import execution_reward
 import scoring
 import trainers
 import utils
@@ -54,7 +55,7 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
     assert len(logs) == 4
     for row in logs:
         assert "rewards/sql_execution/mean" in row and "reward_std" in row and "frac_reward_zero_std" in row
-        assert sum(row[f"outcome/{o}"] for o in utils.OUTCOMES) == pytest.approx(1.0)
+        assert sum(row[f"outcome/{o}"] for o in execution_reward.OUTCOMES) == pytest.approx(1.0)
     # the reward values seen are the reward function's own: matches (+5), invalid (-1), partial/wrong (>= 0)
     assert any(row["outcome/match"] > 0 for row in logs) and any(row["reward_std"] > 0 for row in logs)
     # one line per step as SFT's: names, 3 significant digits, the outcome mix as percentages
@@ -70,7 +71,7 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
     for row in logs:
         table = pandas.read_parquet(grpo / "completions" / f"completions_{row['step']:05d}.parquet")
         assert len(table) == 2 * 4  # prompts per step x generations
-        for outcome in utils.OUTCOMES:
+        for outcome in execution_reward.OUTCOMES:
             assert (table["outcome"] == outcome).mean() == pytest.approx(row[f"outcome/{outcome}"])
         tables.append(table)
     completions = pandas.concat(tables)

@@ -1,13 +1,15 @@
 """The execution reward and the comparison behind it, on real SQLite databases."""
 
+import time
+
 import pytest
 
 import errors
+import execution_reward
 import sandbox
 import scoring
-import utils
+from execution_reward import RewardValues, sql_reward
 from scoring import results_match
-from utils import RewardValues, sql_reward
 
 SCRIPT = """
 CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER);
@@ -89,7 +91,7 @@ def test_official_value_rules():
 
 def test_batched_reward_with_trl_calling_convention(db):
     gold = "SELECT name FROM singer WHERE country = 'France'"
-    reward = utils.SQLExecutionReward(timeout_s=0.5, workers=2)
+    reward = execution_reward.SQLExecutionReward(timeout_s=0.5, workers=2)
     try:
         completions = [
             [{"role": "assistant", "content": "SELECT name FROM singer WHERE country = 'France'"}],
@@ -108,7 +110,7 @@ def test_batched_reward_with_trl_calling_convention(db):
         assert metrics["outcome/match"] == pytest.approx(1 / 6)
         assert metrics["outcome/invalid"] == pytest.approx(2 / 6)
         assert metrics["outcome/timeout"] == pytest.approx(1 / 6)
-        assert sum(metrics[f"outcome/{o}"] for o in utils.OUTCOMES) == pytest.approx(1.0)
+        assert sum(metrics[f"outcome/{o}"] for o in execution_reward.OUTCOMES) == pytest.approx(1.0)
         assert reward.pop_metrics() == {}  # counts reset after each log
         assert len(reward._gold) == 1  # the gold query ran once for six completions
     finally:
@@ -116,7 +118,7 @@ def test_batched_reward_with_trl_calling_convention(db):
 
 
 def test_batched_reward_plain_string_completions_in_process(db):
-    reward = utils.SQLExecutionReward(workers=1)
+    reward = execution_reward.SQLExecutionReward(workers=1)
     rewards = reward(prompts=["q", "q"], completions=["SELECT 1", "SELECT count(*) FROM singer"],
                      gold_sql=["SELECT count(*) FROM singer"] * 2, db_path=[str(db)] * 2)
     assert rewards == [0.0, 5.0]
@@ -141,7 +143,7 @@ def test_remove_distinct_splits_statements_like_sqlparse():
 
 def test_a_dead_worker_fails_only_its_answer_and_is_counted(db):
     gold = "SELECT count(*) FROM singer"
-    reward = utils.SQLExecutionReward(timeout_s=0.5, workers=2)
+    reward = execution_reward.SQLExecutionReward(timeout_s=0.5, workers=2)
     try:
         assert reward(prompts=["q"] * 4, completions=[gold] * 4, gold_sql=[gold] * 4, db_path=[str(db)] * 4) == [5.0] * 4
         reward.pop_metrics()
@@ -175,8 +177,8 @@ def test_repeated_worker_failures_stop_with_a_clear_error():
 CTRL_C = """
 import os, signal, sys, time
 sys.path.insert(0, {root!r})
-import utils
-reward = utils.SQLExecutionReward(timeout_s=5, workers=2)
+import execution_reward
+reward = execution_reward.SQLExecutionReward(timeout_s=5, workers=2)
 try:
     reward(prompts=["q"] * 4, completions=["SELECT 1"] * 4, gold_sql=["SELECT 1"] * 4, db_path=[{db!r}] * 4)
     os.killpg(os.getpgid(0), signal.SIGINT)  # Ctrl-C in a terminal, while the workers wait (the trainer generates)
@@ -204,13 +206,75 @@ def test_ctrl_c_stops_the_reward_workers_quietly(db):
 def test_grpo_leaves_out_prompts_whose_gold_result_is_empty(spider):
     # Under the official rule two empty results match: `SELECT 1 WHERE 0` would earn +5.0 on them.
     rows = [{"gold_sql": ex["query"], "db_path": str(spider.db_path(ex["db_id"]))} for ex in spider.examples("dev")]
-    reward = utils.SQLExecutionReward(workers=0)
+    reward = execution_reward.SQLExecutionReward(workers=0)
     empty_answer = "SELECT 1 WHERE 0"
-    free = [r for r in rows if utils.score_completion(empty_answer, r["gold_sql"], r["db_path"])[1] == "match"]
+    free = [r for r in rows if execution_reward.score_completion(empty_answer, r["gold_sql"], r["db_path"])[1] == "match"]
     assert len(free) == 1  # the mini-Spider's one dev question whose gold result is empty
-    kept, skipped = utils.checked_gold_rows(rows, reward, skip_empty=True)
+    kept, skipped = execution_reward.checked_gold_rows(rows, reward, skip_empty=True)
     assert skipped == 1 and len(kept) == len(rows) - 1 and free[0] not in kept
     scores = reward(prompts=["q"] * len(kept), completions=[empty_answer] * len(kept),
                     gold_sql=[r["gold_sql"] for r in kept], db_path=[r["db_path"] for r in kept])
     assert max(scores) == 0.0  # no kept prompt pays anything for an empty result
-    assert utils.checked_gold_rows(rows, reward, skip_empty=False) == (rows, 0)  # --grpo_skip_empty_gold false
+    assert execution_reward.checked_gold_rows(rows, reward, skip_empty=False) == (rows, 0)  # --grpo_skip_empty_gold false
+
+
+def test_gold_results_stay_in_the_workers_and_batches_carry_only_sql(db):
+    # GRPO's gold checks run in the reward's worker processes, which keep the results: this process
+    # holds one GoldCheck (ok, row count, time) per gold query, and scores come out as scoring in-process.
+    rows = [{"gold_sql": sql, "db_path": str(db)} for sql in
+            ("SELECT name FROM singer WHERE country = 'France'", "SELECT name FROM singer WHERE age > 100",
+             "SELECT country, count(*) FROM singer GROUP BY country")]
+    answers = ["SELECT name FROM singer WHERE age > 29 AND country != 'Peru'", "SELECT 1 WHERE 0",
+               "SELECT country, count(*) FROM singer GROUP BY country ORDER BY 2", "SELECT name FROM singer"]
+    reward = execution_reward.SQLExecutionReward(workers=2)
+    in_process = execution_reward.SQLExecutionReward(workers=0)
+    try:
+        kept, skipped = execution_reward.checked_gold_rows(rows, reward, skip_empty=True)
+        assert skipped == 1 and kept == [rows[0], rows[2]]
+        checks = list(reward._gold.values())
+        assert [(c.ok, c.rows) for c in checks] == [(True, 3), (True, 0), (True, 3)]
+        assert all(isinstance(c, execution_reward.GoldCheck) for c in checks)  # no result rows in this process
+        assert not any(key[1] == str(db) for key in execution_reward._GOLD_RESULTS)  # nor in its gold cache
+        golds = [row["gold_sql"] for row in kept for _ in answers]
+        batch = dict(prompts=["q"] * len(golds), completions=answers * len(kept), gold_sql=golds,
+                     db_path=[str(db)] * len(golds))
+        assert reward(**batch) == in_process(**batch)
+        assert reward(**batch) == [5.0, 0.0, 0.0, pytest.approx(2.5 * 0.75), 0.0, 0.0, 5.0, 0.0]
+    finally:
+        reward.close()
+
+
+def test_a_gold_query_stalled_in_one_sqlite_call_is_stopped_and_named(db):
+    # A gold query used to run in the trainer process under its soft limit only: one stalled inside a
+    # single SQLite call (trim of long strings) held up GRPO's start. It now runs in a worker, killed at
+    # the gold's hard limit, and the check names it in one line.
+    doubled = lambda n, c, name: f"{name}(s) AS (SELECT '{c}' UNION ALL SELECT s || s FROM {name} WHERE length(s) * 2 <= {n})"
+    trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)
+    stall = (f"WITH RECURSIVE {doubled(65_536, 'a', 'd')}, h(s) AS (SELECT max(s) FROM d), "
+             f"{doubled(4096, 'b', 'e')}, g(t) AS (SELECT max(s) FROM e) SELECT max({trims}) FROM h, g")
+    reward = execution_reward.SQLExecutionReward(workers=1)
+    reward.gold_hard_limit_s = 1.0
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.UserError, match="gold query fails on .*timeout: over the hard limit of 1 s"):
+            execution_reward.checked_gold_rows([{"gold_sql": "SELECT count(*) FROM singer", "db_path": str(db)},
+                                                {"gold_sql": stall, "db_path": str(db)}], reward, skip_empty=True)
+        assert time.monotonic() - start < 1.0 + 14.0  # the hard limit, plus starting two worker processes
+    finally:
+        reward.close()
+
+
+def test_workers_started_early_get_their_start_up_time(db):
+    # train_grpo.py starts the reward's workers before it loads the model. A worker still importing when
+    # its first item comes has the start-up allowance of a new one: not killed at the item's own limit.
+    reward = execution_reward.SQLExecutionReward(workers=2)
+    reward.gold_hard_limit_s = 0.01  # far below a spawned worker's start-up
+    try:
+        reward.start()
+        started = [process.pid for process, _ in reward._pool.idle]
+        kept, _ = execution_reward.checked_gold_rows([{"gold_sql": "SELECT count(*) FROM singer", "db_path": str(db)}],
+                                                     reward, skip_empty=True)
+        assert len(kept) == 1 and reward._pool.timeouts == 0
+        assert sorted(process.pid for process, _ in reward._pool.idle) == sorted(started)  # the same two processes
+    finally:
+        reward.close()

@@ -9,9 +9,9 @@ import pytest
 
 import benchmarks
 import errors
+import execution_reward
 import sandbox
 import schema
-import utils
 
 SCRIPT = ("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT);"
           "INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, CAST(X'4361666583' AS TEXT));")
@@ -120,7 +120,7 @@ def test_a_stall_within_sqlite_limits_is_stopped_by_the_worker_pool(make_db):
     db = make_db(SCRIPT)
     trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)  # tens of seconds in one VM step
     stall = _stalling(65_536, f"SELECT max({trims}) FROM h, g")
-    reward = utils.SQLExecutionReward(timeout_s=0.2, workers=1)
+    reward = execution_reward.SQLExecutionReward(timeout_s=0.2, workers=1)
     reward.hard_limit_s = 1.0
     try:
         start = time.monotonic()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import benchmarks
+import execution_reward
 import scoring
 import trainers
 import utils
@@ -43,7 +44,7 @@ def test_accelerate_launch_two_processes_runs_sft_and_grpo(tmp_path, smoke_sft):
     for row in rewards:
         table = pandas.read_parquet(grpo_run / "grpo" / "completions" / f"completions_{row['step']:05d}.parquet")
         assert len(table) == 2 * 4
-        for outcome in utils.OUTCOMES:
+        for outcome in execution_reward.OUTCOMES:
             assert (table["outcome"] == outcome).mean() == pytest.approx(row[f"outcome/{outcome}"])
     assert (grpo_run / "grpo" / "curves.png").exists() and (sft_run / "sft" / "curves.png").exists()
 

@@ -7,9 +7,9 @@ import time
 import pytest
 
 import answers
+import execution_reward
 import sandbox
 import scoring
-import utils
 from config import MINI_SPIDER_DIR
 from conftest import run_script
 
@@ -211,11 +211,11 @@ def test_reward_and_scorer_agree_on_every_answer_as_written_to_pred_txt(spider):
     texts, golds, rewarded = [], [], []
     for ex in dev_golds():
         gold, db_path = ex["query"], spider.db_path(ex["db_id"])
-        executed = utils.execute_gold(db_path, gold, 2.0)
+        executed = execution_reward.execute_gold(db_path, gold, 2.0)
         for answer in raw_answers(gold) + filter_answers(gold):
             texts.append(answer)
             golds.append((gold, ex["db_id"]))
-            rewarded.append(utils.score_completion(answer, gold, db_path, gold=executed)[1] == "match")
+            rewarded.append(execution_reward.score_completion(answer, gold, db_path, gold=executed)[1] == "match")
     lines = [scoring.flatten_sql(answers.extract_sql(a)) for a in texts]
     assert all("\n" not in line and "\t" not in line and "\r" not in line for line in lines)
     scored = scoring.score_predictions(lines, golds, spider.root / "database", workers=1)
