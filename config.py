@@ -143,6 +143,11 @@ class Config:
     vllm_server_host: str = _f("127.0.0.1", "--vllm_mode server: host of `trl vllm-serve`")
     vllm_server_port: int = _f(8000, "--vllm_mode server: port of `trl vllm-serve`")
     grpo_skip_empty_gold: bool = _f(True, "leave out GRPO prompts whose gold result is empty: an empty answer would match them for free")
+    grpo_filter_samples: int = _f(0, "GRPO: before training, the SFT adapter answers every training prompt K times "
+                                  "(the rollouts' temperature, top_p, top_k) and prompts whose K answers all match are "
+                                  "left out: a group that always matches has zero advantage and teaches nothing. Pass "
+                                  "counts go to grpo/prompt_pass_rates.jsonl, which --resume reuses (0 = off: every "
+                                  "prompt trains, nothing is sampled)")
 
     # --- reward (also used by the scorer) ---
     reward_exact: float = _f(5.0, "reward when the predicted result equals the gold result")
@@ -242,7 +247,7 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive")
         for name in ("torch_threads", "schema_sample_values", "value_hints", "max_train_examples", "max_eval_examples",
-                     "beta", "eval_temperature", "num_completions_to_log"):
+                     "beta", "eval_temperature", "num_completions_to_log", "grpo_filter_samples"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 or more")
         if self.sft_max_steps == 0 or self.sft_max_steps < -1:
@@ -367,7 +372,7 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
                      "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",
                      "grpo_lr_scheduler_type", "grpo_loss_type", "epsilon", "epsilon_high", "mask_truncated_completions",
                      "scale_rewards", "vllm_importance_sampling_correction", "eval_steps", "eval_subset_size",
-                     "grpo_skip_empty_gold")),
+                     "grpo_skip_empty_gold", "grpo_filter_samples")),
     ("reward", _GRPO, ("reward_exact", "reward_invalid", "reward_empty", "reward_partial_max")),
     ("generation and SQL execution", _GRPO + _EVAL,
      ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers")),

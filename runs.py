@@ -51,6 +51,7 @@ def interrupted_message() -> str:
 
 
 RUN_FILE = "sql_rlvr_run.json"  # a run's id and run-defining config: in its stage folder and in each checkpoint
+PASS_RATES_FILE = "prompt_pass_rates.jsonl"  # GRPO --grpo_filter_samples: each prompt's passes, kept for --resume
 _STAGE_SCRIPTS = {"sft": "train_sft.py", "grpo": "train_grpo.py"}
 
 
@@ -84,10 +85,10 @@ def _config_changes(old: dict, new: dict) -> list[str]:
 def _clear_stage(path: Path, finished_marker: str) -> list[str]:
     """Delete what an earlier run left in its stage folder, and nothing else: the finished marker first
     (a half-cleared folder never looks finished), the adapter, checkpoints, metrics, curves, run file,
-    and GRPO's completion log (completions/, TRL's parquet files)."""
+    GRPO's pass rates (PASS_RATES_FILE) and its completion log (completions/, TRL's parquet files)."""
     removed = []
     for name in (finished_marker, f".{finished_marker}.tmp", "adapter_model.safetensors", "adapter_config.json",
-                 "metrics.jsonl", "curves.png", RUN_FILE):
+                 "metrics.jsonl", "curves.png", RUN_FILE, PASS_RATES_FILE, f"{PASS_RATES_FILE}.tmp"):
         if (path / name).is_file():
             (path / name).unlink()
             removed.append(name)

@@ -9,6 +9,8 @@ empty, plus parse failures and timeouts), reported by the reward through TRL's `
 are averaged over all processes; a few sample answers follow each line, and TRL's completion log
 keeps every completion with its reward and outcome under grpo/completions/. With --eval_steps N, greedy execution accuracy
 on a fixed dev subset is logged as eval/ex every N steps: reward curves cannot show reward hacking.
+With --grpo_filter_samples K, prompts whose K answers from the SFT adapter all match are left out
+before training (pass_rate_filter; counts per prompt in grpo/prompt_pass_rates.jsonl, reused by --resume).
 
 No separate format reward: the execution reward already ranks "no SQL" (-1) and "empty" (-2) below
 any query that runs, so a format term would only add a second, weaker signal for the same thing.
@@ -16,6 +18,7 @@ any query that runs, so a format term would only add a second, weaker signal for
 
 from config import GRPO_TRAINER_ARGS, parse_config  # first: it stops Python < 3.11 in one line
 
+import json
 import shutil
 import tempfile
 import time
@@ -168,6 +171,135 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
     return DevEX()
 
 
+def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: execution_reward.SQLExecutionReward,
+                adapter_dir: Path, template_kwargs: dict, rank: int = 0, world: int = 1) -> list[int]:
+    """For each row, how many of --grpo_filter_samples answers of the model (the SFT adapter, before any
+    GRPO step) match its gold result.
+
+    The prompts are rendered as GRPOTrainer renders them (the same chat template kwargs) and sampled as
+    the rollouts are (temperature, top_p, top_k, max_completion_length): vLLM on unsloth with
+    fast_inference, batched generate otherwise. Each answer is scored by the reward itself (its match
+    rule, its cached gold results, its worker processes). Under several processes each samples every
+    world-th prompt and the counts are gathered, so every process trains on the same prompts.
+    """
+    k = cfg.grpo_filter_samples
+    mine = list(range(rank, len(rows), world))
+    prompts = [utils.render_prompt(tokenizer, rows[i]["prompt"], template_kwargs) for i in mine]
+    rollout_rows = max(k, cfg.grpo_prompts_per_step * cfg.num_generations // world)  # what one rollout generates at once
+    chunk = max(rollout_rows // k, -(-len(prompts) // 10))  # about ten progress lines
+    share = f" (this process's share of {len(rows)})" if world > 1 else ""
+    counts: list[int] = []
+    start = time.time()
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    try:
+        for first in range(0, len(prompts), chunk):
+            batch = mine[first:first + chunk]
+            # Seeded per chunk (by its first prompt's index), so that chunks do not replay one random stream.
+            answers = utils.generate(model, tokenizer, prompts[first:first + chunk], backend, adapter_dir=adapter_dir,
+                                     max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
+                                     top_p=cfg.top_p, top_k=cfg.top_k, num_return_sequences=k, seed=cfg.seed + batch[0],
+                                     batch_size=rollout_rows, progress=False, fast_inference=cfg.fast_inference)
+            scored = reward.score(answers, [rows[i]["gold_sql"] for i in batch for _ in range(k)],
+                                  [rows[i]["db_path"] for i in batch for _ in range(k)],
+                                  [rows[i].get("rule") for i in batch for _ in range(k)])  # each row's own rule
+            counts += [sum(outcome == "match" for _, outcome, _ in scored[j * k:(j + 1) * k]) for j in range(len(batch))]
+            if rank == 0:
+                print(f"[grpo] pass rates: {len(counts)}/{len(prompts)} prompts x {k} answers sampled and scored"
+                      f"{share} ({time.time() - start:.0f} s)", flush=True)
+    finally:
+        model.train(was_training)
+        if backend == "unsloth" and not cfg.fast_inference and was_training:
+            from unsloth import FastLanguageModel  # generate's for_inference: back to training mode, as in dev_ex_callback
+
+            FastLanguageModel.for_training(model)
+        tokenizer.padding_side = padding_side
+    if world == 1:
+        return counts
+    import torch.distributed as dist
+
+    shares: list = [None] * world
+    dist.all_gather_object(shares, (mine, counts))
+    merged = [0] * len(rows)
+    for indices, values in shares:
+        for i, value in zip(indices, values):
+            merged[i] = value
+    return merged
+
+
+def reused_pass_counts(path: Path, keys: list[tuple[str, str, str]], k: int, sft_digest: str) -> list[int]:
+    """The pass counts --resume reuses: `path` must hold one record per prompt of this run, in order
+    (`keys`: db_id, question, gold SQL), each of K answers of this SFT adapter; else a one-line refusal."""
+    again = "pass --overwrite to start the GRPO stage again"
+    try:
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise UserError(f"--resume: {path} is missing, and the checkpoint was trained on the prompts it left in: "
+                        f"{again}") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--resume: {path} cannot be read ({exc}): {again}") from None
+    if not all(isinstance(r, dict) for r in records):
+        raise UserError(f"--resume: {path} is not a pass-rate file (a line is not a JSON object): {again}")
+    ks = sorted({str(r.get("k")) for r in records})
+    if ks != [str(k)]:
+        raise UserError(f"--resume: {path} holds {'/'.join(ks) or 'no'} answers per prompt, not --grpo_filter_samples "
+                        f"{k}: {again}")
+    if {r.get("sft_adapter_sha256") for r in records} != {sft_digest}:
+        raise UserError(f"--resume: {path} was sampled from another SFT adapter than {sft_digest[:12]}: {again}")
+    if [(r.get("db_id"), r.get("question"), r.get("gold_sql")) for r in records] != keys:
+        raise UserError(f"--resume: {path} was sampled for another set of prompts ({len(records)}; this run has "
+                        f"{len(keys)}): {again}")
+    counts = [r.get("passes") for r in records]
+    if not all(isinstance(c, int) and 0 <= c <= k for c in counts):
+        raise UserError(f"--resume: {path} has a pass count outside 0..{k}: {again}")
+    return counts
+
+
+def leave_out_always_matched(rows: list[dict], counts: list[int], k: int) -> list[dict]:
+    """The rows GRPO trains on: those whose K sampled answers did not all match (a group that always
+    matches has zero reward spread, so zero advantage: it only costs rollouts). None left: one line."""
+    kept = [row for row, passes in zip(rows, counts) if passes < k]
+    if not kept:
+        raise UserError(f"--grpo_filter_samples {k}: the SFT adapter answered each of the {len(rows)} training prompts "
+                        f"right {k} times out of {k}, so no prompt is left for GRPO to learn from; train on harder or "
+                        "more questions, or pass --grpo_filter_samples 0")
+    return kept
+
+
+def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: str, rows: list[dict],
+                     keys: list[tuple[str, str, str]], reward: execution_reward.SQLExecutionReward, sft_dir: Path, sft_digest: str,
+                     template_kwargs: dict, args) -> tuple[list[dict], dict]:
+    """--grpo_filter_samples K: (the rows left for GRPO, the counts for run_info.json). A new run samples
+    and writes <out>/prompt_pass_rates.jsonl (one record per prompt) before training starts; --resume
+    reuses that file, so an interrupted run never samples again. `args`: the built GRPOConfig (device,
+    process index, world size)."""
+    k = cfg.grpo_filter_samples
+    path = out / runs.PASS_RATES_FILE
+    start = time.time()
+    if resuming:
+        counts = reused_pass_counts(path, keys, k, sft_digest)
+    else:
+        if backend == "hf":  # a model to train is still where it was loaded (the trainer moves it later)
+            model.to(args.device)
+        counts = pass_counts(cfg, model, tokenizer, backend, rows, reward, sft_dir, template_kwargs,
+                             args.process_index, args.world_size)
+        if args.process_index == 0:
+            runs.write_jsonl(path, [{"db_id": db_id, "question": question, "gold_sql": gold, "passes": passes, "k": k,
+                                     "sft_adapter_sha256": sft_digest}
+                                    for (db_id, question, gold), passes in zip(keys, counts)])
+    kept = leave_out_always_matched(rows, counts, k)
+    histogram = [counts.count(n) for n in range(k + 1)]
+    summary = {"k": k, "prompts_sampled": len(rows), "left_out_always_matched": histogram[k],
+               "never_matched": histogram[0], "kept": len(kept), "prompts_by_passes": histogram, "reused": resuming,
+               "seconds": round(time.time() - start, 1)}
+    how = f"--resume: reused {path} (not sampled again)" if resuming else f"pass rates in {path}"
+    if args.process_index == 0:
+            print(f"[grpo] pass-rate filter, {k} answers per prompt: {len(rows)} prompts, {histogram[k]} always matched "
+              f"(left out), {histogram[0]} never matched, {len(rows) - histogram[k] - histogram[0]} in between; "
+              f"{len(kept)} prompts for GRPO ({summary['seconds']:.0f} s); {how}", flush=True)
+    return kept, summary
+
+
 def main() -> None:
     cfg, _ = parse_config(script="train_grpo.py")
     sft_dir = Path(cfg.output_dir) / "sft"
@@ -177,7 +309,8 @@ def main() -> None:
                               "--output_dir (and --preset) first")
     utils.read_adapter_config(sft_dir)  # a finished marker without a readable adapter: one line, not a traceback
     # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
-    resume_from = runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": adapter_digest(sft_dir)})
+    start_digest = adapter_digest(sft_dir)
+    resume_from = runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": start_digest})
 
     datasets = utils.open_training_benchmarks(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
@@ -197,6 +330,9 @@ def main() -> None:
     # The same check and template kwargs as SFT and evaluation: GRPO prompts render as evaluation's do.
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
     rows, lengths, skipped = grpo_rows(cfg, datasets, examples, tokenizer)
+    left_out = {id(ex) for ex in skipped}
+    keys = {id(row): (ex["db_id"], ex["question"], ex["query"])  # how prompt_pass_rates.jsonl names each prompt
+            for row, ex in zip(rows, (ex for ex in examples if id(ex) not in left_out))}
     if not rows:
         raise UserError("no training prompt fits in --max_prompt_length")
 
@@ -225,7 +361,17 @@ def main() -> None:
         log_completions=True,
         num_completions_to_print=0,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=GRPOConfig(**passed),
+    args = GRPOConfig(**passed)
+    filtering = {}
+    if cfg.grpo_filter_samples > 0:
+        try:
+            rows, filtering = pass_rate_filter(cfg, out, resume_from is not None, model, tokenizer, backend, rows,
+                                               [keys[id(row)] for row in rows], reward, sft_dir, start_digest,
+                                               template_kwargs, args)
+        except BaseException:  # the reward's worker processes, started to score the sampled answers
+            reward.close()
+            raise
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
     trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
@@ -257,7 +403,7 @@ def main() -> None:
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
         "skipped_prompts": len(skipped), "skipped_empty_gold": skipped_empty_gold,
         "train_benchmarks": by_benchmark, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
-        "trainer_args": trainer_args,
+        "trainer_args": trainer_args, **({"pass_rate_filter": filtering} if filtering else {}),
     }, check=refuse_unchanged)
     if trainer.is_world_process_zero():
         changed = f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})"

@@ -578,7 +578,7 @@ def _answer_text(tokenizer, ids, stop: list[int]) -> str:
 
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
-             progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0,
+             progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
              seed: int | None = None, fast_inference: bool = True) -> list[str]:
     """Answers for rendered prompts, always with the adapter when there is one.
 
@@ -586,7 +586,7 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     vLLM silently uses the base model). Otherwise the (PEFT) model itself, batched `generate` with
     left padding; on unsloth after `for_inference` (its generation mode: KV cache on).
     num_return_sequences=n > 1 (sampling, temperature > 0): n answers per prompt, prompt-major (the
-    answers of prompt i are [i*n, (i+1)*n)); top_p and seed apply to sampling.
+    answers of prompt i are [i*n, (i+1)*n)); top_p, top_k (0 = off) and seed apply to sampling.
     """
     n = num_return_sequences
     if not prompts:  # every prompt over the length limit: nothing to generate (a tokenizer call on [] raises)
@@ -598,8 +598,8 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
         if adapter_dir is not None and lora_request is None:
             raise UserError(f"vLLM could not load the adapter {adapter_dir}")
         stop = stop_token_ids(model, tokenizer)
-        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p, seed=seed,
-                                stop_token_ids=stop)
+        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p,
+                                top_k=top_k if top_k > 0 else -1, seed=seed, stop_token_ids=stop)  # vLLM's off is -1
         # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
         # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
         token_prompts = [{"prompt_token_ids": ids} for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
@@ -627,9 +627,9 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
-        # Sampling from temperature and top_p alone, as vLLM does with its SamplingParams: never the top_k/top_p
-        # of the model's generation config (Qwen3-4B-Instruct-2507 ships top_k 20, top_p 0.8).
-        sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0, num_return_sequences=n)
+        # Sampling from the given temperature, top_p and top_k alone, as vLLM does with its SamplingParams: never the
+        # top_k/top_p of the model's generation config (Qwen3-4B-Instruct-2507 ships top_k 20, top_p 0.8).
+        sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, num_return_sequences=n)
                     if temperature > 0 else dict(do_sample=False))
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,

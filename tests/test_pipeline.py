@@ -51,6 +51,9 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
     assert info["global_step"] == 4
     assert info["sft_adapter_sha256"] == sha(out / "sft" / "adapter_model.safetensors")
     assert sha(grpo / "adapter_model.safetensors") != info["sft_adapter_sha256"]  # it trained something
+    # --grpo_filter_samples is off by default: nothing sampled before training, no pass-rate file or counts
+    assert not (grpo / "prompt_pass_rates.jsonl").exists() and "pass_rate_filter" not in info
+    assert "pass-rate filter" not in runs["grpo"].stdout and info["prompts"] == 48
     logs = [r for r in trainers.read_metrics(grpo / "metrics.jsonl") if "reward" in r]
     assert len(logs) == 4
     for row in logs:
