@@ -70,6 +70,12 @@ class Config:
     value_hints: int = _f(0, "stored values per text column shown in the schema prompt when they match words of the "
                           "question (BIRD: and its evidence), up to this many; columns without a match get none "
                           "(0 = off; values.py, index cached under .cache/value_index/)")
+    max_tool_calls: int = _f(0, "agentic mode: the model may run up to this many SQL queries on the question's database "
+                             "(tool execute_sql, in its chat template's tool format) before its final answer, whose SQL "
+                             "is rewarded, scored and voted (0 = one direct answer). N > 0 raises the default "
+                             "max_completion_length and max_seq_length by N x TOOL_CALL_TOKENS (docs/agentic.md)")
+    tool_max_rows: int = _f(10, "agentic mode: rows of a query result shown to the model (with the column names and "
+                            "the row count)")
     max_train_examples: int = _f(0, "use at most this many training examples, a seeded sample over every database (0 = all)")
     max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness "
                                 "(BIRD: difficulty) (0 = all)")
@@ -238,6 +244,8 @@ class Config:
                 f"max_prompt_length ({self.max_prompt_length}) + max_completion_length ({self.max_completion_length}) "
                 f"exceeds max_seq_length ({self.max_seq_length})"
             )
+        if self.tool_max_rows < 1:
+            raise ConfigError("--tool_max_rows must be 1 or more (rows of a query result the model sees)")
         if self.eval_steps < 0 or self.eval_subset_size < 1:
             raise ConfigError("--eval_steps must be >= 0 (0 = off) and --eval_subset_size >= 1")
         for name in ("sql_timeout_s", "sft_learning_rate", "grpo_learning_rate", "lora_r", "sft_batch_size",
@@ -247,7 +255,7 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive")
         for name in ("torch_threads", "schema_sample_values", "value_hints", "max_train_examples", "max_eval_examples",
-                     "beta", "eval_temperature", "num_completions_to_log", "grpo_filter_samples"):
+                     "beta", "eval_temperature", "num_completions_to_log", "grpo_filter_samples", "max_tool_calls"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 or more")
         if self.sft_max_steps == 0 or self.sft_max_steps < -1:
@@ -291,6 +299,12 @@ class Config:
 BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
     "bird": dict(max_seq_length=2560, max_prompt_length=2048, max_completion_length=512, sql_timeout_s=30.0),
 }
+
+
+# The agentic mode's room per call, in Qwen tokens: the calling turn and the result the model reads
+# (bench/agentic.py measured them on Spider dev; docs/agentic.md). With --max_tool_calls N and no
+# explicit --max_completion_length / --max_seq_length, both grow by N x this.
+TOOL_CALL_TOKENS = 256
 
 
 # Config field -> the trainer argument it sets. run_info.json records these arguments as the built
@@ -360,7 +374,7 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
     ("shared by every script", SCRIPTS,
      ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
       "resume", "backend", "seed", "torch_threads", "schema_sample_values", "value_hints", "max_seq_length",
-      "load_in_4bit")),
+      "load_in_4bit", "max_tool_calls", "tool_max_rows")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("train_benchmarks", "use_train_others", "max_train_examples",
                                                  "gradient_checkpointing", "optim", "weight_decay", "max_grad_norm")),
     ("LoRA (later stages read it from the adapter)", _SFT,
@@ -534,6 +548,12 @@ def parse_config(argv: list[str] | None = None, script: str = "sql-rlvr",
             setattr(cfg, name, _converter(fields[name])(raw))
         except ValueError as exc:
             raise ConfigError(f"--{name}: {exc}") from None
+    if cfg.max_tool_calls > 0:  # room for the calls and their results, unless the command line sizes it
+        given = {a.split("=")[0][2:] for a in argv if a.startswith("--")}
+        extra = cfg.max_tool_calls * TOOL_CALL_TOKENS
+        for name in ("max_completion_length", "max_seq_length"):
+            if name not in given:
+                setattr(cfg, name, getattr(cfg, name) + extra)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     cfg.validate(world_size)
     return cfg, argparse.Namespace(**values)

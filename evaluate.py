@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import agent
 import benchmarks
 from export import export_merged
 import runs
@@ -44,6 +45,7 @@ import scoring
 import utils
 from answers import extract_sql
 from errors import StageFinished, UserError
+from sql_tool import SQLTool
 
 
 def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_distinct: bool = False) -> str:
@@ -170,6 +172,11 @@ class Answers:
     backend: str
     prompts_over_limit: int
     seconds: float
+    # The agentic mode (--max_tool_calls N): each answer's tool calls (sql_tool.ToolCall records), in the
+    # same shapes as greedy and samples; None without it.
+    greedy_calls: list[list[dict]] | None = None
+    sample_calls: list[list[list[dict]]] | None = None
+    call_stats: dict | None = None  # agent.call_stats of the greedy answers (and candidates_... of all)
 
 
 def evaluation_folder(cfg: Config, adapter: Path | None, label: str) -> Path:
@@ -220,11 +227,14 @@ def check_test_suites(cfg: Config, examples: list[dict]) -> None:
 
 def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], note: str) -> Answers:
     """Step 1: load the model (with the adapter) and answer every question greedily, plus --num_samples
-    sampled candidates in one call; a prompt over the length limit gets no answer (scored wrong)."""
+    sampled candidates in one call; a prompt over the length limit gets no answer (scored wrong). With
+    --max_tool_calls N each answer is a conversation with the database (agent.answer_with_tools)."""
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
                                         fast_inference=backend == "unsloth" and cfg.fast_inference)
-    utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
+    template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
+    if cfg.max_tool_calls > 0:
+        return generate_with_tools(cfg, adapter, dataset, examples, note, backend, model, tokenizer, template_kwargs)
     prompts = [utils.render_prompt_for(dataset, ex, cfg, tokenizer) for ex in examples]
     lengths = utils.prompt_lengths(tokenizer, prompts)
     limit = cfg.max_seq_length - cfg.max_completion_length
@@ -248,6 +258,53 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
         for j, i in enumerate(fits):
             samples[i] = sampled[j * k:(j + 1) * k]
     return Answers(greedy, samples, backend, len(prompts) - len(fits), time.time() - start)
+
+
+def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], note: str, backend: str,
+                        model: Any, tokenizer: Any, template_kwargs: dict) -> Answers:
+    """generate_answers in the agentic mode: the same greedy and sampled answers, each the final turn of a
+    conversation in which the model ran up to --max_tool_calls queries on the question's own database."""
+    agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
+    messages = [utils.render_prompt_for(dataset, ex, cfg) for ex in examples]
+    messages = [utils.fit_to_template(tokenizer, m) for m in messages]
+    lengths = [len(agent.prompt_ids(tokenizer, m, template_kwargs)) for m in messages]
+    limit = cfg.max_seq_length - cfg.max_completion_length
+    fits = [i for i, n in enumerate(lengths) if n <= limit]
+    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}"
+          f"{note}; agentic, up to {cfg.max_tool_calls} queries per question; {utils.length_report(lengths)}; "
+          f"over the {limit}-token prompt limit (scored wrong): {len(examples) - len(fits)}")
+    start = time.time()
+    tool = SQLTool(cfg.sql_timeout_s, cfg.tool_max_rows, workers=1)
+    options = dict(tool=tool, max_calls=cfg.max_tool_calls, template_kwargs=template_kwargs, adapter_dir=adapter,
+                   max_new_tokens=cfg.max_completion_length, max_seq_length=cfg.max_seq_length,
+                   batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference, progress=False)
+    chosen = [messages[i] for i in fits]
+    db_paths = [str(dataset.db_path(examples[i]["db_id"])) for i in fits]  # the original databases, as written
+    k = cfg.num_samples
+    try:
+        greedy_t = agent.answer_with_tools(model, tokenizer, backend, chosen, db_paths,
+                                           temperature=cfg.eval_temperature, **options)
+        sampled_t = (agent.answer_with_tools(model, tokenizer, backend, chosen, db_paths, temperature=cfg.sample_temperature,
+                                             num_return_sequences=k, top_p=0.95, seed=cfg.seed, **options)
+                     if k > 0 else [])
+    finally:
+        tool.close()
+    none = agent.Trajectory(ended="over_prompt_limit")
+    greedy: list = [none] * len(examples)
+    samples: list = [[none] * k for _ in examples]
+    for j, i in enumerate(fits):
+        greedy[i] = greedy_t[j]
+        if k > 0:
+            samples[i] = sampled_t[j * k:(j + 1) * k]
+    stats = agent.call_stats(greedy)
+    if k > 0:
+        stats.update({f"candidates_{name}": value
+                      for name, value in agent.call_stats(greedy + [t for s in samples for t in s]).items()})
+    print(f"[eval] tool calls per question {stats['tool_calls_mean']:.2f}, answered after a call "
+          f"{stats['answered_after_call']:.3f} (greedy)")
+    return Answers([t.answer for t in greedy], [[t.answer for t in s] for s in samples], backend,
+                   len(examples) - len(fits), time.time() - start, greedy_calls=[t.call_records() for t in greedy],
+                   sample_calls=[[t.call_records() for t in s] for s in samples], call_stats=stats)
 
 
 def write_answer_files(cfg: Config, spec: benchmarks.Benchmark, out: Path, examples: list[dict], answers: Answers,
@@ -275,13 +332,18 @@ def write_answer_files(cfg: Config, spec: benchmarks.Benchmark, out: Path, examp
         preds = [c[v["chosen"]] for c, v in zip(candidates, votes)]
         (out / "pred_greedy.txt").write_text("\n".join(greedy) + "\n", encoding="utf-8")
         raw = ([a] + s for a, s in zip(answers.greedy, answers.samples))
+
+        def with_calls(record: dict, i: int, j: int) -> dict:  # the agentic mode: each candidate's own calls
+            return {**record, "tool_calls": answers.greedy_calls[i] if j == 0 else answers.sample_calls[i][j - 1]} \
+                if answers.greedy_calls else record
+
         runs.write_jsonl(out / "candidates.jsonl", [{
             "index": v["index"], "db_id": ex["db_id"], "question": ex["question"], "chosen": v["chosen"],
             "votes": v["votes"], "executed": v["executed"], "any_match": v["any_match"],
-            "candidates": [{"k": j, "answer": a, "sql": sql, "outcome": o, "exec_match": m, "group": g}
+            "candidates": [with_calls({"k": j, "answer": a, "sql": sql, "outcome": o, "exec_match": m, "group": g}, i, j)
                            for j, (a, sql, o, m, g) in enumerate(zip(texts, cands, v["candidate_outcomes"],
                                                                      v["candidate_matches"], v["groups"]))],
-        } for ex, v, cands, texts in zip(examples, votes, candidates, raw)])
+        } for i, (ex, v, cands, texts) in enumerate(zip(examples, votes, candidates, raw))])
     pred_path.write_text("\n".join(preds) + "\n", encoding="utf-8")
     if spec.write_eval_files is not None:  # the benchmark's own formats (BIRD: predict_dev.json, dev_gold.sql)
         pred_path, gold_path = spec.write_eval_files(out, examples, preds)
@@ -322,6 +384,8 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
                       greedy_prediction=g, greedy_match=v["candidate_matches"][0])
     for record, ts in zip(records, ts_records):
         record.update(ts_match=ts["exec_match"], ts_error=ts["error"])
+    for record, calls in zip(records, answers.greedy_calls or []):
+        record["tool_calls"] = calls  # the agentic mode: the greedy answer's queries (sql, outcome, rows shown)
     runs.write_jsonl(out / "predictions.jsonl", records)
 
     summary = spec.summarize(records)
@@ -336,6 +400,8 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         "generation_seconds": round(answers.seconds, 1),
         "subset": subset,  # null: all of dev; else the seed, strata and dev indices of --max_eval_examples
         "config": cfg.to_dict(),
+        "max_tool_calls": cfg.max_tool_calls,
+        **(answers.call_stats or {}),  # the agentic mode: tool_calls_mean, answered_after_call
     }
     extra_rows = []
     if k > 0:
@@ -465,6 +531,15 @@ def compare(path_a: str, path_b: str) -> None:
             cells = [f"{v:>10.3f}" if isinstance(v, (int, float)) else f"{'-':>10}" for v in (va, vb)]
             diff = f"{vb - va:>+10.3f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else f"{'-':>10}"
             print(f"{level:<12}{cells[0]}{cells[1]}{diff}")
+    if any(name in run for run in (a, b) for name in ("tool_calls_mean", "answered_after_call")):
+        print("\nagentic mode (--max_tool_calls; greedy answers):")
+        for name, title in (("max_tool_calls", "max_tool_calls"), ("tool_calls_mean", "calls/question"),
+                            ("answered_after_call", "after a call")):
+            va, vb = a.get(name), b.get(name)
+            cells = [f"{v:>10.3f}" if isinstance(v, float) else f"{v if v is not None else '-':>10}" for v in (va, vb)]
+            diff = (f"{vb - va:>+10.3f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float))
+                    else f"{'-':>10}")
+            print(f"{title:<14}{cells[0]:>8}{cells[1]}{diff}")
     if not rec_a or not rec_b:
         print("no per-question records beside both metrics files: cannot list flipped questions")
         return

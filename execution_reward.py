@@ -110,10 +110,23 @@ def sql_reward(completion: str, gold_sql: str, db_path: str | os.PathLike, *, ti
 
 
 def _completion_text(completion: Any) -> str:
-    """TRL passes conversational completions as [{"role": "assistant", "content": ...}], plain ones as str."""
-    if isinstance(completion, list):
-        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
-    return completion or ""
+    """The answer in a completion as TRL passes it: plain text, or conversational, a list of messages whose
+    last assistant turn is the answer (in the agentic mode the earlier turns are tool calls and their
+    results). A conversation that ends on a call has no answer: ""."""
+    if not isinstance(completion, list):
+        return completion or ""
+    turns = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+    if not turns or turns[-1].get("tool_calls"):
+        return ""
+    return turns[-1].get("content") or ""
+
+
+def tool_call_counts(completion: Any) -> tuple[int, bool]:
+    """(tool results in a completion, whether it still ends with an answer after at least one of them)."""
+    if not isinstance(completion, list):
+        return 0, False
+    calls = sum(isinstance(m, dict) and m.get("role") == "tool" for m in completion)
+    return calls, calls > 0 and bool(_completion_text(completion).strip())
 
 
 # Gold results of this process, per (rule, database, gold SQL, limit). In GRPO this process is one of the
@@ -192,7 +205,8 @@ class SQLExecutionReward:
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
 
     def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = RewardValues(),
-                 num_samples: int = 2, rule: str | MatchRule = "spider") -> None:
+                 num_samples: int = 2, rule: str | MatchRule = "spider", tool_calls: bool = False) -> None:
+        self.tool_calls = tool_calls  # the agentic mode: also log tool_calls_mean and answered_after_call
         self.rule = match_rule(rule)  # the benchmark's match rule decides the +5 (scoring.MATCH_RULES)
         self.timeout_s = timeout_s
         # A query stops itself at timeout_s; the rest is margin for comparing results and for a busy machine.
@@ -289,7 +303,13 @@ class SQLExecutionReward:
                 self._counts["parse_fail"] += 1
             if error and error.startswith("timeout"):
                 self._counts["timeout"] += 1
-        self.samples = [{"completion": t, "reward": r, "outcome": o} for t, (r, o, _) in zip(texts, scored)][: self.num_samples]
+        if self.tool_calls:
+            for completion in completions:
+                calls, answered = tool_call_counts(completion)
+                self._counts["tool_calls"] += calls
+                self._counts["answered_after_call"] += answered
+        self.samples = [{"completion": t, "reward": r, "outcome": o, "calls": tool_call_counts(c)[0]}
+                        for t, c, (r, o, _) in zip(texts, completions, scored)][: self.num_samples]
         if log_extra is not None:
             log_extra("outcome", [outcome for _, outcome, _ in scored])
         if log_metric is not None:
@@ -307,6 +327,9 @@ class SQLExecutionReward:
         metrics["outcome/timeout"] = self._counts.get("timeout", 0) / total
         # answers scored invalid because their worker process died or raised, not because of their SQL
         metrics["outcome/worker_failed"] = self._counts.get("worker_failed", 0) / total
+        if self.tool_calls:  # the agentic mode's two numbers (agent.call_stats in evaluation)
+            metrics["tool_calls_mean"] = self._counts.get("tool_calls", 0) / total
+            metrics["answered_after_call"] = self._counts.get("answered_after_call", 0) / total
         self._counts.clear()
         return metrics
 

@@ -75,6 +75,7 @@ class ExecResult:
     seconds: float = 0.0  # how long it ran
     limit: float = 0.0  # the time limit it ran under
     lossy_text: bool = False  # some text was not UTF-8 and was read with those bytes dropped (BIRD counts it an error)
+    columns: list[str] | None = None  # the result's column names (what the agentic mode's tool shows the model)
 
     @property
     def ok(self) -> bool:
@@ -178,7 +179,7 @@ def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_
                         size += len(value)
             if size > MAX_RESULT_BYTES:
                 return ExecResult(None, "too_large", f"more than {MAX_RESULT_BYTES >> 20} MiB of values")
-        return ExecResult(rows)
+        return ExecResult(rows, columns=[d[0] for d in cursor.description or ()])
     except sqlite3.DatabaseError as exc:
         message = str(exc)
         if time.monotonic() > deadline.at or message == "interrupted":

@@ -1,5 +1,5 @@
 """A hub-free stand-in model for tests and `--preset smoke`: a ~140k-parameter Qwen3 with a tokenizer
-trained on the shipped mini-Spider, built once into .cache/tiny-qwen3.
+trained on the shipped mini-Spider and Qwen3-4B-Instruct-2507's chat template, built once into .cache/tiny-qwen3.
 
 Imports config and benchmarks (to read the mini-Spider); torch, tokenizers and transformers only
 when it builds. Never imported by scoring or the sandbox.
@@ -16,16 +16,24 @@ from benchmarks import Spider
 from config import MINI_SPIDER_DIR, REPO_DIR
 
 TINY_MODEL_DIR = REPO_DIR / ".cache" / "tiny-qwen3"
-TINY_MODEL_VERSION = "2"  # bump when the recipe below changes, so caches rebuild
+TINY_MODEL_VERSION = "6"  # bump when the recipe below changes, so caches rebuild
 
-# Same shape as Qwen3's own template (system/user/assistant ChatML turns), and, like it, no
-# {% generation %} markers: anything that works here must not depend on them.
-CHATML_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+
+
+# Qwen's own tool markers, plus the fixed JSON around a call's query: a 2-layer model cannot learn ~40
+# byte-level tokens of boilerplate in a smoke SFT, and the parser reads the decoded text either way.
+TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>",
+               '{"name": "execute_sql", "arguments": {"query": "', '"}}']
+
+
+def qwen_chat_template() -> str:
+    """Qwen3-4B-Instruct-2507's own chat template, as TRL bundles it (the one TRL's tool-call parser
+    recognises): ChatML turns, tools in the system turn, <tool_call>/<tool_response> blocks, and, like
+    the real one, no {% generation %} markers: anything that works here must not depend on them.
+    Without tools it renders the project's chat exactly as a plain ChatML template does."""
+    from trl.chat_template_utils import qwen3_instruct_2507_chat_template
+
+    return qwen3_instruct_2507_chat_template
 
 
 def _tiny_corpus(prompt_text: Sequence[str]) -> list[str]:
@@ -73,11 +81,20 @@ def ensure_tiny_model(prompt_text: Sequence[str], path: str | os.PathLike = TINY
         show_progress=False))  # its progress lines are blank lines in a log
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         additional_special_tokens=["<|im_start|>"])
-    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.chat_template = qwen_chat_template()
 
     with torch.random.fork_rng(devices=[]):  # the weights' seed is the recipe's, never the caller's state
         torch.manual_seed(0)
         model = _tiny_qwen3(tokenizer)
+        # The tool-call markers are tokens of their own, as in Qwen's tokenizer (added, not special), and so
+        # is the JSON around a call's query: the agentic mode's format is then learnable in a smoke SFT. Added after the weights are drawn, so
+        # every other weight, and any text without them, stays as before.
+        drawn = len(tokenizer)
+        tokenizer.add_tokens(TOOL_TOKENS)
+        model.resize_token_embeddings(len(tokenizer))
+        with torch.no_grad():  # drawn as the others are (resizing gives them all the mean: indistinguishable)
+            rows = model.get_input_embeddings().weight
+            rows[drawn:] = torch.randn(len(tokenizer) - drawn, rows.shape[1]) * model.config.initializer_range
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 

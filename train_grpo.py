@@ -19,11 +19,13 @@ any query that runs, so a format term would only add a second, weaker signal for
 from config import GRPO_TRAINER_ARGS, parse_config  # first: it stops Python < 3.11 in one line
 
 import json
+import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+import agent
 import benchmarks
 import execution_reward
 import runs
@@ -33,6 +35,7 @@ import utils
 from answers import extract_sql
 from errors import UserError
 from runs import adapter_digest
+from sql_tool import SQLTool
 
 
 def grpo_batch_args(cfg, world_size: int) -> dict:
@@ -67,7 +70,10 @@ def grpo_rows(cfg, datasets: dict, examples: list[dict], tokenizer) -> tuple[lis
         dataset = datasets[ex["benchmark"]]
         messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
                                         ex["question"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
-        n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
+        if cfg.max_tool_calls > 0:  # the prompt offers the tool: its description counts too
+            n_tokens = len(agent.prompt_ids(tokenizer, messages, utils.chat_template_kwargs(tokenizer)))
+        else:
+            n_tokens = len(tokenizer(utils.render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
         if n_tokens > cfg.max_prompt_length:
             skipped.append(ex)
             continue
@@ -84,12 +90,14 @@ def sample_lines(reward: execution_reward.SQLExecutionReward):
     def lines(logs: dict) -> list[str]:
         if "reward" not in logs:
             return []
-        return [f"    {s['outcome']:>8} {s['reward']:+.2f}  {s['completion'][:120]!r}" for s in reward.samples]
+        calls = (lambda s: f" calls={s['calls']}") if reward.tool_calls else (lambda s: "")
+        return [f"    {s['outcome']:>8} {s['reward']:+.2f}{calls(s)}  {s['completion'][:120]!r}" for s in reward.samples]
 
     return lines
 
 
-def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, out: Path):
+def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, out: Path,
+                    tool: SQLTool | None = None, template_kwargs: dict | None = None):
     """Every --eval_steps steps: greedy EX of the model being trained on a fixed, seeded dev subset.
 
     Rank 0 generates (the other processes wait at the next collective) and scores with the
@@ -98,6 +106,7 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
     hf: plain `generate` on the live PeftModel. unsloth: vLLM through utils.generate with
     the *current* LoRA weights, saved to a temporary folder first (each load_lora gets a new request
     id, so vLLM never reuses an older copy); without them vLLM would answer with the base model.
+    With `tool` (the agentic mode) each answer comes from evaluation's loop, agent.answer_with_tools.
     """
     from transformers import TrainerCallback
 
@@ -105,23 +114,36 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
     dev = spider.examples("dev")
     chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, spec.eval_strata)
     examples = [dev[i] for i in chosen]
-    prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
+    template_kwargs = template_kwargs or {}
+    if tool is None:
+        prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
+        lengths = utils.prompt_lengths(tokenizer, prompts)
+    else:
+        prompts = [utils.fit_to_template(tokenizer, utils.render_prompt_for(spider, ex, cfg)) for ex in examples]
+        lengths = [len(agent.prompt_ids(tokenizer, m, template_kwargs)) for m in prompts]
     limit = cfg.max_seq_length - cfg.max_completion_length
-    fits = [i for i, n in enumerate(utils.prompt_lengths(tokenizer, prompts)) if n <= limit]  # the rest score wrong
+    fits = [i for i, n in enumerate(lengths) if n <= limit]  # the rest score wrong
     golds = [(scoring.flatten_sql(ex["query"]), ex["db_id"]) for ex in examples]
     print(f"[grpo] eval/ex every {cfg.eval_steps} steps on {len(examples)} of {len(dev)} dev questions "
           f"(seed {cfg.seed}, stratified by database and {spec.eval_strata[-1]}; {len(examples) - len(fits)} over the prompt limit)")
 
-    def answer(model) -> list[str]:
-        texts = [prompts[i] for i in fits]
+    def generate(model, adapter_dir: Path) -> list[str]:
         kwargs = dict(max_new_tokens=cfg.max_completion_length, temperature=0.0, batch_size=cfg.eval_batch_size,
                       progress=False, fast_inference=cfg.fast_inference)
+        if tool is None:
+            return utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter_dir, **kwargs)
+        db_paths = [str(spider.db_path(examples[i]["db_id"])) for i in fits]
+        return [t.answer for t in agent.answer_with_tools(
+            model, tokenizer, backend, [prompts[i] for i in fits], db_paths, tool=tool, max_calls=cfg.max_tool_calls,
+            template_kwargs=template_kwargs, adapter_dir=adapter_dir, max_seq_length=cfg.max_seq_length, **kwargs)]
+
+    def answer(model) -> list[str]:
         if backend != "unsloth" or not cfg.fast_inference:  # the live PeftModel itself; adapter_dir only names it (and checks it has LoRA)
-            return utils.generate(model, tokenizer, texts, backend, adapter_dir=out, **kwargs)
+            return generate(model, out)
         live = Path(tempfile.mkdtemp(prefix=".eval-adapter-", dir=out))
         try:
             model.save_pretrained(str(live))
-            return utils.generate(model, tokenizer, texts, backend, adapter_dir=live, **kwargs)
+            return generate(model, live)
         finally:
             shutil.rmtree(live, ignore_errors=True)
 
@@ -172,7 +194,8 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
 
 
 def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: execution_reward.SQLExecutionReward,
-                adapter_dir: Path, template_kwargs: dict, rank: int = 0, world: int = 1) -> list[int]:
+                adapter_dir: Path, template_kwargs: dict, rank: int = 0, world: int = 1,
+                tool: SQLTool | None = None) -> list[int]:
     """For each row, how many of --grpo_filter_samples answers of the model (the SFT adapter, before any
     GRPO step) match its gold result.
 
@@ -196,10 +219,16 @@ def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: e
         for first in range(0, len(prompts), chunk):
             batch = mine[first:first + chunk]
             # Seeded per chunk (by its first prompt's index), so that chunks do not replay one random stream.
-            answers = utils.generate(model, tokenizer, prompts[first:first + chunk], backend, adapter_dir=adapter_dir,
-                                     max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
-                                     top_p=cfg.top_p, top_k=cfg.top_k, num_return_sequences=k, seed=cfg.seed + batch[0],
-                                     batch_size=rollout_rows, progress=False, fast_inference=cfg.fast_inference)
+            sampling = dict(adapter_dir=adapter_dir, max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
+                            top_p=cfg.top_p, top_k=cfg.top_k, num_return_sequences=k, seed=cfg.seed + batch[0],
+                            batch_size=rollout_rows, progress=False, fast_inference=cfg.fast_inference)
+            if tool is None:
+                answers = utils.generate(model, tokenizer, prompts[first:first + chunk], backend, **sampling)
+            else:  # the agentic mode: each answer is a conversation, as the rollouts will be
+                answers = [t.answer for t in agent.answer_with_tools(
+                    model, tokenizer, backend, [rows[i]["prompt"] for i in batch], [rows[i]["db_path"] for i in batch],
+                    tool=tool, max_calls=cfg.max_tool_calls, template_kwargs=template_kwargs,
+                    max_seq_length=cfg.max_seq_length, **sampling)]
             scored = reward.score(answers, [rows[i]["gold_sql"] for i in batch for _ in range(k)],
                                   [rows[i]["db_path"] for i in batch for _ in range(k)],
                                   [rows[i].get("rule") for i in batch for _ in range(k)])  # each row's own rule
@@ -268,7 +297,7 @@ def leave_out_always_matched(rows: list[dict], counts: list[int], k: int) -> lis
 
 def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: str, rows: list[dict],
                      keys: list[tuple[str, str, str]], reward: execution_reward.SQLExecutionReward, sft_dir: Path, sft_digest: str,
-                     template_kwargs: dict, args) -> tuple[list[dict], dict]:
+                     template_kwargs: dict, args, tool: SQLTool | None = None) -> tuple[list[dict], dict]:
     """--grpo_filter_samples K: (the rows left for GRPO, the counts for run_info.json). A new run samples
     and writes <out>/prompt_pass_rates.jsonl (one record per prompt) before training starts; --resume
     reuses that file, so an interrupted run never samples again. `args`: the built GRPOConfig (device,
@@ -282,7 +311,7 @@ def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: 
         if backend == "hf":  # a model to train is still where it was loaded (the trainer moves it later)
             model.to(args.device)
         counts = pass_counts(cfg, model, tokenizer, backend, rows, reward, sft_dir, template_kwargs,
-                             args.process_index, args.world_size)
+                             args.process_index, args.world_size, tool)
         if args.process_index == 0:
             runs.write_jsonl(path, [{"db_id": db_id, "question": question, "gold_sql": gold, "passes": passes, "k": k,
                                      "sft_adapter_sha256": sft_digest}
@@ -316,7 +345,8 @@ def main() -> None:
     examples = utils.training_examples(cfg, datasets)
     reward = execution_reward.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers,
                                                  execution_reward.RewardValues.from_config(cfg),
-                                                 num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule)
+                                                 num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule,
+                                                 tool_calls=cfg.max_tool_calls > 0)
     reward.start()  # its worker processes start while the model loads; they run the gold checks below
 
     backend = utils.pick_backend(cfg)
@@ -329,6 +359,8 @@ def main() -> None:
 
     # The same check and template kwargs as SFT and evaluation: GRPO prompts render as evaluation's do.
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
+    if cfg.max_tool_calls > 0:
+        agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
     rows, lengths, skipped = grpo_rows(cfg, datasets, examples, tokenizer)
     left_out = {id(ex) for ex in skipped}
     keys = {id(row): (ex["db_id"], ex["question"], ex["query"])  # how prompt_pass_rates.jsonl names each prompt
@@ -360,35 +392,50 @@ def main() -> None:
         # printed table is off (0): sample_lines shows --num_completions_to_log answers in a line each.
         log_completions=True,
         num_completions_to_print=0,
+        # The agentic mode: TRL's tool loop, at most N calling turns then one last turn (agent.py).
+        **({"max_tool_calling_iterations": cfg.max_tool_calls} if cfg.max_tool_calls > 0 else {}),
     )
     args = GRPOConfig(**passed)
+    # One tool for every rollout's environment: its worker process runs the calls under a hard time limit.
+    tool = SQLTool(cfg.sql_timeout_s, cfg.tool_max_rows, workers=1) if cfg.max_tool_calls > 0 else None
+    tools = ({"environment_factory": lambda: agent.SQLEnvironment(tool, cfg.max_tool_calls)}
+             if tool is not None else {})
+    if tool is not None:  # TRL marks environment_factory experimental: the pinned versions are the ones we test
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     filtering = {}
     if cfg.grpo_filter_samples > 0:
         try:
             rows, filtering = pass_rate_filter(cfg, out, resume_from is not None, model, tokenizer, backend, rows,
                                                [keys[id(row)] for row in rows], reward, sft_dir, start_digest,
-                                               template_kwargs, args)
+                                               template_kwargs, args, tool)
         except BaseException:  # the reward's worker processes, started to score the sampled answers
             reward.close()
+            if tool is not None:
+                tool.close()
             raise
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)],
+                          **tools)
     trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
     if cfg.eval_steps > 0:  # on --benchmark's dev split, whatever the training mix; first: its on_log adds eval/ex
         dev = datasets[cfg.benchmark] if cfg.benchmark in datasets else utils.open_benchmark(cfg)
-        trainer.callback_handler.callbacks.insert(0, dev_ex_callback(cfg, dev, backend, tokenizer, out))
+        trainer.callback_handler.callbacks.insert(0, dev_ex_callback(cfg, dev, backend, tokenizer, out, tool,
+                                                                     template_kwargs))
     trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
     trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
     # Each log step: reward, its spread, the groups that teach nothing (all answers scored alike), dev EX when
     # measured, and the outcome mix; then a few sample answers.
-    trainers.readable_progress(trainer, "grpo", ("reward", "reward_std", "frac_reward_zero_std", "eval/ex"), mix=True,
-                               every_log=True, after=sample_lines(reward))
+    shown = ("reward", "reward_std", "frac_reward_zero_std", "eval/ex") + (
+        ("tool_calls_mean", "answered_after_call") if tool is not None else ())
+    trainers.readable_progress(trainer, "grpo", shown, mix=True, every_log=True, after=sample_lines(reward))
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         reward.close()
+        if tool is not None:
+            tool.close()
     sft_digest = adapter_digest(sft_dir)
     trainers.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
 

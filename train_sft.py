@@ -13,10 +13,12 @@ from config import SFT_TRAINER_ARGS, Config, parse_config  # first: it stops Pyt
 import time
 from pathlib import Path
 
+import agent
 import runs
 import trainers
 import utils
 from errors import UserError
+from sql_tool import SQLTool
 
 
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
@@ -33,25 +35,45 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
 
     # Conversational prompt-completion: TRL puts the loss on the completion only, end-of-turn token
     # included, with any chat template (Qwen's has no {% generation %} markers for assistant_only_loss).
+    # The agentic mode (--max_tool_calls N) passes token ids with a completion mask instead: its tool
+    # results sit between the model's turns and must carry no loss.
     # The model's own template is checked first: the labels must be exactly the SQL + end of turn.
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
+    tool = None
+    if cfg.max_tool_calls > 0:  # the agentic mode: each example becomes a trajectory (agent.sft_trajectory)
+        agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
+        tool = SQLTool(cfg.sql_timeout_s, cfg.tool_max_rows, workers=1)
     rows, lengths, used, skipped = [], [], [], []
-    for ex in examples:
-        dataset = datasets[ex["benchmark"]]  # its own schema and prompt extras (BIRD: evidence, descriptions)
-        messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
-                                        ex["question"], ex["query"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
-        full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
-        n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
-        if n_tokens > cfg.max_seq_length:
-            skipped.append(ex)  # never cut through a schema: a truncated example teaches the wrong thing
-            continue
-        lengths.append(n_tokens)
-        used.append(ex)
-        rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
-        if template_kwargs:  # TRL (1.15 and 1.16) reads per-example template kwargs from this column
-            rows[-1]["chat_template_kwargs"] = template_kwargs
+    try:
+        for ex in examples:
+            dataset = datasets[ex["benchmark"]]  # its own schema and prompt extras (BIRD: evidence, descriptions)
+            messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
+                                            ex["question"], ex["query"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+            if tool is not None:
+                # Pre-tokenized, as GRPO and evaluation build a conversation: the loss on the model's turns only.
+                ids, mask, _ = agent.sft_trajectory(tokenizer, messages[:-1], ex["query"],
+                                                    dataset.db_path(ex["db_id"]), tool, cfg.max_tool_calls,
+                                                    template_kwargs)
+                row = {"input_ids": ids, "completion_mask": mask}
+                n_tokens = len(ids)
+            else:
+                full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
+                n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+                row = {"prompt": messages[:-1], "completion": messages[-1:]}
+                if template_kwargs:  # TRL (1.15 and 1.16) reads per-example template kwargs from this column
+                    row["chat_template_kwargs"] = template_kwargs
+            if n_tokens > cfg.max_seq_length:
+                skipped.append(ex)  # never cut through a schema: a truncated example teaches the wrong thing
+                continue
+            lengths.append(n_tokens)
+            used.append(ex)
+            rows.append(row)
+    finally:
+        if tool is not None:
+            tool.close()
     by_benchmark = utils.count_by_benchmark(list(datasets), examples=used, skipped_over_max_seq_length=skipped)
-    print(f"[sft] backend={backend} model={cfg.model_name} examples={len(rows)} "
+    mode = f" agentic (a call with the gold query, its result, the answer; --max_tool_calls {cfg.max_tool_calls})" if tool else ""
+    print(f"[sft] backend={backend} model={cfg.model_name}{mode} examples={len(rows)} "
           f"skipped_over_max_seq_length={len(skipped)}; {utils.length_report(lengths)}")
     if len(datasets) > 1:
         print(f"[sft] training mix: {utils.mix_report(by_benchmark)}")

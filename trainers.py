@@ -162,7 +162,8 @@ PLOTS = {
     "grpo": [("reward", ["reward", "reward_std"]),
              ("outcomes", [f"outcome/{o}" for o in OUTCOMES] + ["outcome/parse_fail", "outcome/timeout"]),
              ("completion length", ["completions/mean_length"]), ("KL", ["kl"]),
-             ("dev EX (greedy, --eval_steps)", ["eval/ex"])],
+             ("dev EX (greedy, --eval_steps)", ["eval/ex"]),
+             ("tool calls (--max_tool_calls)", ["tool_calls_mean", "answered_after_call"])],
 }
 
 

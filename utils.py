@@ -569,7 +569,7 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def _answer_text(tokenizer, ids, stop: list[int]) -> str:
+def answer_text(tokenizer, ids, stop: list[int]) -> str:
     """Decode generated ids up to the first stop token (which may be a non-special token, e.g. Phi-3's)."""
     ids = list(ids)
     cut = next((i for i, t in enumerate(ids) if t in stop), len(ids))
@@ -580,7 +580,25 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
              progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
              seed: int | None = None, fast_inference: bool = True) -> list[str]:
-    """Answers for rendered prompts, always with the adapter when there is one.
+    """Answers for rendered prompts, always with the adapter when there is one (see generate_ids): the
+    text of each answer up to its stop token."""
+    if not prompts:  # every prompt over the length limit: nothing to generate (a tokenizer call on [] raises)
+        return []
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    stop = stop_token_ids(model, tokenizer)
+    generated = generate_ids(model, tokenizer, prompt_ids, backend, adapter_dir=adapter_dir,
+                             max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
+                             progress=progress, num_return_sequences=num_return_sequences, top_p=top_p, top_k=top_k,
+                             seed=seed, fast_inference=fast_inference)
+    return [answer_text(tokenizer, ids, stop) for ids in generated]
+
+
+def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *, adapter_dir: str | os.PathLike | None,
+                 max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
+                 progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
+                 seed: int | None = None, fast_inference: bool = True) -> list[list[int]]:
+    """The generated token ids of each prompt (token ids, as TRL's rollouts pass them), ending with the
+    stop token when the model stopped (an answer cut at max_new_tokens has none).
 
     unsloth with fast_inference: vLLM batched generation with the adapter's lora_request (without it
     vLLM silently uses the base model). Otherwise the (PEFT) model itself, batched `generate` with
@@ -589,23 +607,30 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     answers of prompt i are [i*n, (i+1)*n)); top_p, top_k (0 = off) and seed apply to sampling.
     """
     n = num_return_sequences
-    if not prompts:  # every prompt over the length limit: nothing to generate (a tokenizer call on [] raises)
+    if not prompt_ids:
         return []
+    stop = stop_token_ids(model, tokenizer)  # the model's own end-of-turn tokens, not only tokenizer.eos
     if backend == "unsloth" and fast_inference:
         from vllm import SamplingParams
 
         lora_request = model.load_lora(str(adapter_dir)) if adapter_dir is not None else None
         if adapter_dir is not None and lora_request is None:
             raise UserError(f"vLLM could not load the adapter {adapter_dir}")
-        stop = stop_token_ids(model, tokenizer)
         params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p,
                                 top_k=top_k if top_k > 0 else -1, seed=seed, stop_token_ids=stop)  # vLLM's off is -1
         # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
         # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
-        token_prompts = [{"prompt_token_ids": ids} for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        token_prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
         # use_tqdm: vLLM's LLM.generate shows a bar by default (each --eval_steps check would print one).
         outputs = model.fast_generate(token_prompts, sampling_params=params, lora_request=lora_request, use_tqdm=progress)
-        return [_answer_text(tokenizer, o.token_ids, stop) for out in outputs for o in out.outputs[:n]]
+        answers = []
+        for out in outputs:
+            for o in out.outputs[:n]:
+                ids = _through_stop(o.token_ids, stop)
+                if o.finish_reason == "stop" and (not ids or ids[-1] not in stop):  # a stop token vLLM left out
+                    ids.append(o.stop_reason if isinstance(o.stop_reason, int) else stop[0])
+                answers.append(ids)
+        return answers
 
     import torch
     from tqdm.auto import tqdm
@@ -617,16 +642,15 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
     if adapter_dir is not None and not hasattr(model, "peft_config"):
         raise UserError("generation was asked for an adapter, but the model has none loaded")
     tokenizer.padding_side = "left"
-    stop = stop_token_ids(model, tokenizer)  # the model's own end-of-turn tokens, not only tokenizer.eos
     device = next(model.parameters()).device
-    answers: list[str] = []
+    answers: list[list[int]] = []
     if seed is not None:
         torch.manual_seed(seed)
     batch_size = max(1, batch_size // n)  # n sequences per prompt: about the same rows per forward pass
-    batches = range(0, len(prompts), batch_size)
+    batches = range(0, len(prompt_ids), batch_size)
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
-        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(device)
+        batch = tokenizer.pad({"input_ids": [list(ids) for ids in prompt_ids[start:start + batch_size]]},
+                              padding=True, return_tensors="pt").to(device)
         # Sampling from the given temperature, top_p and top_k alone, as vLLM does with its SamplingParams: never the
         # top_k/top_p of the model's generation config (Qwen3-4B-Instruct-2507 ships top_k 20, top_p 0.8).
         sampling = (dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, num_return_sequences=n)
@@ -635,8 +659,15 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=stop, **sampling)
         new_tokens = out[:, batch["input_ids"].shape[1]:]
-        answers.extend(_answer_text(tokenizer, row, stop) for row in new_tokens.tolist())
+        answers.extend(_through_stop(row, stop) for row in new_tokens.tolist())
     return answers
+
+
+def _through_stop(ids, stop: list[int]) -> list[int]:
+    """Generated ids up to and including the first stop token (what follows it is padding)."""
+    ids = list(ids)
+    cut = next((i for i, t in enumerate(ids) if t in stop), None)
+    return ids if cut is None else ids[:cut + 1]
 
 
 def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
