@@ -249,8 +249,8 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
             ids, traj = latest[i], trajectories[i]
             parsed = parse_turn(tokenizer, ids, prefix=contexts[i])
             traj.completion_tokens += len(ids)
-            if not parsed.get("tool_calls"):
-                traj.answer, traj.ended = utils.answer_text(tokenizer, ids, stop), "answer"
+            if not parsed.get("tool_calls"):  # the answer, as GRPO's reward reads it (the parsed content)
+                traj.answer, traj.ended = parsed.get("content") or "", "answer"
             elif round_ >= max_calls:
                 traj.answer, traj.ended = "", "calls_exhausted"
             elif not ids or ids[-1] not in stop:  # cut at the length limit inside a call

@@ -3,8 +3,8 @@ database, and the compact text of its result that the model reads.
 
 Every call runs in the same sandbox as the reward (sandbox.execute_sql: read-only, time-limited,
 bounded rows and values), inside WorkerPool processes that make the time limit hard; the model sees
-the column names and the first `max_rows` rows, or the error message, never a traceback. Imports
-errors and sandbox only: its worker processes import this module and must start fast.
+the column names and the first `max_rows` rows (within MAX_RESULT_CHARS), or the error message,
+never a traceback. Imports sandbox only: its worker processes import this module and must start fast.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from sandbox import WorkerPool, execute_sql
 
 TOOL_NAME = "execute_sql"
 MAX_VALUE_CHARS = 60  # one value shown to the model; longer ones end in "..."
+# The rows shown stop before the text passes this many characters: a wide SELECT * (10 rows of 20
+# columns) or digit-heavy dates would otherwise cost 500-1000 tokens per call (bench/agentic.py).
+MAX_RESULT_CHARS = 800
 # The note after the result of the call that uses up the budget: the next turn must be the answer.
 LAST_CALL_NOTE = "(no queries left: answer now with your final SQL query)"
 
@@ -45,14 +48,26 @@ def _value_text(value: Any) -> str:
     return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 3] + "..."
 
 
-def result_text(columns: list[str], rows: list[tuple], max_rows: int) -> str:
-    """A result as the model reads it: a header line of column names, then up to `max_rows` rows, values
-    separated by " | ", and a count line ("(3 rows)", "(10 of 57 rows shown)")."""
+def result_lines(columns: list[str], rows: list[tuple], max_rows: int) -> list[str]:
+    """A result as the model reads it, a line each: the column names, then up to `max_rows` rows (fewer when
+    they would pass MAX_RESULT_CHARS, the first always shown), values separated by " | ", and a count
+    line ("(3 rows)", "(10 of 57 rows shown)")."""
     lines = [" | ".join(columns)] if columns else []
-    lines += [" | ".join(_value_text(v) for v in row) for row in rows[:max_rows]]
+    size, shown = len(lines[0]) if lines else 0, 0
+    for row in rows[:max_rows]:
+        line = " | ".join(_value_text(v) for v in row)
+        if shown and size + len(line) + 1 > MAX_RESULT_CHARS:
+            break
+        lines.append(line)
+        size, shown = size + len(line) + 1, shown + 1
     count = len(rows)
-    lines.append(f"({count} row{'s' * (count != 1)})" if count <= max_rows else f"({max_rows} of {count} rows shown)")
-    return "\n".join(lines)
+    lines.append(f"({count} row{'s' * (count != 1)})" if shown == count else f"({shown} of {count} rows shown)")
+    return lines
+
+
+def result_text(columns: list[str], rows: list[tuple], max_rows: int) -> str:
+    """result_lines as one text (what the tool returns)."""
+    return "\n".join(result_lines(columns, rows, max_rows))
 
 
 def run_call(db_path: str | os.PathLike, sql: str, timeout_s: float, max_rows: int) -> ToolCall:
@@ -65,8 +80,9 @@ def run_call(db_path: str | os.PathLike, sql: str, timeout_s: float, max_rows: i
     if not result.ok:
         return ToolCall(sql, result.kind, None, 0, f"error: {result.error}", round(seconds, 4))
     rows = result.rows or []
-    return ToolCall(sql, "ok", len(rows), min(len(rows), max_rows), result_text(result.columns or [], rows, max_rows),
-                    round(seconds, 4))
+    lines = result_lines(result.columns or [], rows, max_rows)
+    shown = len(lines) - 1 - bool(result.columns)  # less the count line and the header
+    return ToolCall(sql, "ok", len(rows), shown, "\n".join(lines), round(seconds, 4))
 
 
 def _run_calls(items: list[tuple[str, str]], args: tuple[float, int], emit: Callable[[ToolCall], None]) -> None:

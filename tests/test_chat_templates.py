@@ -274,3 +274,44 @@ def test_hf_sampling_ignores_the_generation_configs_top_k_and_top_p(tiny_model_d
     answers = utils.generate(model, tiny_tokenizer, [prompt], "hf", adapter_dir=None, max_new_tokens=8, temperature=1.0,
                              num_return_sequences=4, top_p=1.0, seed=0, progress=False)
     assert len(answers) == 4 and len(set(answers)) > 1
+
+
+# No tool support in the template (Gemma 3, Phi-3); Qwen3's hybrid template drops earlier turns' think
+# blocks, so a conversation is not a prefix of its continuation (TRL swaps in a training template there).
+AGENTIC_REFUSED = {"qwen3", "gemma3", "phi3"}
+TOOL_FAMILIES = ["qwen2_5", "qwen3_instruct_2507", "qwen3", "llama3_1", "llama3_2", "gemma3", "phi3"]
+
+
+@pytest.mark.parametrize("family", TOOL_FAMILIES)
+def test_agentic_sft_loss_on_the_real_template_leaves_out_the_tool_result(family, make_family, spider, tmp_path):
+    """--max_tool_calls 2: on a template TRL can parse calls in, the SFT loss covers the call turn and the
+    answer turn, each through its end of turn, and never the tool result; any other template stops in one
+    line naming the model, before training."""
+    import train_sft
+    from sandbox import execute_sql
+
+    spec, _, _ = FAMILIES[family]
+    model_dir = make_family(family, spec)
+    cfg, _ = parse_config(["--preset", "smoke", "--output_dir", str(tmp_path), "--model_name", str(model_dir),
+                           "--max_train_examples", "3", "--max_tool_calls", "2"])
+    try:
+        trainer, _ = train_sft.build_trainer(cfg, tmp_path / "sft")
+    except errors.UserError as exc:
+        assert family in AGENTIC_REFUSED, f"{family}: {exc}"
+        assert str(model_dir) in str(exc) and "--max_tool_calls" in str(exc) and "\n" not in str(exc)
+        return
+    assert family not in AGENTIC_REFUSED
+    tokenizer = trainer.processing_class
+    end = spec["end"].split("\n")[0]
+    train = spider.examples("train")
+    for i, ex in enumerate(train[j] for j in utils.stratified_subset(train, 3, cfg.seed, ["db_id"])):
+        row = trainer.train_dataset[i]
+        ids, labels = row["input_ids"], trainer.data_collator([row])["labels"][0].tolist()
+        learned = tokenizer.decode([t for t in labels if t != -100])
+        sql = ex["query"].strip()
+        assert learned.count(end) == 2 and learned.endswith(sql + end)  # two turns, each learns to stop
+        assert learned.count(sql.split()[-1]) >= 2  # the query in the call, and again in the answer
+        result = execute_sql(spider.db_path(ex["db_id"]), sql).rows
+        shown = str(result[0][0]) if result else "(0 rows)"
+        assert shown in tokenizer.decode(ids).split(sql, 1)[1]  # the real result is in the conversation ...
+        assert "rows" not in learned.replace(sql, "")  # ... and its count line never in the loss

@@ -64,10 +64,12 @@ def test_the_lower_layers_import_nothing_above_them():
     allowed = {"errors": set(), "config": set(), "hardness": set(), "answers": set(), "sandbox": {"errors"},
                "scoring": {"errors", "hardness", "sandbox"}, "schema": {"errors", "sandbox"},
                "values": {"errors", "sandbox"}, "runs": {"config", "errors"},
-               "execution_reward": {"answers", "config", "errors", "sandbox", "scoring"}}
+               "execution_reward": {"answers", "config", "errors", "sandbox", "scoring"},
+               "sql_tool": {"sandbox"}}  # the agentic mode's tool: its worker processes start fast too
     for name, deps in allowed.items():
         assert set(GRAPH[name]) <= deps, f"{name} imports {sorted(set(GRAPH[name]) - deps)}"
     assert "utils" not in GRAPH["benchmarks"]
+    assert not {"trainers", "runs", "export"} & set(GRAPH["agent"])  # the agentic mode sits just above utils
 
 
 def test_every_module_opens_by_saying_what_it_holds_and_stays_within_its_room():
