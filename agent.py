@@ -229,6 +229,8 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
     max_completion_length); a conversation whose results would pass it, or `max_seq_length`, ends
     there without an answer, as in TRL's loop."""
     n = num_return_sequences
+    # The parser needs the template's response format on the tokenizer (TRL's GRPOTrainer sets it too).
+    check_tool_template(tokenizer, getattr(tokenizer, "name_or_path", "") or "the model", template_kwargs)
     stop = utils.stop_token_ids(model, tokenizer)
     first = [prompt_ids(tokenizer, m, template_kwargs) for m in messages]
     options = dict(adapter_dir=adapter_dir, batch_size=batch_size, fast_inference=fast_inference, top_p=top_p,

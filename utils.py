@@ -627,8 +627,10 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
         for out in outputs:
             for o in out.outputs[:n]:
                 ids = _through_stop(o.token_ids, stop)
-                if o.finish_reason == "stop" and (not ids or ids[-1] not in stop):  # a stop token vLLM left out
-                    ids.append(o.stop_reason if isinstance(o.stop_reason, int) else stop[0])
+                stopped = getattr(o, "finish_reason", None) == "stop"
+                if stopped and (not ids or ids[-1] not in stop):  # a stop token vLLM left out of the ids
+                    reason = getattr(o, "stop_reason", None)
+                    ids.append(reason if isinstance(reason, int) else stop[0])
                 answers.append(ids)
         return answers
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 import agent
-import benchmarks
 import utils
-from config import MINI_SPIDER_DIR, parse_config
+from config import parse_config
 from conftest import ROOT, run_script
 from errors import UserError
 from sandbox import execute_sql
@@ -324,10 +323,64 @@ def test_unsloth_cpu_backend_runs_the_agentic_mode(agentic, tmp_path):
 
     shutil.rmtree(tmp_path / "sft")
     shutil.copytree(out / "sft", tmp_path / "sft", ignore=shutil.ignore_patterns("checkpoint-*"))
-    grpo = run("train_grpo.py", "--grpo_max_steps", "2")
+    grpo = run("train_grpo.py")
     assert grpo.returncode == 0, grpo.stdout[-2000:] + grpo.stderr[-3000:]
     assert "tool_calls_mean" in grpo.stdout
     ev = run("evaluate.py", "--adapter", "grpo")
     assert ev.returncode == 0, ev.stdout[-2000:] + ev.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "grpo" / "metrics.json").read_text())
     assert metrics["backend"] == "unsloth" and metrics["tool_calls_mean"] > 0
+
+
+def test_the_vllm_path_batches_each_turn_with_the_adapter(tiny_tokenizer, spider, monkeypatch):
+    """vLLM needs CUDA: a recording stand-in for unsloth's `fast_generate` shows what the loop hands it
+    each turn (every open conversation's token ids, the adapter's LoRA request) and how it reads the
+    outputs (a stop token vLLM leaves out of the ids is put back, so the next turn's prefix is right)."""
+    import types
+
+    import trl.chat_template_utils  # noqa: F401  (before the stand-in: TRL probes for vllm when imported)
+    from transformers import GenerationConfig
+
+    examples = spider.examples("dev")[:3]
+    messages = [utils.build_messages(spider.schema(ex["db_id"]), ex["question"]) for ex in examples]
+    dbs = [str(spider.db_path(ex["db_id"])) for ex in examples]
+    eos = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    response = tiny_tokenizer.convert_tokens_to_ids("<tool_response>")
+    calls = []
+
+    def turn(text: str) -> list[int]:  # what the model "says", without the stop token (vLLM's finish_reason says it)
+        return tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    class Model:
+        generation_config = GenerationConfig(eos_token_id=[eos])
+
+        def load_lora(self, path):
+            return ("lora_request", path)
+
+        def fast_generate(self, prompts, sampling_params, lora_request, use_tqdm=True):
+            calls.append(([p["prompt_token_ids"] for p in prompts], sampling_params, lora_request))
+            outs = []
+            for p in prompts:
+                said = (turn(examples[0]["query"]) if response in p["prompt_token_ids"] else
+                        agent.assistant_turn_ids(tiny_tokenizer, [{"role": "user", "content": "x"}],
+                                                 agent.call_message(examples[0]["query"]), {}, agent.tool_schemas())[:-1])
+                outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(
+                    token_ids=said, finish_reason="stop", stop_reason=None)] * sampling_params["n"]))
+            return outs
+
+    vllm = types.ModuleType("vllm")
+    vllm.SamplingParams = lambda **kwargs: kwargs
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    tool = SQLTool(2.0, 10, workers=0)
+    trajectories = agent.answer_with_tools(Model(), tiny_tokenizer, "unsloth", messages, dbs, tool=tool, max_calls=2,
+                                           template_kwargs={}, adapter_dir="ADAPTER", max_new_tokens=600,
+                                           max_seq_length=4096, fast_inference=True)
+    assert len(calls) == 2 and all(lora == ("lora_request", "ADAPTER") for _, _, lora in calls)
+    first, second = calls[0][0], calls[1][0]
+    assert first == [agent.prompt_ids(tiny_tokenizer, m, {}) for m in messages]  # one batch: every question
+    for prompt, prefix, t in zip(second, first, trajectories):  # the next turn: prompt + call + result, as tokens
+        assert prompt[:len(prefix)] == prefix
+        assert tiny_tokenizer.decode(prompt[len(prefix):]).startswith("<tool_call>")
+        assert f"<tool_response>\n{t.calls[0].text}\n</tool_response>" in tiny_tokenizer.decode(prompt)
+        assert t.answer == examples[0]["query"] and t.ended == "answer" and len(t.calls) == 1
+    assert agent.call_stats(trajectories) == {"tool_calls_mean": 1.0, "answered_after_call": 1.0}

@@ -17,7 +17,7 @@ from conftest import copy_sft, run_script
 
 K = 4
 # A low rollout temperature: the questions the smoke SFT adapter has learnt by heart are then answered right
-# every time (2 of the 48 here), while the others still vary enough for GRPO to train.
+# every time (1 or 2 of the 48 here), while the others still vary enough for GRPO to train.
 FLAGS = ["--preset", "smoke", "--grpo_filter_samples", str(K), "--temperature", "0.3", "--num_completions_to_log", "0"]
 # 24 steps of 2 prompts go once through the prompts left in: TRL's completion log then shows the whole dataset.
 STEPS = ["--grpo_max_steps", "24", "--save_steps", "12"]
@@ -81,8 +81,10 @@ def test_prompts_always_answered_right_are_not_in_the_trainers_dataset(filtered)
     records = read_records(out / "grpo" / runs.PASS_RATES_FILE)
     left_in = {r["question"] for r in records if r["passes"] < K}
     # One pass through the dataset (24 steps x 2 prompts >= the prompts left in): every completion logged
-    # comes from a prompt left in, and every prompt left in was trained on.
-    assert trained_questions(out / "grpo") == left_in
+    # comes from a prompt left in, and every prompt left in was trained on, but for the last one of an odd
+    # count (TRL's sampler draws whole batches of 2 prompts per pass and drops a batch it cannot fill).
+    trained = trained_questions(out / "grpo")
+    assert trained <= left_in and len(left_in - trained) <= len(left_in) % 2
 
 
 def test_the_step_line_shows_the_groups_with_zero_reward_spread(filtered):
