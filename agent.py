@@ -285,9 +285,11 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
 
 
 def call_stats(trajectories: list[Trajectory]) -> dict[str, float]:
-    """tool_calls_mean (calls per answer) and answered_after_call (the fraction of answers given after at
-    least one call): the mode's two numbers in metrics.json, GRPO's log and --compare."""
+    """tool_calls_mean (calls per answer) and answered_after_call (the fraction of answers given, not
+    empty, after at least one call; the reward counts them alike): the mode's two numbers in
+    metrics.json, GRPO's log and --compare."""
     if not trajectories:
         return {"tool_calls_mean": 0.0, "answered_after_call": 0.0}
     return {"tool_calls_mean": sum(len(t.calls) for t in trajectories) / len(trajectories),
-            "answered_after_call": sum(bool(t.calls) and t.ended == "answer" for t in trajectories) / len(trajectories)}
+            "answered_after_call": sum(bool(t.calls) and t.ended == "answer" and bool(t.answer.strip())
+                                       for t in trajectories) / len(trajectories)}
