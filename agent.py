@@ -18,6 +18,8 @@ sql_tool and utils; TRL and transformers inside functions only (unsloth comes fi
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,11 +60,17 @@ class SQLEnvironment:
         return call.text
 
 
-def tool_schemas() -> list[dict]:
-    """The tools as the chat template renders them: exactly what GRPOTrainer derives from SQLEnvironment."""
+@functools.cache
+def _tool_schema() -> dict:
     from transformers.utils import get_json_schema
 
-    return [get_json_schema(SQLEnvironment(None, 0).execute_sql)]
+    return get_json_schema(SQLEnvironment(None, 0).execute_sql)
+
+
+def tool_schemas() -> list[dict]:
+    """The tools as the chat template renders them: exactly what GRPOTrainer derives from SQLEnvironment.
+    Read from the docstring once (every prompt and every turn renders them); each caller gets its own copy."""
+    return [copy.deepcopy(_tool_schema())]
 
 
 def run_tool_call(env: SQLEnvironment, call: dict) -> str:

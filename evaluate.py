@@ -228,20 +228,27 @@ def check_test_suites(cfg: Config, examples: list[dict]) -> None:
 def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], note: str) -> Answers:
     """Step 1: load the model (with the adapter) and answer every question greedily, plus --num_samples
     sampled candidates in one call; a prompt over the length limit gets no answer (scored wrong). With
-    --max_tool_calls N each answer is a conversation with the database (agent.answer_with_tools)."""
+    --max_tool_calls N each answer is a conversation with the database (generate_with_tools)."""
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
                                         fast_inference=backend == "unsloth" and cfg.fast_inference)
     template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
-    if cfg.max_tool_calls > 0:
-        return generate_with_tools(cfg, adapter, dataset, examples, note, backend, model, tokenizer, template_kwargs)
-    prompts = [utils.render_prompt_for(dataset, ex, cfg, tokenizer) for ex in examples]
-    lengths = utils.prompt_lengths(tokenizer, prompts)
+    if cfg.max_tool_calls > 0:  # chats, offered the tool: their length counts its description
+        agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
+        prompts = [utils.fit_to_template(tokenizer, utils.render_prompt_for(dataset, ex, cfg)) for ex in examples]
+        lengths = [len(agent.prompt_ids(tokenizer, m, template_kwargs)) for m in prompts]
+        note += f"; agentic, up to {cfg.max_tool_calls} queries per question"
+    else:
+        prompts = [utils.render_prompt_for(dataset, ex, cfg, tokenizer) for ex in examples]
+        lengths = utils.prompt_lengths(tokenizer, prompts)
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]
     print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}"
           f"{note}; {utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): "
           f"{len(prompts) - len(fits)}")
+    if cfg.max_tool_calls > 0:
+        return generate_with_tools(cfg, adapter, dataset, examples, prompts, fits, backend, model, tokenizer,
+                                   template_kwargs)
     start = time.time()
     options = dict(max_new_tokens=cfg.max_completion_length, batch_size=cfg.eval_batch_size,
                    fast_inference=cfg.fast_inference)
@@ -260,25 +267,17 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
     return Answers(greedy, samples, backend, len(prompts) - len(fits), time.time() - start)
 
 
-def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], note: str, backend: str,
-                        model: Any, tokenizer: Any, template_kwargs: dict) -> Answers:
-    """generate_answers in the agentic mode: the same greedy and sampled answers, each the final turn of a
-    conversation in which the model ran up to --max_tool_calls queries on the question's own database."""
-    agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
-    messages = [utils.render_prompt_for(dataset, ex, cfg) for ex in examples]
-    messages = [utils.fit_to_template(tokenizer, m) for m in messages]
-    lengths = [len(agent.prompt_ids(tokenizer, m, template_kwargs)) for m in messages]
-    limit = cfg.max_seq_length - cfg.max_completion_length
-    fits = [i for i, n in enumerate(lengths) if n <= limit]
-    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}"
-          f"{note}; agentic, up to {cfg.max_tool_calls} queries per question; {utils.length_report(lengths)}; "
-          f"over the {limit}-token prompt limit (scored wrong): {len(examples) - len(fits)}")
+def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], chats: list[list[dict]],
+                        fits: list[int], backend: str, model: Any, tokenizer: Any, template_kwargs: dict) -> Answers:
+    """generate_answers in the agentic mode: the same greedy and sampled answers of the questions whose
+    chat `fits`, each the final turn of a conversation in which the model ran up to --max_tool_calls
+    queries on the question's own database."""
     start = time.time()
     tool = SQLTool(cfg.sql_timeout_s, cfg.tool_max_rows, workers=1)
     options = dict(tool=tool, max_calls=cfg.max_tool_calls, template_kwargs=template_kwargs, adapter_dir=adapter,
                    max_new_tokens=cfg.max_completion_length, max_seq_length=cfg.max_seq_length,
                    batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference, progress=False)
-    chosen = [messages[i] for i in fits]
+    chosen = [chats[i] for i in fits]
     db_paths = [str(dataset.db_path(examples[i]["db_id"])) for i in fits]  # the original databases, as written
     k = cfg.num_samples
     try:
@@ -289,9 +288,9 @@ def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, example
                      if k > 0 else [])
     finally:
         tool.close()
-    none = agent.Trajectory(ended="over_prompt_limit")
-    greedy: list = [none] * len(examples)
-    samples: list = [[none] * k for _ in examples]
+    unanswered = lambda: agent.Trajectory(ended="over_prompt_limit")  # noqa: E731  (one per question, never shared)
+    greedy = [unanswered() for _ in examples]
+    samples = [[unanswered() for _ in range(k)] for _ in examples]
     for j, i in enumerate(fits):
         greedy[i] = greedy_t[j]
         if k > 0:

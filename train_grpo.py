@@ -207,16 +207,17 @@ def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: e
     """
     k = cfg.grpo_filter_samples
     mine = list(range(rank, len(rows), world))
-    prompts = [utils.render_prompt(tokenizer, rows[i]["prompt"], template_kwargs) for i in mine]
+    # Rendered text for generate; the agentic mode's loop renders each chat itself, with the tool offered.
+    prompts = [utils.render_prompt(tokenizer, rows[i]["prompt"], template_kwargs) for i in mine] if tool is None else []
     rollout_rows = max(k, cfg.grpo_prompts_per_step * cfg.num_generations // world)  # what one rollout generates at once
-    chunk = max(rollout_rows // k, -(-len(prompts) // 10))  # about ten progress lines
+    chunk = max(rollout_rows // k, -(-len(mine) // 10))  # about ten progress lines
     share = f" (this process's share of {len(rows)})" if world > 1 else ""
     counts: list[int] = []
     start = time.time()
     was_training, padding_side = model.training, tokenizer.padding_side
     model.eval()
     try:
-        for first in range(0, len(prompts), chunk):
+        for first in range(0, len(mine), chunk):
             batch = mine[first:first + chunk]
             # Seeded per chunk (by its first prompt's index), so that chunks do not replay one random stream.
             sampling = dict(adapter_dir=adapter_dir, max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
@@ -234,7 +235,7 @@ def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: e
                                   [rows[i].get("rule") for i in batch for _ in range(k)])  # each row's own rule
             counts += [sum(outcome == "match" for _, outcome, _ in scored[j * k:(j + 1) * k]) for j in range(len(batch))]
             if rank == 0:
-                print(f"[grpo] pass rates: {len(counts)}/{len(prompts)} prompts x {k} answers sampled and scored"
+                print(f"[grpo] pass rates: {len(counts)}/{len(mine)} prompts x {k} answers sampled and scored"
                       f"{share} ({time.time() - start:.0f} s)", flush=True)
     finally:
         model.train(was_training)
