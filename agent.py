@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import utils
+from answers import opens_tool_call
 from errors import UserError
 from sql_tool import LAST_CALL_NOTE, TOOL_NAME, SQLTool, ToolCall
 
@@ -175,12 +176,25 @@ def assistant_turn_ids(tokenizer, before: list[dict], message: dict, template_kw
     return _eos_trimmed(tokenizer, ids)
 
 
-def parse_turn(tokenizer, ids: list[int], prefix: list[int]) -> dict:
-    """A generated turn as TRL's tool loop reads it: {'role', 'content', ['tool_calls']}; a malformed call
-    falls back to plain text (TRL's rule). `prefix`: the tokens before the turn (the parser needs them)."""
+@functools.cache
+def _parser_takes_tools() -> bool:
+    """trl 1.16's parse_response takes the tools (to type their arguments) and its GRPO loop passes them;
+    trl 1.15's (the GPU set's) has no such argument."""
+    import inspect
+
     from trl.chat_template_utils import parse_response
 
-    return parse_response(tokenizer, list(ids), prefix=prefix, tools=tool_schemas())
+    return "tools" in inspect.signature(parse_response).parameters
+
+
+def parse_turn(tokenizer, ids: list[int], prefix: list[int]) -> dict:
+    """A generated turn as the installed TRL's tool loop reads it: {'role', 'content', ['tool_calls']}; a
+    malformed call falls back to plain text (TRL's rule). `prefix`: the tokens before the turn (the parser
+    needs them). Called as that TRL version's GRPOTrainer calls it: with the tools where it takes them."""
+    from trl.chat_template_utils import parse_response
+
+    tools = {"tools": tool_schemas()} if _parser_takes_tools() else {}
+    return parse_response(tokenizer, list(ids), prefix=prefix, **tools)
 
 
 # ======================================================================
@@ -218,7 +232,9 @@ class Trajectory:
 
     answer: str = ""  # the final turn's text ("" when it ended on a call: no answer)
     calls: list[ToolCall] = field(default_factory=list)
-    ended: str = "answer"  # answer | calls_exhausted (its last turn still called) | length (no room left)
+    # answer | calls_exhausted (its last turn still called) | length (no room left) | unfinished_call (its
+    # last turn opened a call that does not parse: cut at the length limit or malformed)
+    ended: str = "answer"
     completion_tokens: int = 0  # turns + tool results, as GRPO counts max_completion_length
 
     def call_records(self) -> list[dict]:
@@ -243,8 +259,9 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
     first = [prompt_ids(tokenizer, m, template_kwargs) for m in messages]
     options = dict(adapter_dir=adapter_dir, batch_size=batch_size, fast_inference=fast_inference, top_p=top_p,
                    top_k=top_k, temperature=temperature, progress=progress)
-    turns = utils.generate_ids(model, tokenizer, first, backend, max_new_tokens=max_new_tokens,
-                               num_return_sequences=n, seed=seed, **options)
+    turns = utils.generate_ids(model, tokenizer, first, backend, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                               seed=None if seed is None else [turn_seed(seed, 0, q * n) for q in range(len(first))],
+                               **options)
     trajectories = [Trajectory() for _ in turns]
     envs = [SQLEnvironment(tool, max_calls) for _ in turns]
     contexts = [list(first[i // n]) for i in range(len(turns))]  # prompt + everything after it so far
@@ -259,7 +276,9 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
             ids, traj = latest[i], trajectories[i]
             parsed = parse_turn(tokenizer, ids, prefix=contexts[i])
             traj.completion_tokens += len(ids)
-            if not parsed.get("tool_calls"):  # the answer, as GRPO's reward reads it (the parsed content)
+            if not parsed.get("tool_calls") and opens_tool_call(parsed.get("content"), TOOL_NAME):
+                traj.answer, traj.ended = "", "unfinished_call"  # no answer, as GRPO's reward reads it
+            elif not parsed.get("tool_calls"):  # the answer, as GRPO's reward reads it (the parsed content)
                 traj.answer, traj.ended = parsed.get("content") or "", "answer"
             elif round_ >= max_calls:
                 traj.answer, traj.ended = "", "calls_exhausted"
@@ -282,14 +301,24 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
             budgets.append(max_new_tokens - used)
         if next_prompts:
             # One continuation per conversation; the longest budget for the batch, each cut to its own after.
+            # Each conversation its own seed: vLLM seeds each request's sampler with it, so siblings whose turns
+            # so far coincide would otherwise sample the same continuation from here on.
             more = utils.generate_ids(model, tokenizer, next_prompts, backend, max_new_tokens=max(budgets),
-                                      seed=None if seed is None else seed + round_ + 1, **options)
+                                      seed=None if seed is None else [turn_seed(seed, round_ + 1, i) for i in next_open],
+                                      **options)
             latest = {i: ids[:budget] for i, ids, budget in zip(next_open, more, budgets)}
         open_ = next_open
         round_ += 1
     for traj, env in zip(trajectories, envs):
         traj.calls = env.calls
     return trajectories
+
+
+def turn_seed(seed: int, round_: int, conversation: int) -> int:
+    """The sampling seed of one conversation's turn: distinct for every (round, conversation), reproducible
+    from --seed. In round 0 a prompt's n samples are one vLLM request, whose children vLLM seeds seed + j:
+    the prompt's seed is that of its first conversation (q * n), so the children get their own."""
+    return (seed * 1_000_003 + round_ * 100_003 + conversation) % 2**31
 
 
 def call_stats(trajectories: list[Trajectory]) -> dict[str, float]:

@@ -128,3 +128,15 @@ def extract_sql(text: str | None) -> str:
     if not match:
         return ""
     return _clean(_last_query(text[match.start(1):]) or _cut_statement(text[match.start(1):]))
+
+
+# How the chat templates TRL can parse open a tool call: Qwen2.5/Qwen3 and GLM-4 `<tool_call>`, Llama 3.1/3.2
+# a JSON object naming the function (or `<|python_tag|>`), GPT-OSS `to=functions.<name>`.
+_TOOL_CALL_OPENER = r'<tool_call>|<\|python_tag\|>|functions\.{name}\b|"name"\s*:\s*"{name}"'
+
+
+def opens_tool_call(text: str | None, tool_name: str = "execute_sql") -> bool:
+    """Whether a turn's text starts a call of `tool_name`. A turn that TRL's parser returned as plain text
+    (a call cut off at the length limit, or malformed) but that opens a call is an unfinished call, not
+    an answer: without this its query would be scored as the final SQL."""
+    return bool(text) and re.search(_TOOL_CALL_OPENER.format(name=re.escape(tool_name)), text) is not None

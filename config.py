@@ -213,6 +213,13 @@ class Config:
             # unsloth's GRPO trainer forces colocated vLLM on a model with an engine: the server would sit idle.
             raise ConfigError("--vllm_mode server needs --backend hf (the unsloth backend always generates with "
                               "vLLM colocated on the training GPU)")
+        if self.vllm_mode == "server" and self.grpo_filter_samples > 0:
+            # The server holds the base weights until GRPO's first step sends it the adapter; TRL's client cannot
+            # send a LoRA before the trainer exists, and plain generate on the training GPU would be far slower.
+            raise ConfigError("--grpo_filter_samples cannot run with --vllm_mode server: the vLLM server holds the base "
+                              "model until GRPO's first step sends it the adapter, so it cannot sample the SFT adapter "
+                              "first; use --vllm_mode colocate or --backend unsloth for the filter, or "
+                              "--grpo_filter_samples 0")
         if not 0.0 <= self.grpo_warmup_ratio < 1.0:
             raise ConfigError("--grpo_warmup_ratio must be in [0, 1): a fraction of the GRPO steps")
         if not 0.0 < self.top_p <= 1.0 or self.top_k < 0:

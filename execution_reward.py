@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from answers import extract_sql
+from answers import extract_sql, opens_tool_call
 from config import Config
 from errors import UserError
 from sandbox import ExecResult, WorkerPool, execute_sql
@@ -109,16 +109,18 @@ def sql_reward(completion: str, gold_sql: str, db_path: str | os.PathLike, *, ti
     return score_completion(completion, gold_sql, db_path, timeout_s=timeout_s, values=values, rule=rule)[0]
 
 
-def _completion_text(completion: Any) -> str:
+def _completion_text(completion: Any, tool_calls: bool = False) -> str:
     """The answer in a completion as TRL passes it: plain text, or conversational, a list of messages whose
     last assistant turn is the answer (in the agentic mode the earlier turns are tool calls and their
-    results). A conversation that ends on a call has no answer: ""."""
+    results). A conversation that ends on a call has no answer: "". With `tool_calls` (the agentic mode),
+    neither has one whose last turn opens a call that TRL's parser could not read (cut off at the length
+    limit, or malformed): TRL hands that turn over as plain text, with the call's query in it."""
     if not isinstance(completion, list):
-        return completion or ""
-    turns = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
-    if not turns or turns[-1].get("tool_calls"):
-        return ""
-    return turns[-1].get("content") or ""
+        text = completion or ""
+    else:
+        turns = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+        text = "" if not turns or turns[-1].get("tool_calls") else turns[-1].get("content") or ""
+    return "" if tool_calls and opens_tool_call(text) else text
 
 
 def tool_call_counts(completion: Any) -> tuple[int, bool]:
@@ -126,7 +128,7 @@ def tool_call_counts(completion: Any) -> tuple[int, bool]:
     if not isinstance(completion, list):
         return 0, False
     calls = sum(isinstance(m, dict) and m.get("role") == "tool" for m in completion)
-    return calls, calls > 0 and bool(_completion_text(completion).strip())
+    return calls, calls > 0 and bool(_completion_text(completion, tool_calls=True).strip())
 
 
 # Gold results of this process, per (rule, database, gold SQL, limit). In GRPO this process is one of the
@@ -281,11 +283,13 @@ class SQLExecutionReward:
         checks = self.check_golds(list(zip(gold_sqls, map(str, db_paths), rules)))  # new ones only (GRPO: none)
         jobs = [("answer", c, g, str(d), r, check.ok)
                 for c, g, d, r, check in zip(completions, gold_sqls, db_paths, rules, checks)]
-        failures = self._pool.failures if self._pool is not None else 0
-        results = [r for batch in self._run(self._batches(jobs)) for r in batch]
-        if self._pool is not None:
-            self._counts["worker_failed"] += self._pool.failures - failures
-        return results
+        return [r for batch in self._run(self._batches(jobs)) for r in batch]
+
+    @property
+    def worker_failures(self) -> int:
+        """Worker processes that died or raised so far: each failure scored one answer invalid, not its SQL.
+        A caller reports the change over its own scoring (GRPO's step metrics, the pass-rate filter's line)."""
+        return self._pool.failures if self._pool is not None else 0
 
     def __call__(self, prompts: list, completions: list, gold_sql: list[str], db_path: list[str], *,
                  rule: list[str] | None = None, log_metric: Callable[[str, float], None] | None = None,
@@ -294,8 +298,10 @@ class SQLExecutionReward:
         training mix judges a BIRD row by BIRD's). `log_metric`/`log_extra` (TRL >= 1.15): the outcome
         fractions go through them, so TRL averages them over processes; each completion's outcome becomes
         a column of TRL's completion log."""
-        texts = [_completion_text(c) for c in completions]
+        texts = [_completion_text(c, self.tool_calls) for c in completions]
+        failures = self.worker_failures
         scored = self.score(texts, gold_sql, db_path, rule)
+        self._counts["worker_failed"] += self.worker_failures - failures
         for text, (reward, outcome, error) in zip(texts, scored):
             self._counts[outcome] += 1
             self._counts["total"] += 1

@@ -195,9 +195,10 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
 
 def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: execution_reward.SQLExecutionReward,
                 adapter_dir: Path, template_kwargs: dict, rank: int = 0, world: int = 1,
-                tool: SQLTool | None = None) -> list[int]:
+                tool: SQLTool | None = None) -> tuple[list[int], int]:
     """For each row, how many of --grpo_filter_samples answers of the model (the SFT adapter, before any
-    GRPO step) match its gold result.
+    GRPO step) match its gold result; and how many answers could not be scored (their worker process
+    died: scored as not matching), reported here rather than in GRPO's first step.
 
     The prompts are rendered as GRPOTrainer renders them (the same chat template kwargs) and sampled as
     the rollouts are (temperature, top_p, top_k, max_completion_length): vLLM on unsloth with
@@ -213,7 +214,7 @@ def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: e
     chunk = max(rollout_rows // k, -(-len(mine) // 10))  # about ten progress lines
     share = f" (this process's share of {len(rows)})" if world > 1 else ""
     counts: list[int] = []
-    start = time.time()
+    start, failures = time.time(), reward.worker_failures
     was_training, padding_side = model.training, tokenizer.padding_side
     model.eval()
     try:
@@ -244,17 +245,18 @@ def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: e
 
             FastLanguageModel.for_training(model)
         tokenizer.padding_side = padding_side
+    failed = reward.worker_failures - failures
     if world == 1:
-        return counts
+        return counts, failed
     import torch.distributed as dist
 
     shares: list = [None] * world
-    dist.all_gather_object(shares, (mine, counts))
+    dist.all_gather_object(shares, (mine, counts, failed))
     merged = [0] * len(rows)
-    for indices, values in shares:
+    for indices, values, _ in shares:
         for i, value in zip(indices, values):
             merged[i] = value
-    return merged
+    return merged, sum(share[2] for share in shares)
 
 
 def reused_pass_counts(path: Path, keys: list[tuple[str, str, str]], k: int, sft_digest: str) -> list[int]:
@@ -305,14 +307,14 @@ def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: 
     process index, world size)."""
     k = cfg.grpo_filter_samples
     path = out / runs.PASS_RATES_FILE
-    start = time.time()
+    start, failed = time.time(), 0
     if resuming:
         counts = reused_pass_counts(path, keys, k, sft_digest)
     else:
         if backend == "hf":  # a model to train is still where it was loaded (the trainer moves it later)
             model.to(args.device)
-        counts = pass_counts(cfg, model, tokenizer, backend, rows, reward, sft_dir, template_kwargs,
-                             args.process_index, args.world_size, tool)
+        counts, failed = pass_counts(cfg, model, tokenizer, backend, rows, reward, sft_dir, template_kwargs,
+                                     args.process_index, args.world_size, tool)
         if args.process_index == 0:
             runs.write_jsonl(path, [{"db_id": db_id, "question": question, "gold_sql": gold, "passes": passes, "k": k,
                                      "sft_adapter_sha256": sft_digest}
@@ -321,12 +323,15 @@ def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: 
     histogram = [counts.count(n) for n in range(k + 1)]
     summary = {"k": k, "prompts_sampled": len(rows), "left_out_always_matched": histogram[k],
                "never_matched": histogram[0], "kept": len(kept), "prompts_by_passes": histogram, "reused": resuming,
-               "seconds": round(time.time() - start, 1)}
+               "worker_failed": failed, "seconds": round(time.time() - start, 1)}
     how = f"--resume: reused {path} (not sampled again)" if resuming else f"pass rates in {path}"
     if args.process_index == 0:
-            print(f"[grpo] pass-rate filter, {k} answers per prompt: {len(rows)} prompts, {histogram[k]} always matched "
+        print(f"[grpo] pass-rate filter, {k} answers per prompt: {len(rows)} prompts, {histogram[k]} always matched "
               f"(left out), {histogram[0]} never matched, {len(rows) - histogram[k] - histogram[0]} in between; "
               f"{len(kept)} prompts for GRPO ({summary['seconds']:.0f} s); {how}", flush=True)
+        if failed:
+            print(f"[grpo] pass-rate filter: {failed} of {len(rows) * k} sampled answers could not be scored (their "
+                  "SQL worker process died: out of memory?) and count as not matched", flush=True)
     return kept, summary
 
 

@@ -596,7 +596,7 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
 def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *, adapter_dir: str | os.PathLike | None,
                  max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
                  progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
-                 seed: int | None = None, fast_inference: bool = True) -> list[list[int]]:
+                 seed: int | Sequence[int] | None = None, fast_inference: bool = True) -> list[list[int]]:
     """The generated token ids of each prompt (token ids, as TRL's rollouts pass them), ending with the
     stop token when the model stopped (an answer cut at max_new_tokens has none).
 
@@ -605,6 +605,8 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
     left padding; on unsloth after `for_inference` (its generation mode: KV cache on).
     num_return_sequences=n > 1 (sampling, temperature > 0): n answers per prompt, prompt-major (the
     answers of prompt i are [i*n, (i+1)*n)); top_p, top_k (0 = off) and seed apply to sampling.
+    `seed`: one for the call, or one per prompt (vLLM seeds each request's sampler with its own; the
+    hf path draws the batch from one stream, seeded with the first).
     """
     n = num_return_sequences
     if not prompt_ids:
@@ -613,11 +615,11 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
     if backend == "unsloth" and fast_inference:
         from vllm import SamplingParams
 
-        lora_request = model.load_lora(str(adapter_dir)) if adapter_dir is not None else None
-        if adapter_dir is not None and lora_request is None:
-            raise UserError(f"vLLM could not load the adapter {adapter_dir}")
-        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p,
-                                top_k=top_k if top_k > 0 else -1, seed=seed, stop_token_ids=stop)  # vLLM's off is -1
+        lora_request = vllm_lora_request(model, adapter_dir) if adapter_dir is not None else None
+        seeds = list(seed) if isinstance(seed, Sequence) else [seed] * len(prompt_ids)
+        params = [SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p,
+                                 top_k=top_k if top_k > 0 else -1, seed=s, stop_token_ids=stop)  # vLLM's off is -1
+                  for s in seeds]
         # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
         # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
         token_prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
@@ -647,7 +649,7 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
     device = next(model.parameters()).device
     answers: list[list[int]] = []
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(seed[0] if isinstance(seed, Sequence) else seed)
     batch_size = max(1, batch_size // n)  # n sequences per prompt: about the same rows per forward pass
     batches = range(0, len(prompt_ids), batch_size)
     for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
@@ -663,6 +665,26 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
         new_tokens = out[:, batch["input_ids"].shape[1]:]
         answers.extend(_through_stop(row, stop) for row in new_tokens.tolist())
     return answers
+
+
+# vLLM LoRA requests by (model, adapter folder, the adapter file's size and time): unsloth_zoo's load_lora makes
+# a request with a new id on every call, and vLLM's prefix cache keys include the LoRA, so a request per turn
+# would re-prefill the whole conversation and reload the adapter every turn. A rewritten adapter (GRPO's
+# --eval_steps saves the live one to the same folder) gets a new request.
+_LORA_REQUESTS: dict[tuple, Any] = {}
+
+
+def vllm_lora_request(model, adapter_dir: str | os.PathLike) -> Any:
+    """The vLLM LoRA request of `adapter_dir` on this model: made once per version of the adapter's file."""
+    weights = [Path(adapter_dir) / name for name in ("adapter_model.safetensors", "adapter_model.bin")]
+    stamp = next(((w.stat().st_size, w.stat().st_mtime_ns) for w in weights if w.exists()), None)
+    key = (id(model), os.path.abspath(adapter_dir), stamp)
+    if key not in _LORA_REQUESTS:
+        request = model.load_lora(str(adapter_dir))
+        if request is None:
+            raise UserError(f"vLLM could not load the adapter {adapter_dir}")
+        _LORA_REQUESTS[key] = request
+    return _LORA_REQUESTS[key]
 
 
 def _through_stop(ids, stop: list[int]) -> list[int]:

@@ -332,51 +332,85 @@ def test_unsloth_cpu_backend_runs_the_agentic_mode(agentic, tmp_path):
     assert metrics["backend"] == "unsloth" and metrics["tool_calls_mean"] > 0
 
 
-def test_the_vllm_path_batches_each_turn_with_the_adapter(tiny_tokenizer, spider, monkeypatch):
-    """vLLM needs CUDA: a recording stand-in for unsloth's `fast_generate` shows what the loop hands it
-    each turn (every open conversation's token ids, the adapter's LoRA request) and how it reads the
-    outputs (a stop token vLLM leaves out of the ids is put back, so the next turn's prefix is right)."""
+class VLLMStandIn:
+    """vLLM needs CUDA: a stand-in for unsloth's `fast_generate` and `load_lora` that records every request
+    (the prompt's token ids, its SamplingParams, the LoRA request) and answers with `respond(prompt_ids,
+    params) -> (token ids, finish_reason)`. Like vLLM it leaves the stop token out of the ids."""
+
+    def __init__(self, tokenizer, respond):
+        from transformers import GenerationConfig
+
+        self.generation_config = GenerationConfig(eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>")])
+        self.respond = respond
+        self.requests: list[tuple[list[int], dict, object]] = []  # one per prompt, as vLLM receives them
+        self.loras: list[str] = []
+
+    def load_lora(self, path):
+        self.loras.append(path)
+        return ("lora_request", len(self.loras), path)  # unsloth_zoo: a new request id on every call
+
+    def fast_generate(self, prompts, sampling_params, lora_request, use_tqdm=True):
+        import types
+
+        params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
+        assert len(params) == len(prompts)
+        outs = []
+        for prompt, p in zip(prompts, params):
+            self.requests.append((prompt["prompt_token_ids"], p, lora_request))
+            children = []
+            for j in range(p["n"]):  # vLLM seeds the n children of a request seed + j
+                child = dict(p, n=1, seed=None if p["seed"] is None else p["seed"] + j)
+                ids, reason = self.respond(prompt["prompt_token_ids"], child)
+                children.append(types.SimpleNamespace(token_ids=ids, finish_reason=reason, stop_reason=None))
+            outs.append(types.SimpleNamespace(outputs=children))
+        return outs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """`vllm.SamplingParams` as a plain dict maker (the real module needs CUDA)."""
     import types
 
     import trl.chat_template_utils  # noqa: F401  (before the stand-in: TRL probes for vllm when imported)
-    from transformers import GenerationConfig
-
-    examples = spider.examples("dev")[:3]
-    messages = [utils.build_messages(spider.schema(ex["db_id"]), ex["question"]) for ex in examples]
-    dbs = [str(spider.db_path(ex["db_id"])) for ex in examples]
-    eos = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
-    response = tiny_tokenizer.convert_tokens_to_ids("<tool_response>")
-    calls = []
-
-    def turn(text: str) -> list[int]:  # what the model "says", without the stop token (vLLM's finish_reason says it)
-        return tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    class Model:
-        generation_config = GenerationConfig(eos_token_id=[eos])
-
-        def load_lora(self, path):
-            return ("lora_request", path)
-
-        def fast_generate(self, prompts, sampling_params, lora_request, use_tqdm=True):
-            calls.append(([p["prompt_token_ids"] for p in prompts], sampling_params, lora_request))
-            outs = []
-            for p in prompts:
-                said = (turn(examples[0]["query"]) if response in p["prompt_token_ids"] else
-                        agent.assistant_turn_ids(tiny_tokenizer, [{"role": "user", "content": "x"}],
-                                                 agent.call_message(examples[0]["query"]), {}, agent.tool_schemas())[:-1])
-                outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(
-                    token_ids=said, finish_reason="stop", stop_reason=None)] * sampling_params["n"]))
-            return outs
 
     vllm = types.ModuleType("vllm")
     vllm.SamplingParams = lambda **kwargs: kwargs
     monkeypatch.setitem(sys.modules, "vllm", vllm)
+
+
+def call_turn(tokenizer, sql: str) -> list[int]:
+    """A turn that calls the tool with `sql`, as the model generates it (without the stop token)."""
+    return agent.assistant_turn_ids(tokenizer, [{"role": "user", "content": "x"}], agent.call_message(sql), {},
+                                    agent.tool_schemas())[:-1]
+
+
+def dev_chats(spider, n=3):
+    examples = spider.examples("dev")[:n]
+    return (examples, [utils.build_messages(spider.schema(ex["db_id"]), ex["question"]) for ex in examples],
+            [str(spider.db_path(ex["db_id"])) for ex in examples])
+
+
+def test_the_vllm_path_batches_each_turn_with_the_adapter(tiny_tokenizer, spider, fake_vllm, tmp_path):
+    """What the loop hands vLLM each turn (every open conversation's token ids, the adapter's LoRA request)
+    and how it reads the outputs (a stop token vLLM leaves out of the ids is put back, so the next turn's
+    prefix is right)."""
+    examples, messages, dbs = dev_chats(spider)
+    response = tiny_tokenizer.convert_tokens_to_ids("<tool_response>")
+
+    def respond(prompt, params):
+        if response in prompt:
+            return tiny_tokenizer(examples[0]["query"], add_special_tokens=False)["input_ids"], "stop"
+        return call_turn(tiny_tokenizer, examples[0]["query"]), "stop"
+
+    model = VLLMStandIn(tiny_tokenizer, respond)
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"x")
     tool = SQLTool(2.0, 10, workers=0)
-    trajectories = agent.answer_with_tools(Model(), tiny_tokenizer, "unsloth", messages, dbs, tool=tool, max_calls=2,
-                                           template_kwargs={}, adapter_dir="ADAPTER", max_new_tokens=600,
+    trajectories = agent.answer_with_tools(model, tiny_tokenizer, "unsloth", messages, dbs, tool=tool, max_calls=2,
+                                           template_kwargs={}, adapter_dir=str(tmp_path), max_new_tokens=600,
                                            max_seq_length=4096, fast_inference=True)
-    assert len(calls) == 2 and all(lora == ("lora_request", "ADAPTER") for _, _, lora in calls)
-    first, second = calls[0][0], calls[1][0]
+    assert len(model.requests) == 6 and model.loras == [str(tmp_path)]
+    assert all(lora == ("lora_request", 1, str(tmp_path)) for _, _, lora in model.requests)
+    first, second = [r[0] for r in model.requests[:3]], [r[0] for r in model.requests[3:]]
     assert first == [agent.prompt_ids(tiny_tokenizer, m, {}) for m in messages]  # one batch: every question
     for prompt, prefix, t in zip(second, first, trajectories):  # the next turn: prompt + call + result, as tokens
         assert prompt[:len(prefix)] == prefix
@@ -384,3 +418,82 @@ def test_the_vllm_path_batches_each_turn_with_the_adapter(tiny_tokenizer, spider
         assert f"<tool_response>\n{t.calls[0].text}\n</tool_response>" in tiny_tokenizer.decode(prompt)
         assert t.answer == examples[0]["query"] and t.ended == "answer" and len(t.calls) == 1
     assert agent.call_stats(trajectories) == {"tool_calls_mean": 1.0, "answered_after_call": 1.0}
+
+
+def test_one_lora_request_serves_every_turn_until_the_adapter_changes(tiny_tokenizer, spider, fake_vllm, tmp_path):
+    """unsloth_zoo's load_lora makes a new request (new id) per call, and vLLM's prefix cache keys include
+    the LoRA: one request for all turns of greedy and sampled answers, a new one when the adapter is rewritten."""
+    examples, messages, dbs = dev_chats(spider, 2)
+    response = tiny_tokenizer.convert_tokens_to_ids("<tool_response>")
+    model = VLLMStandIn(tiny_tokenizer, lambda prompt, p: (
+        tiny_tokenizer("SELECT 1", add_special_tokens=False)["input_ids"] if response in prompt
+        else call_turn(tiny_tokenizer, "SELECT 1"), "stop"))
+    adapter = tmp_path / "adapter_model.safetensors"
+    adapter.write_bytes(b"weights v1")
+    options = dict(tool=SQLTool(2.0, 10, workers=0), max_calls=2, template_kwargs={}, adapter_dir=str(tmp_path),
+                   max_new_tokens=600, max_seq_length=4096, fast_inference=True)
+    agent.answer_with_tools(model, tiny_tokenizer, "unsloth", messages, dbs, **options)
+    agent.answer_with_tools(model, tiny_tokenizer, "unsloth", messages, dbs, temperature=1.0, num_return_sequences=2,
+                            seed=3, **options)
+    assert len(model.requests) == 2 * 2 + 2 * 1 + 4 and len(model.loras) == 1
+    assert len({lora for _, _, lora in model.requests}) == 1
+    adapter.write_bytes(b"weights v2, retrained")  # --eval_steps saves the live adapter into the same folder
+    agent.answer_with_tools(model, tiny_tokenizer, "unsloth", messages, dbs, **options)
+    assert len(model.loras) == 2 and model.requests[-1][2] == ("lora_request", 2, str(tmp_path))
+
+
+def test_sampled_conversations_stay_independent_after_their_first_turn(tiny_tokenizer, spider, fake_vllm):
+    """Sibling candidates whose first turns coincide (the same call, the same result) must still sample their
+    own continuations: vLLM seeds each request's sampler with its SamplingParams seed, so every conversation
+    gets its own seed in every round, reproducibly from --seed."""
+    examples, messages, dbs = dev_chats(spider, 2)
+    response = tiny_tokenizer.convert_tokens_to_ids("<tool_response>")
+
+    def respond(prompt, params):  # a seeded sampler: the same seed and prompt give the same tokens, as vLLM's
+        if response in prompt:
+            return tiny_tokenizer(f"SELECT {params['seed']}", add_special_tokens=False)["input_ids"], "stop"
+        return call_turn(tiny_tokenizer, "SELECT count(*) FROM department"), "stop"  # every sibling: the same call
+
+    def candidates(seed):
+        model = VLLMStandIn(tiny_tokenizer, respond)
+        trajectories = agent.answer_with_tools(model, tiny_tokenizer, "unsloth", messages, dbs,
+                                               tool=SQLTool(2.0, 10, workers=0), max_calls=2, template_kwargs={},
+                                               adapter_dir=None, max_new_tokens=600, max_seq_length=4096,
+                                               temperature=1.0, num_return_sequences=4, seed=seed, fast_inference=True)
+        return [t.answer for t in trajectories], model.requests
+
+    answers, requests = candidates(7)
+    assert len(set(answers)) == 8, answers  # 2 questions x 4 candidates, each its own continuation
+    later = [p["seed"] for prompt, p, _ in requests if response in prompt]
+    assert len(later) == 8 and len(set(later)) == 8
+    assert candidates(7)[0] == answers and candidates(8)[0] != answers  # reproducible from --seed
+
+
+def test_a_final_turn_cut_off_inside_a_call_is_no_answer(tiny_tokenizer, spider, fake_vllm):
+    """TRL's parser hands a call that does not parse back as plain text; a final turn that opened a call and
+    did not end it is no answer (-2.0 in GRPO, wrong in evaluation), never its query scored as the SQL."""
+    import execution_reward
+
+    examples, messages, dbs = dev_chats(spider, 1)
+    whole = call_turn(tiny_tokenizer, "SELECT count(*) FROM department")
+    cut = next(whole[:k] for k in range(len(whole))  # the length limit, mid-call: the query written, the call open
+               if "FROM department" in tiny_tokenizer.decode(whole[:k]))
+    prefix = agent.prompt_ids(tiny_tokenizer, messages[0], {})
+    parsed = agent.parse_turn(tiny_tokenizer, cut, prefix=prefix)
+    assert not parsed.get("tool_calls") and "SELECT count(*) FROM department" in parsed["content"]  # TRL's fallback
+    model = VLLMStandIn(tiny_tokenizer, lambda prompt, p: (cut, "length"))
+    [trajectory] = agent.answer_with_tools(model, tiny_tokenizer, "unsloth", messages, dbs,
+                                           tool=SQLTool(2.0, 10, workers=0), max_calls=2, template_kwargs={},
+                                           adapter_dir=None, max_new_tokens=600, max_seq_length=4096,
+                                           fast_inference=True)
+    assert trajectory.answer == "" and trajectory.ended == "unfinished_call" and not trajectory.calls
+    # GRPO: the same turn as TRL's loop hands it to the reward, after a real call, is the empty answer's -2.0.
+    db = dbs[0]
+    reward = execution_reward.SQLExecutionReward(2.0, 0, tool_calls=True)
+    gold = "SELECT count(*) FROM department"
+    completion = [{"role": "assistant", "content": "", "tool_calls": [agent.call_message(gold)["tool_calls"][0]]},
+                  {"role": "tool", "name": "execute_sql", "content": "count(*)\n15\n(1 row)"},
+                  {"role": "assistant", "content": parsed["content"]}]
+    answered = [{"role": "assistant", "content": gold}]
+    assert reward([None, None], [completion, answered], [gold, gold], [db, db]) == [-2.0, 5.0]
+    assert reward.pop_metrics()["outcome/empty"] == 0.5

@@ -188,3 +188,11 @@ def test_overwrite_clears_the_pass_rates_and_the_flag_defines_the_run(tmp_path):
         parse_config(["--grpo_filter_samples", "-1"], script="train_grpo.py")
     shown = run_script("train_grpo.py", "--help")
     assert "--grpo_filter_samples" in shown.stdout and "prompt_pass_rates.jsonl" in shown.stdout
+
+
+def test_the_filter_with_a_vllm_server_is_refused_in_one_line():
+    """The server holds the base model until GRPO's first step sends it the adapter: it cannot sample the
+    SFT adapter for the filter, and a silent fallback to plain generate on the training GPU would crawl."""
+    with pytest.raises(ValueError, match="--grpo_filter_samples cannot run with --vllm_mode server"):
+        parse_config(["--grpo_filter_samples", "4", "--vllm_mode", "server", "--backend", "hf"], script="train_grpo.py")
+    parse_config(["--grpo_filter_samples", "0", "--vllm_mode", "server", "--backend", "hf"], script="train_grpo.py")

@@ -159,6 +159,25 @@ def test_a_dead_worker_fails_only_its_answer_and_is_counted(db):
         reward.close()
 
 
+def test_worker_failures_outside_a_step_are_the_callers_to_report_not_the_next_steps(db):
+    """The pass-rate filter scores through `score` before GRPO's first step: a worker that dies there is
+    counted by the filter (worker_failures) and never shows up in step 1's outcome/worker_failed."""
+    gold = "SELECT count(*) FROM singer"
+    reward = execution_reward.SQLExecutionReward(timeout_s=0.5, workers=2)
+    try:
+        reward.score([gold] * 4, [gold] * 4, [str(db)] * 4)
+        for process, _ in reward._pool.idle:  # as the out-of-memory killer would, during the filter
+            process.kill()
+            process.join()
+        before = reward.worker_failures
+        scored = reward.score([gold] * 8, [gold] * 8, [str(db)] * 8)
+        assert reward.worker_failures - before == 2 and [o for _, o, _ in scored].count("invalid") == 2
+        assert reward(prompts=["q"] * 4, completions=[gold] * 4, gold_sql=[gold] * 4, db_path=[str(db)] * 4) == [5.0] * 4
+        assert reward.pop_metrics()["outcome/worker_failed"] == 0.0  # step 1: its own answers only
+    finally:
+        reward.close()
+
+
 def _die(items, _args, emit):
     import os
 
