@@ -616,10 +616,12 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
         from vllm import SamplingParams
 
         lora_request = vllm_lora_request(model, adapter_dir) if adapter_dir is not None else None
-        seeds = list(seed) if isinstance(seed, Sequence) else [seed] * len(prompt_ids)
-        params = [SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p,
-                                 top_k=top_k if top_k > 0 else -1, seed=s, stop_token_ids=stop)  # vLLM's off is -1
-                  for s in seeds]
+        def sampling(seed: int | None):
+            return SamplingParams(temperature=temperature, max_tokens=max_new_tokens, n=n, top_p=top_p,
+                                  top_k=top_k if top_k > 0 else -1, seed=seed, stop_token_ids=stop)  # vLLM's off is -1
+
+        # One seed per prompt: a list of SamplingParams, one per request (vLLM's LLM.generate takes either).
+        params = [sampling(s) for s in seed] if isinstance(seed, Sequence) else sampling(seed)
         # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
         # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
         token_prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
