@@ -1,13 +1,15 @@
 """The agentic mode's tool within its limits, on real SQLite databases: its own time limit
 (--tool_timeout_s), results fetched only as far as they are shown and counted, the whole text within
-MAX_RESULT_CHARS."""
+MAX_RESULT_CHARS, and a malformed call counted alike in TRL's GRPO tool loop and in evaluation."""
 
+import os
 import time
 import tracemalloc
 
 import pytest
 
 import agent
+import utils
 from config import BENCHMARK_DEFAULTS, ConfigError, fields_for, parse_config
 from conftest import ROOT
 from sandbox import MAX_RESULT_ROWS, execute_sql
@@ -116,3 +118,76 @@ def test_a_50_column_result_stays_within_max_result_chars_with_its_count_line(ma
     assert long_name.text.endswith("\n(1 row)") and long_error.outcome == "error"
     for call in (long_name, long_error):
         assert len(call.text) + 1 + len(LAST_CALL_NOTE) <= MAX_RESULT_CHARS
+
+
+# ---------------------------------------------------------------- malformed calls and the budget
+
+
+def five_calls(good: str) -> list[dict]:
+    """An unknown tool, a wrong argument name, a query that is no string, then two good calls."""
+    return [{"type": "function", "function": {"name": name, "arguments": arguments}} for name, arguments in (
+        ("run_sql", {"query": good}), ("execute_sql", {"sql": good}), ("execute_sql", {"query": [good]}),
+        ("execute_sql", {"query": good}), ("execute_sql", {"query": good + " LIMIT 1"}))]
+
+
+def test_a_malformed_call_counts_alike_in_trls_loop_and_in_evaluation(tiny_model_dir, tiny_tokenizer, spider,
+                                                                      tmp_path):
+    """One turn makes the five calls of five_calls with a budget of 2. In GRPO, TRL's own tool loop runs
+    them (the model's turn stands in for generation; the tool is real); in evaluation run_tool_call does.
+    Both give the same texts, use the same budget (the two good calls), and only evaluation's record
+    holds the calls TRL answered itself."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    agent.check_tool_template(tiny_tokenizer, "tiny")  # sets the parser's response format, as every stage does
+    ex = spider.examples("train")[0]
+    messages = utils.build_messages(spider.schema(ex["db_id"]), ex["question"])
+    db = str(spider.db_path(ex["db_id"]))
+    calls = five_calls(ex["query"])
+    tool = SQLTool(2.0, 10, workers=0)
+    turn = agent.assistant_turn_ids(tiny_tokenizer, messages, {"role": "assistant", "content": "", "tool_calls": calls},
+                                    {}, tools=agent.tool_schemas())
+    answer = agent.assistant_turn_ids(tiny_tokenizer, messages, {"role": "assistant", "content": ex["query"]}, {},
+                                      tools=agent.tool_schemas())
+
+    # Evaluation's way.
+    env = agent.SQLEnvironment(tool, max_calls=2)
+    env.reset(db_path=db)
+    parsed = agent.parse_turn(tiny_tokenizer, turn, prefix=agent.prompt_ids(tiny_tokenizer, messages, {}))
+    assert [c["function"] for c in parsed["tool_calls"]] == [c["function"] for c in calls]
+    evaluation = [agent.run_tool_call(env, c) for c in parsed["tool_calls"]]
+
+    # GRPO's way: TRL's loop, the same turn.
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        reward_funcs=[lambda completions, **_: [0.0] * len(completions)],
+        args=GRPOConfig(output_dir=str(tmp_path), bf16=False, per_device_train_batch_size=2, num_generations=2,
+                        max_steps=1, max_completion_length=1024, max_tool_calling_iterations=2, report_to=[],
+                        use_cpu=True),
+        train_dataset=Dataset.from_list([{"prompt": messages, "db_path": db}] * 2), processing_class=tiny_tokenizer,
+        environment_factory=lambda: agent.SQLEnvironment(tool, 2))
+    turns = iter([turn, answer])
+    trainer._generate_single_turn = lambda prompt_ids, *_, **__: ([list(next(turns))] * len(prompt_ids), None)
+    loop, seen = trainer._tool_call_loop, []
+
+    def watched(*args):
+        out = loop(*args)
+        seen.append(out[1])  # the conversations, tool messages included
+        return out
+
+    trainer._tool_call_loop = watched
+    trainer._generate_and_score_completions([{"prompt": messages, "db_path": db}] * 2)
+    grpo = [m["content"] for m in seen[0][0] if m["role"] == "tool"]
+
+    assert grpo == evaluation
+    assert evaluation[:3] == [str({"error": "Tool run_sql not found."}),
+                              str({"error": "SQLEnvironment.execute_sql() got an unexpected keyword argument 'sql'"}),
+                              str({"error": "execute_sql: query must be a string, not list"})]
+    assert not evaluation[3].endswith(LAST_CALL_NOTE) and evaluation[4].endswith("\n" + LAST_CALL_NOTE)
+    grpo_env = trainer.environments[0]
+    assert grpo_env.budget_used == env.budget_used == 2
+    assert [c.outcome for c in grpo_env.calls] == ["ok", "ok"]
+    assert [c.outcome for c in env.calls] == ["bad_call"] * 3 + ["ok", "ok"]  # predictions.jsonl keeps them all
+    assert [c.text for c in env.calls[3:]] == [c.text for c in grpo_env.calls]
