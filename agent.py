@@ -12,7 +12,8 @@
                vLLM (utils.generate_ids), also used by --eval_steps and the pass-rate filter
 
 A call beyond the budget is not run (its result says so); the result of the call that uses up the
-budget ends with sql_tool.LAST_CALL_NOTE, so the turn after it is the answer. Imports config, errors,
+budget ends with sql_tool.LAST_CALL_NOTE, so the turn after it is the answer. A malformed call (unknown
+tool, wrong arguments) uses none of the budget, in GRPO and evaluation alike. Imports config, errors,
 sql_tool and utils; TRL and transformers inside functions only (unsloth comes first when used).
 """
 
@@ -37,10 +38,13 @@ class SQLEnvironment:
     def __init__(self, tool: SQLTool | None, max_calls: int) -> None:
         self._tool, self._max_calls = tool, max_calls
         self.db_path: str | None = None
-        self.calls: list[ToolCall] = []
+        self.calls: list[ToolCall] = []  # every call, malformed ones included (run_tool_call records those)
+        # Calls that used the budget: only those that reached this tool well formed. TRL's loop answers a
+        # malformed call itself, before any environment sees it; evaluation must count alike.
+        self.budget_used = 0
 
     def reset(self, db_path: str | None = None, **_row: Any) -> None:
-        self.db_path, self.calls = db_path, []
+        self.db_path, self.calls, self.budget_used = db_path, [], 0
 
     def execute_sql(self, query: str) -> str:
         """Run one read-only SQLite query on the question's database and see its result: the column names and the first rows, or the error message.
@@ -48,14 +52,17 @@ class SQLEnvironment:
         Args:
             query: One SQLite SELECT query.
         """
-        query = query if isinstance(query, str) else str(query)
-        if len(self.calls) >= self._max_calls:
+        if not isinstance(query, str):  # a malformed call: the caller's handler answers it, as TRL's does
+            raise TypeError(f"execute_sql: query must be a string, not {type(query).__name__}")
+        if self.budget_used >= self._max_calls:
             call = ToolCall(query, "budget", None, 0, f"error: {LAST_CALL_NOTE}")
-        elif self._tool is None or self.db_path is None:
-            call = ToolCall(query, "error", None, 0, "error: no database")
         else:
-            call = self._tool.run([(self.db_path, query)])[0]
-            if len(self.calls) + 1 == self._max_calls:
+            self.budget_used += 1
+            if self._tool is None or self.db_path is None:
+                call = ToolCall(query, "error", None, 0, "error: no database")
+            else:
+                call = self._tool.run([(self.db_path, query)])[0]
+            if self.budget_used == self._max_calls:
                 call.text += "\n" + LAST_CALL_NOTE
         self.calls.append(call)
         return call.text
@@ -75,14 +82,16 @@ def tool_schemas() -> list[dict]:
 
 
 def run_tool_call(env: SQLEnvironment, call: dict) -> str:
-    """One parsed call as TRL's tool loop runs it: the tool's text, or {'error': ...} for a call it cannot make."""
+    """One parsed call as TRL's tool loop runs it: the tool's text, or {'error': ...} for a call it cannot make.
+    Such a call is recorded in env.calls (bad_call) but uses none of the budget: in TRL's loop it never
+    reaches the environment."""
     try:
         if call.get("type") != "function":
             raise ValueError(f"Unsupported tool call type: {call.get('type')}")
         function = call["function"]
         if function.get("name") != TOOL_NAME:
             raise ValueError(f"Tool {function.get('name')} not found.")
-        return str(env.execute_sql(**(function.get("arguments") or {})))
+        return str(env.execute_sql(**function["arguments"]))  # as TRL calls it: the same errors, the same texts
     except Exception as exc:  # TRL's loop turns the same failures into this text
         env.calls.append(ToolCall(str(call)[:200], "bad_call", None, 0, str({"error": str(exc)})))
         return str({"error": str(exc)})

@@ -76,6 +76,9 @@ class Config:
                              "max_completion_length and max_seq_length by N x TOOL_CALL_TOKENS (docs/agentic.md)")
     tool_max_rows: int = _f(10, "agentic mode: rows of a query result shown to the model (with the column names and "
                             "the row count)")
+    tool_timeout_s: float = _f(5.0, "agentic mode: time limit per tool call, seconds (not --sql_timeout_s: "
+                               "TRL runs the calls one at a time, so a slow call stalls every rollout; made hard as "
+                               "the reward's, a call stalled well past it has its worker killed)")
     max_train_examples: int = _f(0, "use at most this many training examples, a seeded sample over every database (0 = all)")
     max_eval_examples: int = _f(0, "evaluate at most this many dev examples, a seeded sample over databases and hardness "
                                 "(BIRD: difficulty) (0 = all)")
@@ -258,7 +261,7 @@ class Config:
         for name in ("sql_timeout_s", "sft_learning_rate", "grpo_learning_rate", "lora_r", "sft_batch_size",
                      "sft_grad_accum", "grpo_grad_accum", "eval_batch_size", "reward_workers", "save_steps",
                      "lora_alpha", "sft_epochs", "grpo_max_steps", "max_seq_length", "max_prompt_length",
-                     "max_completion_length", "logging_steps", "save_total_limit"):
+                     "max_completion_length", "logging_steps", "save_total_limit", "tool_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive")
         for name in ("torch_threads", "schema_sample_values", "value_hints", "max_train_examples", "max_eval_examples",
@@ -381,7 +384,7 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
     ("shared by every script", SCRIPTS,
      ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
       "resume", "backend", "seed", "torch_threads", "schema_sample_values", "value_hints", "max_seq_length",
-      "load_in_4bit", "max_tool_calls", "tool_max_rows")),
+      "load_in_4bit", "max_tool_calls", "tool_max_rows", "tool_timeout_s")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("train_benchmarks", "use_train_others", "max_train_examples",
                                                  "gradient_checkpointing", "optim", "weight_decay", "max_grad_norm")),
     ("LoRA (later stages read it from the adapter)", _SFT,

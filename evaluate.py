@@ -273,7 +273,7 @@ def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, example
     chat `fits`, each the final turn of a conversation in which the model ran up to --max_tool_calls
     queries on the question's own database."""
     start = time.time()
-    tool = SQLTool(cfg.sql_timeout_s, cfg.tool_max_rows, workers=1)
+    tool = SQLTool.from_config(cfg)
     options = dict(tool=tool, max_calls=cfg.max_tool_calls, template_kwargs=template_kwargs, adapter_dir=adapter,
                    max_new_tokens=cfg.max_completion_length, max_seq_length=cfg.max_seq_length,
                    batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference, progress=False)

@@ -76,6 +76,7 @@ class ExecResult:
     limit: float = 0.0  # the time limit it ran under
     lossy_text: bool = False  # some text was not UTF-8 and was read with those bytes dropped (BIRD counts it an error)
     columns: list[str] | None = None  # the result's column names (what the agentic mode's tool shows the model)
+    row_count: int | None = None  # with keep_rows: the rows the query returned, counted up to max_rows + 1
 
     @property
     def ok(self) -> bool:
@@ -129,8 +130,12 @@ def close_connections() -> None:
 
 
 def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
-                max_rows: int = MAX_RESULT_ROWS) -> ExecResult:
+                max_rows: int = MAX_RESULT_ROWS, keep_rows: int | None = None) -> ExecResult:
     """Run one untrusted query read-only, within `timeout_s`, with bounded memory. Never raises for bad SQL.
+
+    `keep_rows` (the agentic mode's tool, which shows a few rows and their count): hold only the first
+    `keep_rows` rows and count the rest without holding them, up to `max_rows`; `row_count` is the
+    count, max_rows + 1 when it stopped there. A result larger than max_rows is then no error.
 
     The time limit is checked between SQLite VM steps; SQLite's limits (_SQLITE_LIMITS) keep a single
     step short but not instant. Only a process can be stopped at any moment: WorkerPool does that.
@@ -148,10 +153,10 @@ def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
     conn.text_factory = str  # C-speed decoding; invalid UTF-8 falls back to decode_text below
     start = time.monotonic()
     try:
-        result = _run_query(conn, deadline, sql, timeout_s, max_rows)
+        result = _run_query(conn, deadline, sql, timeout_s, max_rows, keep_rows)
         if result.kind == "error" and "Could not decode to UTF-8" in (result.error or ""):
             conn.text_factory = decode_text
-            result = _run_query(conn, deadline, sql, timeout_s, max_rows)
+            result = _run_query(conn, deadline, sql, timeout_s, max_rows, keep_rows)
             result.lossy_text = result.ok
         result.seconds, result.limit = time.monotonic() - start, timeout_s
         return result
@@ -159,11 +164,14 @@ def execute_sql(db_path: str | os.PathLike, sql: str, timeout_s: float = 2.0,
         conn.text_factory = str
 
 
-def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_s: float, max_rows: int) -> ExecResult:
+def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_s: float, max_rows: int,
+               keep_rows: int | None = None) -> ExecResult:
     deadline.at = time.monotonic() + timeout_s
     cursor = conn.cursor()
     try:
         cursor.execute(sql)
+        if keep_rows is not None:
+            return _first_rows_and_count(cursor, keep_rows, max_rows)
         rows: list[tuple] = []
         size = 0
         while True:
@@ -192,6 +200,19 @@ def _run_query(conn: sqlite3.Connection, deadline: _Deadline, sql: str, timeout_
         return ExecResult(None, "error", str(exc) or type(exc).__name__)
     finally:
         cursor.close()
+
+
+def _first_rows_and_count(cursor: sqlite3.Cursor, keep_rows: int, max_rows: int) -> ExecResult:
+    """The first `keep_rows` rows, and the count of all up to max_rows + 1: the rest pass through 100 at a
+    time and are dropped, so memory holds the kept rows and 100 more, however many the result has."""
+    rows = cursor.fetchmany(keep_rows) if keep_rows > 0 else []
+    count = len(rows)
+    while len(rows) == keep_rows and count <= max_rows:
+        chunk = len(cursor.fetchmany(100))
+        if not chunk:
+            break
+        count += chunk
+    return ExecResult(rows, columns=[d[0] for d in cursor.description or ()], row_count=min(count, max_rows + 1))
 
 
 @dataclass

@@ -403,7 +403,7 @@ def main() -> None:
     )
     args = GRPOConfig(**passed)
     # One tool for every rollout's environment: its worker process runs the calls under a hard time limit.
-    tool = SQLTool(cfg.sql_timeout_s, cfg.tool_max_rows, workers=1) if cfg.max_tool_calls > 0 else None
+    tool = SQLTool.from_config(cfg) if cfg.max_tool_calls > 0 else None
     tools = ({"environment_factory": lambda: agent.SQLEnvironment(tool, cfg.max_tool_calls)}
              if tool is not None else {})
     if tool is not None:  # TRL marks environment_factory experimental: the pinned versions are the ones we test

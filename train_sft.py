@@ -42,7 +42,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     tool = None
     if cfg.max_tool_calls > 0:  # the agentic mode: each example becomes a trajectory (agent.sft_trajectory)
         agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
-        tool = SQLTool(cfg.sql_timeout_s, cfg.tool_max_rows, workers=1)
+        tool = SQLTool.from_config(cfg)
     rows, lengths, used, skipped = [], [], [], []
     try:
         for ex in examples:

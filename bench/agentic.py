@@ -2,7 +2,7 @@
 
 What it measures
     * time the tool adds, without generation: (a) sandbox execution of the gold query through
-      `sql_tool.SQLTool(timeout_s=2.0, max_rows=10)`, with a worker process (workers=1, the path of
+      `sql_tool.SQLTool(timeout_s=--tool_timeout_s, max_rows=10)`, with a worker process (workers=1, the path of
       GRPO, SFT trajectories and evaluation) and in-process (workers=0); (b) rendering a call the way
       TRL's tool loop does: `sql_tool.result_text` + `agent.tool_suffix_ids` (the result's tokens) +
       `agent.parse_turn` of the calling turn. Per call, and per question at N = 1..max_calls calls;
@@ -111,7 +111,7 @@ def main() -> int:
     import config
     import sandbox
     import utils
-    from sql_tool import LAST_CALL_NOTE, TOOL_NAME, SQLTool, result_text
+    from sql_tool import COUNT_LIMIT, LAST_CALL_NOTE, TOOL_NAME, SQLTool, result_text
 
     t0, load0 = time.perf_counter(), os.getloadavg()
     spider = benchmarks.Spider.open(spider_dir)
@@ -124,7 +124,7 @@ def main() -> int:
     ns = range(1, args.max_calls + 1)
     limits = {n: config.parse_config(["--max_tool_calls", str(n)])[0] for n in ns}
     cfg = config.parse_config([])[0]  # the prompt's defaults: schema, sample values, value hints
-    timeout_s, max_rows = cfg.sql_timeout_s, cfg.tool_max_rows
+    timeout_s, max_rows = cfg.tool_timeout_s, cfg.tool_max_rows
 
     # The worker process is spawned on the first call: timed apart, as GRPO pays it once per run.
     tools = {"workers=1": SQLTool(timeout_s, max_rows, workers=1), "workers=0": SQLTool(timeout_s, max_rows, workers=0)}
@@ -158,19 +158,19 @@ def main() -> int:
 
         # Rendering, as TRL's loop does per call once the tool returns: the result text, its tokens, and
         # the parse of the calling turn (which the model generated: its ids and the prefix are given).
-        raw = sandbox.execute_sql(db, gold, timeout_s)
+        raw = sandbox.execute_sql(db, gold, timeout_s, max_rows=COUNT_LIMIT, keep_rows=max_rows)  # as the tool
         prefix = agent.prompt_ids(tiny, messages, kwargs)
         turn = agent.assistant_turn_ids(tiny, messages, agent.call_message(gold), kwargs, tools=agent.tool_schemas())
         times = []
         for k in range(K):
             start = time.perf_counter()
-            text = result_text(raw.columns or [], raw.rows or [], max_rows) if raw.ok else call.text
+            text = result_text(raw.columns or [], raw.rows or [], max_rows, raw.row_count) if raw.ok else call.text
             text += "\n" + LAST_CALL_NOTE if k == K - 1 else ""
             agent.tool_suffix_ids(tiny, [{"role": "tool", "name": TOOL_NAME, "content": text}], kwargs)
             agent.parse_turn(tiny, turn, prefix=prefix)
             times.append(1000 * (time.perf_counter() - start))
         render_ms.append(times)
-        if raw.ok and result_text(raw.columns or [], raw.rows or [], max_rows) != call.text:
+        if raw.ok and result_text(raw.columns or [], raw.rows or [], max_rows, raw.row_count) != call.text:
             odd.append(f"#{i} {ex['db_id']}: result_text differs from the tool's text")
 
         # Lengths: render with the tiny tokenizer (decode its ids: the exact text), count in Qwen tokens.
