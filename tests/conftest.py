@@ -1,4 +1,10 @@
-"""Fixtures on real parts: the shipped mini-Spider, the tiny local Qwen3, SQLite databases in tmp."""
+"""Fixtures on real parts: the shipped mini-Spider, the tiny local Qwen3, SQLite databases in tmp; and the
+test lanes (docs/install.md, "Tests"):
+
+  make test-fast   pytest -m "not slow": everything that trains no model end to end, in about a minute
+  make test        both lanes (CI): the CPU set (trl 1.16) without the unsloth tests, and the GPU set's
+                   Python (trl 1.15, as users install it) without the hf training steps (below)
+"""
 
 import shutil
 import signal
@@ -15,6 +21,48 @@ sys.path.insert(0, str(ROOT))
 import benchmarks
 import utils  # noqa: E402
 from config import MINI_SPIDER_DIR  # noqa: E402
+
+
+MARKERS = {
+    "slow": "trains a model or runs a pipeline stage end to end: left out of `make test-fast`",
+    "hf_training": "takes a training step on the hf backend. trl 1.15 (the GPU set) computes its log-probs "
+                   "with a Triton kernel (trl/kernels/chunked_logprob.py) that needs a GPU: skipped there on CPU",
+    "unsloth": "runs the unsloth backend (its CPU backend): in the GPU set's lane, on the trl that unsloth "
+               "2026.10.9 accepts (<= 1.15)",
+}
+# Fixtures that train with the hf backend: every test that uses one (directly or through another) trains.
+HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke", "runs"}
+
+
+def pytest_configure(config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def trl_trains_on_cpu() -> bool:
+    """trl >= 1.16 has a plain-torch log-prob path; 1.15 needs CUDA for it (unsloth reroutes it on CPU)."""
+    import importlib.metadata
+
+    from packaging.version import Version
+
+    if Version(importlib.metadata.version("trl")) >= Version("1.16.0"):
+        return True
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if HF_TRAINING_FIXTURES & set(item.fixturenames):
+            item.add_marker("hf_training")
+        if item.get_closest_marker("hf_training") or item.get_closest_marker("unsloth"):
+            item.add_marker("slow")
+    if not trl_trains_on_cpu():
+        skip = pytest.mark.skip(reason="an hf training step: trl 1.15's log-probs need a GPU (Triton kernel)")
+        for item in items:
+            if item.get_closest_marker("hf_training"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -185,6 +185,17 @@ def test_tool_mode_sizes_its_lengths_and_zero_leaves_every_default():
 # ---------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
+def test_evaluation_in_the_agentic_mode_runs_on_the_installed_trl(tmp_path):
+    """The command that died on trl 1.15 (the GPU set) at its first question, with parse_response's `tools`
+    argument that only trl 1.16 has: both lanes of `make test` run it."""
+    result = run_script("evaluate.py", "--preset", "smoke", "--max_tool_calls", "1", "--adapter", "none",
+                        "--max_eval_examples", "2", "--output_dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = json.loads(next((tmp_path / "eval").rglob("metrics.json")).read_text())
+    assert metrics["max_tool_calls"] == 1 and metrics["examples"] == 2
+
+
 @pytest.fixture(scope="module")
 def agentic(tmp_path_factory):
     """SFT with --max_tool_calls 2, then evaluation (greedy + 2 sampled, voted) and GRPO with --eval_steps."""
@@ -304,6 +315,7 @@ def test_grpo_loss_mask_leaves_out_the_tool_results(agentic, spider, tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("unsloth") is None, reason="unsloth is not installed")
+@pytest.mark.unsloth
 def test_unsloth_cpu_backend_runs_the_agentic_mode(agentic, tmp_path):
     """SFT (a few steps, pre-tokenized trajectories through unsloth's SFTTrainer), GRPO on TRL's tool loop
     inside unsloth's trainer, and evaluation, on unsloth's CPU backend with --fast_inference false."""

@@ -10,7 +10,10 @@ configs) are checked by the tests that build the real configs, in both lanes.
 
 import ast
 import importlib
+import importlib.metadata
 import inspect
+import os
+import re
 
 import pytest
 
@@ -107,3 +110,21 @@ def test_the_check_catches_the_trl_116_only_keyword(tmp_path):
     import trl
 
     assert takes_tools == (trl.__version__ != "1.15.0")  # the GPU set's version lacks it: the lane would fail
+
+
+@pytest.mark.skipif("SQL_RLVR_REQUIREMENTS" not in os.environ, reason="run by a lane of `make test`, which names its file")
+def test_this_lane_runs_exactly_the_versions_its_requirement_file_pins():
+    """Each lane of `make test` says which requirement file it stands for (requirements-cpu.txt: CI's CPU
+    set; requirements.txt: the GPU set users install): every package that file pins and that is installed
+    here has exactly that version, so a green lane speaks for that set."""
+    path = ROOT / os.environ["SQL_RLVR_REQUIREMENTS"]
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#;]+)", path.read_text(), re.M))
+    assert {"torch", "transformers", "trl", "peft", "accelerate", "datasets"} <= set(pins)
+    checked = {}
+    for name, pinned in pins.items():
+        try:
+            checked[name] = importlib.metadata.version(name).split("+")[0]  # torch 2.13.0+cpu is 2.13.0
+        except importlib.metadata.PackageNotFoundError:
+            assert name in ("vllm", "wandb"), f"{name} (pinned in {path.name}) is not installed"
+    wrong = {name: (version, pins[name]) for name, version in checked.items() if version != pins[name]}
+    assert not wrong, f"installed vs {path.name}: {wrong}"

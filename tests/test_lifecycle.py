@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import errors
 import runs
 from conftest import ROOT, default_sigint, run_script
@@ -51,6 +53,7 @@ def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None
         assert fragment in result.stderr, result.stderr
 
 
+@pytest.mark.hf_training
 def test_overwrite_clears_the_old_run_and_resume_only_continues_its_own(tmp_path):
     # The issue's scenario, scaled down: an old finished run (checkpoints 3 and 6), then an --overwrite
     # run with other settings stopped after its checkpoint-2. Before the fix the folder held both runs'
@@ -106,6 +109,7 @@ def test_overwrite_clears_the_old_run_and_resume_only_continues_its_own(tmp_path
     assert "loss" in resumed.stdout
 
 
+@pytest.mark.hf_training
 def test_interrupted_before_the_first_checkpoint_says_so_and_a_fresh_run_works(tmp_path):
     out = tmp_path / "sft"
     args = [*SFT, "--output_dir", str(tmp_path), "--save_steps", "100"]
@@ -122,6 +126,7 @@ def test_interrupted_before_the_first_checkpoint_says_so_and_a_fresh_run_works(t
     assert logged_steps(out) == [1, 2, 3]
 
 
+@pytest.mark.hf_training
 def test_the_rerun_chain_goes_through_finished_stages(tmp_path):
     out = tmp_path
     sft = run_script(*SFT, "--output_dir", str(out), "--sft_max_steps", "4", "--save_steps", "2")

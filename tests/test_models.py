@@ -115,6 +115,7 @@ def test_each_process_loads_onto_its_own_device_and_nothing_goes_to_cuda_without
         assert rank["cuda_initialized"] is False
 
 
+@pytest.mark.hf_training
 def test_a_seed_gives_the_same_run_whether_the_tiny_model_was_built_now_or_cached(tmp_path):
     # Building the tiny model inside the training process used to consume random state: the first run
     # after a clone logged other losses than every later one (9.1295 vs 9.1230 at step 2).

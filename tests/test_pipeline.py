@@ -277,6 +277,7 @@ def test_evaluate_overwrite_leaves_no_file_of_the_earlier_evaluation(tmp_path, s
     assert json.loads((ev / "metrics.json").read_text())["examples"] == 4
 
 
+@pytest.mark.hf_training
 def test_logs_written_to_a_file_put_each_line_on_its_own(tmp_path):
     # Output redirected to a file (`> log 2>&1`) has no progress bar to share a line with: every step line
     # starts a line, and nothing opens with blank lines (the tiny tokenizer's training used to print three).

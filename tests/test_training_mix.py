@@ -141,6 +141,7 @@ def test_grpo_trains_on_the_mix_with_counts_per_benchmark_and_evaluation_stays_o
     assert "--train_benchmarks spider,bird: BIRD folder" in missing.stderr
 
 
+@pytest.mark.hf_training
 def test_sft_logs_the_counts_per_benchmark(tmp_path):
     result = run_script("train_sft.py", *MIX, "--output_dir", str(tmp_path), "--sft_max_steps", "2")
     assert result.returncode == 0, result.stderr[-3000:]

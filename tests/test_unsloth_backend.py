@@ -23,6 +23,8 @@ import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS
 from conftest import ROOT, assert_official_files_pair, assert_trainer_args_follow_config
 
+pytestmark = pytest.mark.unsloth
+
 UNSLOTH = ["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false"]
 
 
