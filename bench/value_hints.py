@@ -154,7 +154,8 @@ def synthetic_timing(n: int, stored: dict, dev: list[dict], k: int) -> str:
 
 def synthetic_db(path: Path, n: int, columns: int, urls: bool = False) -> None:
     """A database of `n` distinct texts in `columns` TEXT columns (n / columns rows): names of 2-3 seeded
-    pseudo-words ("Vorel Kanti"), or URL-like texts of 40-60 characters; distinct by construction."""
+    pseudo-words ("Abjjuzrya Aai", 7-29 characters), or URL-like texts of 47-66 characters; distinct by
+    construction."""
     rng = random.Random(0)
     words = sorted({"".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))).capitalize()
                     for _ in range(6000)})[:5000]
