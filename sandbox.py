@@ -24,6 +24,14 @@ def decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="ignore")
 
 
+def read_only_uri(db_path: str | os.PathLike, immutable: bool = True) -> str:
+    """The SQLite URI that opens a file read-only. The absolute path is percent-quoted: raw, a '#' or '?' in
+    a folder's name would end the path (another file opened, read-write) and '%20' would name another file."""
+    uri = "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(db_path)))
+    # immutable=1: no locks, journals or -shm files are ever created (for a file nothing writes while open).
+    return uri + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+
+
 MAX_RESULT_ROWS = 100_000  # more rows than any Spider gold result; a runaway SELECT stops here
 MAX_RESULT_BYTES = 64 * 2**20  # text/blob bytes held for one result
 # SQLite's own limit on one string or blob (SQLITE_LIMIT_LENGTH). It bounds the work of one function
@@ -107,9 +115,7 @@ def _connection(db_path: str) -> tuple[sqlite3.Connection, _Deadline]:
             raise FileNotFoundError(db_path)
         if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables: "no such table"
             raise sqlite3.DatabaseError("empty file, not a database")
-        # mode=ro: no writes; immutable=1: no locks, journals or -shm files are ever created.
-        uri = "file:" + urllib.parse.quote(os.path.abspath(db_path)) + "?mode=ro&immutable=1"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(read_only_uri(db_path), uri=True, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA temp_store = MEMORY")  # sorts never spill into temporary files
         conn.execute(f"PRAGMA hard_heap_limit = {SQLITE_HEAP_LIMIT}")
         for name, value in _SQLITE_LIMITS.items():

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from pathlib import Path
 from typing import NamedTuple
 
 from errors import DataError
-from sandbox import decode_text
+from sandbox import decode_text, read_only_uri
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"ORDER", "GROUP", "SELECT", "FROM", "WHERE", "TABLE", "INDEX", "KEY", "PRIMARY", "FOREIGN",
@@ -114,7 +113,7 @@ def read_schema(db_path: str | os.PathLike, sample_values: int = 0, tables_entry
     json_pks, json_fks = keys_from_tables_json(tables_entry) if tables_entry else ({}, {})
     if os.path.getsize(db_path) == 0:  # SQLite would open it as a database without tables
         raise DataError(f"cannot read schema of {db_path}: empty file, not a database (an interrupted download or copy?)")
-    conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro&immutable=1", uri=True)
+    conn = sqlite3.connect(read_only_uri(db_path), uri=True)
     conn.text_factory = decode_text
     try:
         tables = [r[0] for r in conn.execute(

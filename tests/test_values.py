@@ -6,6 +6,10 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,7 @@ import errors
 import runs
 import utils
 import values
+from conftest import ROOT
 from config import MINI_BIRD_DIR, MINI_SPIDER_DIR, SCRIPTS, Config, ConfigError, parse_config, run_defining_config
 from schema import VALUE_HINTS_LABEL
 
@@ -110,9 +115,11 @@ def test_the_index_is_cached_outside_the_database_and_rebuilt_when_it_changes(tm
     cache = tmp_path / "cache"
     index = values.value_index(db, cache)
     assert index.lookup("restaurants in Eastport", 3) == {("businesses", "city"): ["Eastport"]}
-    # Never written into the database or beside it; the cache holds one file per database, nothing half-written.
+    # Never written into the database or beside it; the cache holds one file per database (and the empty
+    # lock file its builder took), nothing half-written.
     assert sha256(db) == before and sorted(os.listdir(db.parent)) == listing
-    assert [p.name for p in cache.iterdir()] == [values.index_path_for(db, cache).name]
+    name = values.index_path_for(db, cache).name
+    assert sorted(p.name for p in cache.iterdir()) == [name, name + ".lock"]
     built = values.index_path_for(db, cache).stat().st_mtime_ns
     assert values.value_index(db, cache) is index  # unchanged file: the open index, not a rebuild
 
@@ -126,7 +133,7 @@ def test_the_index_is_cached_outside_the_database_and_rebuilt_when_it_changes(tm
     assert fresh is not index and values.index_path_for(db, cache).stat().st_mtime_ns != built
     assert fresh.lookup("restaurants in Eastport", 3) == {}
     assert fresh.lookup("restaurants in Northgate", 3) == {("businesses", "city"): ["Northgate"]}
-    assert [p.name for p in cache.iterdir()] == [values.index_path_for(db, cache).name]
+    assert sorted(p.name for p in cache.iterdir()) == [name, name + ".lock"]
 
 
 def test_default_zero_keeps_todays_prompts_byte_for_byte(spider, bird):
@@ -175,3 +182,114 @@ def test_the_flag_is_part_of_every_stages_run_identity(tmp_path):
         with pytest.raises(errors.UserError, match=r"other settings \(value_hints: 0 -> 3\)"):
             runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True, value_hints=3), "run_info.json")
         assert runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True), "run_info.json") == str(checkpoint)
+
+
+def stray_files(folder) -> list[str]:
+    """What a folder holds besides value indexes and their lock files (a temporary file, a stray database)."""
+    return sorted(p.name for p in Path(folder).iterdir() if not p.name.endswith((".sqlite", ".sqlite.lock")))
+
+
+def test_database_paths_with_uri_characters_are_indexed(make_db, tmp_path):
+    # '#' ends a URI's path and '%20' is an escape: a raw path opened another file or none at all.
+    script = "CREATE TABLE team (name TEXT, city TEXT); INSERT INTO team VALUES ('Harbour Hawks', 'Northport');"
+    cache = tmp_path / "cache #1"
+    for name in ("ab#c/teams.sqlite", "teams%20x.sqlite", "what?mode=rw/a b.sqlite"):
+        db = tmp_path / name
+        db.parent.mkdir(exist_ok=True)
+        make_db(script, name)
+        listing = sorted(os.listdir(db.parent))
+        index = values.value_index(db, cache)
+        assert index.lookup("Teams from Northport?", 3) == {("team", "city"): ["Northport"]}, name
+        assert sorted(os.listdir(db.parent)) == listing  # nothing opened or created beside it
+        assert stray_files(cache) == []
+    assert sorted(os.listdir(tmp_path)) == sorted(["ab#c", "teams%20x.sqlite", "what?mode=rw", "cache #1"])
+    # A file that is not a database, or is empty: one line, and nothing left in the cache.
+    for name, content in (("bad%20file.sqlite", b"not a database, " * 100), ("empty.sqlite", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(errors.UserError, match="--value_hints: cannot index|not a database"):
+            values.value_index(tmp_path / name, cache)
+        assert stray_files(cache) == []
+    with pytest.raises(errors.UserError, match="no database file"):
+        values.value_index(tmp_path / "missing%20.sqlite", cache)
+
+
+def test_a_column_indexes_at_most_its_most_frequent_values(make_db, tmp_path, monkeypatch):
+    monkeypatch.setattr(values, "MAX_VALUES_PER_COLUMN", 50)
+    rows = [(f"https://example.org/page/{i}", "Rare" if i % 2 else "Common") for i in range(300)]
+    rows += [("https://example.org/popular", "Common")] * 3 + [("https://example.org/liked", "Common")] * 2
+    db = make_db("CREATE TABLE pages (url TEXT, kind TEXT);")
+    conn = sqlite3.connect(db)
+    conn.executemany("INSERT INTO pages VALUES (?, ?)", rows)
+    conn.commit()
+    conn.close()
+    stored = values.value_index(db, tmp_path / "cache").all_values()
+    urls = stored[("pages", "url")]
+    # The most frequent first, then ties by value: deterministic, and the cap holds.
+    assert len(urls) == 50 and {"https://example.org/popular", "https://example.org/liked"} <= set(urls)
+    assert set(urls) == {"https://example.org/popular", "https://example.org/liked"} | {
+        u for u, _ in sorted(rows[:300])[:48]}
+    assert sorted(stored[("pages", "kind")]) == ["Common", "Rare"]
+
+
+# A child process that asks for the index of a database. Its build is watched (each call prints BUILT)
+# and held until both children have asked, so that the two requests overlap for sure.
+CHILD = """
+import json, sys, time
+from pathlib import Path
+import values
+db, cache, ready, me = sys.argv[1:]
+real = values.build_index
+def build(*args):
+    print("BUILT", flush=True)
+    for _ in range(1000):
+        if len(list(Path(ready).iterdir())) == 2:
+            break
+        time.sleep(0.01)
+    time.sleep(0.5)  # the other one is now waiting for the lock (or, without one, building too)
+    real(*args)
+values.build_index = build
+(Path(ready) / me).touch()
+print(json.dumps(sorted(values.value_index(db, cache).all_values().items())), flush=True)
+"""
+
+
+def test_one_process_builds_an_index_while_the_others_wait_for_it(make_db, tmp_path):
+    db = make_db("CREATE TABLE team (name TEXT, city TEXT); INSERT INTO team VALUES ('Harbour Hawks', 'Northport');")
+    cache, ready = tmp_path / "cache", tmp_path / "ready"
+    ready.mkdir()
+    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(cache), str(ready), me],
+                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for me in ("a", "b")]
+    outputs = [child.communicate(timeout=60) for child in children]
+    assert [child.returncode for child in children] == [0, 0], [err for _out, err in outputs]
+    lines = [out.splitlines() for out, _err in outputs]
+    assert sorted(len(out) for out in lines) == [1, 2]  # exactly one printed BUILT
+    assert sum(out.count("BUILT") for out in lines) == 1
+    assert lines[0][-1] == lines[1][-1] and "Northport" in lines[0][-1]
+    assert stray_files(cache) == []
+
+
+def test_a_killed_builder_blocks_nobody_and_leaves_no_temporary_file(make_db, tmp_path):
+    db = make_db("CREATE TABLE team (name TEXT, city TEXT); INSERT INTO team VALUES ('Harbour Hawks', 'Northport');")
+    cache, marker = tmp_path / "cache", tmp_path / "building"
+    hang = ("import sys, time, pathlib, values\n"
+            "def hang(*args):\n"
+            "    pathlib.Path(sys.argv[2]).touch()\n"
+            "    time.sleep(60)\n"
+            "values.indexed_column = hang  # called mid-build, with the lock held and the temporary file open\n"
+            "values.value_index(sys.argv[1], sys.argv[3])\n")
+    child = subprocess.Popen([sys.executable, "-c", hang, str(db), str(marker), str(cache)], cwd=ROOT)
+    try:
+        for _ in range(3000):
+            if marker.exists() or child.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert marker.exists()
+    finally:
+        child.kill()
+        child.wait()
+    assert stray_files(cache)  # what the killed builder left: its temporary file
+    start = time.monotonic()
+    index = values.value_index(db, cache)
+    assert time.monotonic() - start < 10 and index.lookup("Teams from Northport?", 3)
+    assert stray_files(cache) == []
