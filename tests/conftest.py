@@ -31,7 +31,10 @@ MARKERS = {
                "2026.10.9 accepts (<= 1.15)",
 }
 # Fixtures that train with the hf backend: every test that uses one (directly or through another) trains.
-HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke", "runs"}
+HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke"}
+# Under pytest-xdist (`--dist loadgroup`), the tests of one trained run share a worker, so the run is
+# trained once: the first fixture named here that a test uses is its group.
+SHARED_RUNS = ("agentic", "bird_smoke", "unsloth_smoke", "smoke_sft")
 
 
 def pytest_configure(config) -> None:
@@ -52,10 +55,14 @@ def trl_trains_on_cpu() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if HF_TRAINING_FIXTURES & set(item.fixturenames):
             item.add_marker("hf_training")
+        group = next((name for name in SHARED_RUNS if name in item.fixturenames), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
         if item.get_closest_marker("hf_training") or item.get_closest_marker("unsloth"):
             item.add_marker("slow")
     if not trl_trains_on_cpu():

@@ -315,10 +315,10 @@ def test_grpo_loss_mask_leaves_out_the_tool_results(agentic, spider, tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("unsloth") is None, reason="unsloth is not installed")
-@pytest.mark.unsloth
 def test_unsloth_cpu_backend_runs_the_agentic_mode(agentic, tmp_path):
     """SFT (a few steps, pre-tokenized trajectories through unsloth's SFTTrainer), GRPO on TRL's tool loop
-    inside unsloth's trainer, and evaluation, on unsloth's CPU backend with --fast_inference false."""
+    inside unsloth's trainer, and evaluation, on unsloth's CPU backend with --fast_inference false. It
+    needs the hf-trained agentic adapter (one that makes calls), so it runs in the CPU set's lane."""
     out, _ = agentic
     clean = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_")}
     unsloth = AGENTIC + ["--backend", "unsloth", "--fast_inference", "false", "--output_dir", str(tmp_path)]

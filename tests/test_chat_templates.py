@@ -174,6 +174,7 @@ def test_qwen3_hybrid_with_thinking_left_on_fails_loudly(make_family):
     assert utils.render_prompt(tokenizer, utils.build_messages("s", "q")).endswith("<think>\n\n</think>\n\n")
 
 
+@pytest.mark.slow
 def test_deepseek_r1_distill_is_refused_in_one_line(make_family, tmp_path):
     # Its generation prompt opens a <think> block, and its assistant turn drops everything up to </think>:
     # no chat makes training and inference render the same text.

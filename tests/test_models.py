@@ -22,6 +22,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return result.stderr
 
 
+@pytest.mark.slow
 def test_a_model_path_that_does_not_exist_is_one_line(tmp_path):
     for name in ("/path/that/does/not/exist", "./no-model-here", "outputs/merged/nothing"):
         err = one_line_error(run_script("train_sft.py", "--preset", "smoke", "--model_name", name,
@@ -34,6 +35,7 @@ def test_a_model_path_that_does_not_exist_is_one_line(tmp_path):
     assert "is not a model folder (no config.json in it)" in err
 
 
+@pytest.mark.slow
 def test_a_hub_model_without_network_or_cache_is_one_line_saying_how_to_download(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf-cache")}  # an empty Hugging Face cache
     args = [sys.executable, "evaluate.py", "--preset", "smoke", "--model_name", "Qwen/Qwen3-0.6B", "--adapter", "none",
@@ -97,6 +99,7 @@ print(json.dumps({{"rank": int(os.environ["RANK"]), "state": str(state.device),
 """
 
 
+@pytest.mark.slow
 def test_each_process_loads_onto_its_own_device_and_nothing_goes_to_cuda_without_it(tmp_path):
     # Two gloo processes, as `accelerate launch` starts them: each rank's inference model sits on its
     # own process's device, a model to train stays where it loaded until the trainer places it, and

@@ -121,6 +121,7 @@ def test_finished_outputs_are_never_clobbered(smoke):
     assert run_script("evaluate.py", "--preset", "smoke", "--output_dir", str(out), "--adapter", "grpo").returncode == 2
 
 
+@pytest.mark.slow
 def test_missing_inputs_are_one_clear_line(tmp_path):
     cases = [
         (["train_grpo.py", "--preset", "smoke", "--output_dir", str(tmp_path)], "run `python train_sft.py`"),

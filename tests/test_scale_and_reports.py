@@ -87,6 +87,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, smoke_sft, script
     utils.read_adapter_config(out)  # a valid adapter was written
 
 
+@pytest.mark.slow
 def test_export_merged_reloads_without_peft_and_answers_like_the_adapter(tmp_path, spider):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -9,7 +9,7 @@ import benchmarks
 import sandbox
 import scoring
 from config import MINI_SPIDER_DIR
-from conftest import run_script
+from conftest import copy_sft, run_script
 
 SUITE = MINI_SPIDER_DIR / "test_suite"
 
@@ -121,11 +121,11 @@ def test_training_never_reads_test_files(tmp_path):
 # ---------------------------------------------------------------- the tiny model end to end
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, smoke_sft):
     out = tmp_path_factory.mktemp("suite_e2e")
+    copy_sft(smoke_sft, out)  # the session's smoke SFT adapter: these runs only read it
     smoke = ["--preset", "smoke", "--output_dir", str(out)]
     steps = {
-        "sft": ["train_sft.py", *smoke, "--sft_max_steps", "60"],
         "greedy": ["evaluate.py", *smoke, "--adapter", "sft"],
         "voted": ["evaluate.py", "--preset", "smoke", "--output_dir", str(out / "voted"), "--adapter", str(out / "sft"),
                   "--num_samples", "4", "--ts_db_dir", str(SUITE)],

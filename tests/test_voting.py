@@ -51,6 +51,7 @@ def test_failing_empty_refused_and_timed_out_candidates_do_not_vote(db_dir):
     assert record["candidate_outcomes"][:4] == ["invalid", "empty", "empty", "invalid"]
 
 
+@pytest.mark.slow
 def test_a_candidate_stopped_at_the_hard_limit_does_not_vote_and_the_others_still_do(db_dir, monkeypatch):
     # trim(x, y) in one VM step stalls for about 40 s: only killing the worker stops it (WorkerPool).
     # That candidate runs out of time and must not vote; the other candidates of the question still do.
