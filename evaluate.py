@@ -37,15 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import agent
-import benchmarks
-from export import export_merged
-import runs
-import scoring
 import utils
-from answers import extract_sql
-from errors import StageFinished, UserError
-from sql_tool import SQLTool
+from sql_rlvr import agent, benchmarks, runs, scoring
+from sql_rlvr.answers import extract_sql
+from sql_rlvr.errors import StageFinished, UserError
+from sql_rlvr.export import export_merged
+from sql_rlvr.sql_tool import SQLTool
 
 
 def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_distinct: bool = False) -> str:

@@ -25,17 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import agent
-import benchmarks
-import execution_reward
-import runs
-import scoring
-import trainers
-import utils
-from answers import extract_sql
-from errors import UserError
-from runs import adapter_digest
-from sql_tool import SQLTool
+import utils  # model loading, the prompt, and the execution reward (utils.SQLExecutionReward)
+from sql_rlvr import agent, benchmarks, runs, scoring, trainers
+from sql_rlvr.answers import extract_sql
+from sql_rlvr.errors import UserError
+from sql_rlvr.runs import adapter_digest
+from sql_rlvr.sql_tool import SQLTool
 
 
 def grpo_batch_args(cfg, world_size: int) -> dict:
@@ -83,7 +78,7 @@ def grpo_rows(cfg, datasets: dict, examples: list[dict], tokenizer) -> tuple[lis
     return rows, lengths, skipped
 
 
-def sample_lines(reward: execution_reward.SQLExecutionReward):
+def sample_lines(reward: utils.SQLExecutionReward):
     """The lines after each GRPO step line: a few of the step's answers (outcome, reward, the answer's
     start). TRL's own sample table repeats the whole schema prompt of each sample (~150 lines a step), so
     it is not printed; every completion is in grpo/completions/*.parquet and wandb instead."""
@@ -193,7 +188,7 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
     return DevEX()
 
 
-def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: execution_reward.SQLExecutionReward,
+def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: utils.SQLExecutionReward,
                 adapter_dir: Path, template_kwargs: dict, rank: int = 0, world: int = 1,
                 tool: SQLTool | None = None) -> tuple[list[int], int]:
     """For each row, how many of --grpo_filter_samples answers of the model (the SFT adapter, before any
@@ -299,7 +294,7 @@ def leave_out_always_matched(rows: list[dict], counts: list[int], k: int) -> lis
 
 
 def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: str, rows: list[dict],
-                     keys: list[tuple[str, str, str]], reward: execution_reward.SQLExecutionReward, sft_dir: Path, sft_digest: str,
+                     keys: list[tuple[str, str, str]], reward: utils.SQLExecutionReward, sft_dir: Path, sft_digest: str,
                      template_kwargs: dict, args, tool: SQLTool | None = None) -> tuple[list[dict], dict]:
     """--grpo_filter_samples K: (the rows left for GRPO, the counts for run_info.json). A new run samples
     and writes <out>/prompt_pass_rates.jsonl (one record per prompt) before training starts; --resume
@@ -349,10 +344,10 @@ def main() -> None:
 
     datasets = utils.open_training_benchmarks(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
-    reward = execution_reward.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers,
-                                                 execution_reward.RewardValues.from_config(cfg),
-                                                 num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule,
-                                                 tool_calls=cfg.max_tool_calls > 0)
+    reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers,
+                                      utils.RewardValues.from_config(cfg),
+                                      num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule,
+                                      tool_calls=cfg.max_tool_calls > 0)
     reward.start()  # its worker processes start while the model loads; they run the gold checks below
 
     backend = utils.pick_backend(cfg)
@@ -376,7 +371,7 @@ def main() -> None:
 
     # Fail now, not at step 1000, if a gold query does not run; leave out empty gold results (free reward).
     fitting = rows
-    rows, skipped_empty_gold = execution_reward.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
+    rows, skipped_empty_gold = utils.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
     kept = {id(row) for row in rows}
     by_benchmark = utils.count_by_benchmark(list(datasets), prompts=rows, skipped_over_max_prompt_length=skipped,
                                             skipped_empty_gold=[row for row in fitting if id(row) not in kept])

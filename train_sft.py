@@ -13,12 +13,10 @@ from config import SFT_TRAINER_ARGS, Config, parse_config  # first: it stops Pyt
 import time
 from pathlib import Path
 
-import agent
-import runs
-import trainers
 import utils
-from errors import UserError
-from sql_tool import SQLTool
+from sql_rlvr import agent, runs, trainers
+from sql_rlvr.errors import UserError
+from sql_rlvr.sql_tool import SQLTool
 
 
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):

@@ -20,11 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import benchmarks
-import tiny_model
 from config import TINY_MODEL_NAME, Config
-from errors import DataError, UserError
-from hardness import spider_hardness
+from sql_rlvr import benchmarks, tiny_model
+from sql_rlvr.errors import DataError, UserError
+# The execution-based SQLite reward (defined in sql_rlvr/execution_reward.py), re-exported here beside model
+# loading and the prompt: the entry scripts take all three from utils.
+from sql_rlvr.execution_reward import RewardValues, SQLExecutionReward, checked_gold_rows, sql_reward  # noqa: F401
+from sql_rlvr.hardness import spider_hardness
 
 
 # ======================================================================

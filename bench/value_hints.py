@@ -71,8 +71,8 @@ def gold_literals(sql: str, names: set[str]) -> list[str]:
 
 def stored_text(db_path: Path) -> dict[str, set[tuple[str, str]]]:
     """{text value: {(table, column) lowercased}} over every column of the database."""
-    from sandbox import decode_text, read_only_uri
-    from schema import quote_name
+    from sql_rlvr.sandbox import decode_text, read_only_uri
+    from sql_rlvr.schema import quote_name
 
     conn = sqlite3.connect(read_only_uri(db_path), uri=True)
     conn.text_factory = decode_text
@@ -120,7 +120,7 @@ def synthetic_timing(n: int, stored: dict, dev: list[dict], k: int) -> str:
     import random
     import re
 
-    import values
+    from sql_rlvr import values
 
     words = sorted({w for where in stored.values() for v in where for w in re.findall(r"[A-Za-z]{3,}", v)})
     rng = random.Random(0)
@@ -180,7 +180,7 @@ def synthetic_db(path: Path, n: int, columns: int, urls: bool = False) -> None:
 BUILD_CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-import values
+from sql_rlvr import values
 if sys.argv[4] != "default":
     values.MAX_VALUES_PER_COLUMN = int(sys.argv[4])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -193,7 +193,7 @@ print(json.dumps({"s": time.perf_counter() - start, "path": str(index.path), "be
 
 def build_scale(sizes: list[int], uncapped: bool) -> str:
     """The table of --build_sizes: each database built cold in a fresh process (its progress lines counted)."""
-    import values
+    from sql_rlvr import values
 
     cap = values.MAX_VALUES_PER_COLUMN
     cases = [(f"{n:,} names, 10 columns", n, 10, False) for n in sizes]
@@ -243,11 +243,9 @@ def main() -> int:
         print(f"skipped: Spider not found at {spider_dir} (needs dev.json, tables.json, database/)")
         return 0
 
-    import benchmarks
-    import tiny_model
     import utils
-    import values
-    from schema import VALUE_HINTS_LABEL
+    from sql_rlvr import benchmarks, tiny_model, values
+    from sql_rlvr.schema import VALUE_HINTS_LABEL
     from rapidfuzz import fuzz, process
     from rapidfuzz.utils import default_process
     from transformers import AutoTokenizer

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks
-import errors
-import execution_reward
-import scoring
-import trainers
+from sql_rlvr import benchmarks
+from sql_rlvr import errors
+from sql_rlvr import execution_reward
+from sql_rlvr import scoring
+from sql_rlvr import trainers
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS, parse_config
 from conftest import assert_official_files_pair, assert_trainer_args_follow_config, copy_sft, run_script
@@ -284,7 +284,7 @@ def test_logs_written_to_a_file_put_each_line_on_its_own(tmp_path):
     import subprocess
     import sys
 
-    import tiny_model
+    from sql_rlvr import tiny_model
     from conftest import ROOT
 
     shutil.rmtree(tiny_model.TINY_MODEL_DIR, ignore_errors=True)  # the first run after a clone builds it

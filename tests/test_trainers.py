@@ -4,8 +4,8 @@ import types
 
 import pytest
 
-import errors
-import trainers
+from sql_rlvr import errors
+from sql_rlvr import trainers
 
 
 def test_the_out_of_memory_hint_never_sends_vllm_users_to_4_bit():

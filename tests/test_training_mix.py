@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import errors
-import execution_reward
+from sql_rlvr import errors
+from sql_rlvr import execution_reward
 import train_grpo
 import train_sft
 import utils

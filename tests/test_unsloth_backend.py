@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import errors
-import trainers
+from sql_rlvr import errors
+from sql_rlvr import trainers
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS
 from conftest import ROOT, assert_official_files_pair, assert_trainer_args_follow_config
@@ -150,7 +150,8 @@ def test_unsloth_export_refuses_float32_in_one_line_and_keeps_the_export(unsloth
 LABELS_AND_PROBE = """
 import json, sys
 from pathlib import Path
-import train_sft, trainers
+import train_sft
+from sql_rlvr import trainers
 from config import parse_config
 
 cfg, _ = parse_config(["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false", "--output_dir", sys.argv[1],

@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from answers import extract_sql, opens_tool_call
 from config import Config
-from errors import UserError
-from sandbox import ExecResult, WorkerPool, execute_sql
-from scoring import GOLD_TIMEOUT_S, MatchRule, match_rule, order_matters, unordered_rows
+from sql_rlvr.answers import extract_sql, opens_tool_call
+from sql_rlvr.errors import UserError
+from sql_rlvr.sandbox import ExecResult, WorkerPool, execute_sql
+from sql_rlvr.scoring import GOLD_TIMEOUT_S, MatchRule, match_rule, order_matters, unordered_rows
 
 OUTCOMES = ("match", "partial", "wrong", "invalid", "empty")  # what one model answer can come to (the reward's)
 

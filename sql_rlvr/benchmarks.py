@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import scoring
 from config import Config
-from errors import DataError, UserError
-from hardness import HARDNESS_LEVELS
-from schema import SchemaTable, read_schema, render_schema, tables_from_json
-from values import value_index
+from sql_rlvr import scoring
+from sql_rlvr.errors import DataError, UserError
+from sql_rlvr.hardness import HARDNESS_LEVELS
+from sql_rlvr.schema import SchemaTable, read_schema, render_schema, tables_from_json
+from sql_rlvr.values import value_index
 
 # ======================================================================
 # Spider's release layout

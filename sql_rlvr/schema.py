@@ -13,8 +13,8 @@ import re
 import sqlite3
 from typing import NamedTuple
 
-from errors import DataError
-from sandbox import decode_text, read_only_uri
+from sql_rlvr.errors import DataError
+from sql_rlvr.sandbox import decode_text, read_only_uri
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"ORDER", "GROUP", "SELECT", "FROM", "WHERE", "TABLE", "INDEX", "KEY", "PRIMARY", "FOREIGN",
