@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import utils
-from sql_rlvr.answers import opens_tool_call
+from sql_rlvr.extract import opens_tool_call
 from sql_rlvr.errors import UserError
 from sql_rlvr.sql_tool import LAST_CALL_NOTE, TOOL_NAME, SQLTool, ToolCall
 

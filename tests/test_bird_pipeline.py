@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sql_rlvr import benchmarks
-from sql_rlvr import trainers
+from sql_rlvr import training as trainers
 from config import MINI_BIRD_DIR
 from conftest import run_script
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sql_rlvr import answers
+from sql_rlvr import extract as answers
 from sql_rlvr import errors
 import utils
 from config import parse_config

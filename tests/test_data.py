@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from sql_rlvr import answers
+from sql_rlvr import extract as answers
 from sql_rlvr import benchmarks
 from sql_rlvr import hardness
 from sql_rlvr import sandbox

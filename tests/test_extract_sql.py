@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from sql_rlvr import answers
+from sql_rlvr import extract as answers
 from sql_rlvr import execution_reward
 
 Q = "SELECT name FROM singer WHERE age > 30"

@@ -105,17 +105,17 @@ def test_bench_uses_only_public_names():
 
 def test_the_lower_layers_import_nothing_above_them():
     # What each module's docstring promises: the sandbox and the scorer start fast in worker processes,
-    # and benchmarks.py no longer imports utils (it used to, both ways). values.py (--value_hints) sits
+    # and benchmarks.py no longer imports utils (it used to, both ways). value_index.py (--value_hints) sits
     # below the prompt code that calls it.
-    allowed = {"errors": set(), "config": set(), "hardness": set(), "answers": set(), "sandbox": {"errors"},
+    allowed = {"errors": set(), "config": set(), "hardness": set(), "extract": set(), "sandbox": {"errors"},
                "scoring": {"errors", "hardness", "sandbox"}, "schema": {"errors", "sandbox"},
-               "values": {"errors", "sandbox"}, "runs": {"config", "errors"},
-               "execution_reward": {"answers", "config", "errors", "sandbox", "scoring"},
+               "value_index": {"errors", "sandbox"}, "run_folders": {"config", "errors"},
+               "execution_reward": {"extract", "config", "errors", "sandbox", "scoring"},
                "sql_tool": {"sandbox"}}  # the agentic mode's tool: its worker processes start fast too
     for name, deps in allowed.items():
         assert set(GRAPH[name]) <= deps, f"{name} imports {sorted(set(GRAPH[name]) - deps)}"
     assert "utils" not in GRAPH["benchmarks"]
-    assert not {"trainers", "runs", "export"} & set(GRAPH["agent"])  # the agentic mode sits just above utils
+    assert not {"training", "run_folders", "export"} & set(GRAPH["agent"])  # the agentic mode sits just above utils
 
 
 def test_every_module_opens_by_saying_what_it_holds_and_stays_within_its_room():

@@ -120,7 +120,7 @@ def test_a_seed_gives_the_same_run_whether_the_tiny_model_was_built_now_or_cache
     # Building the tiny model inside the training process used to consume random state: the first run
     # after a clone logged other losses than every later one (9.1295 vs 9.1230 at step 2).
     from sql_rlvr import tiny_model
-    from sql_rlvr import trainers
+    from sql_rlvr import training as trainers
 
     def losses(name: str) -> list[float]:
         out = tmp_path / name

@@ -12,7 +12,7 @@ import pytest
 from sql_rlvr import benchmarks
 from sql_rlvr import execution_reward
 from sql_rlvr import scoring
-from sql_rlvr import trainers
+from sql_rlvr import training as trainers
 import utils
 from config import MINI_SPIDER_DIR, parse_config
 from conftest import ROOT, copy_sft, run_script

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sql_rlvr import answers
+from sql_rlvr import extract as answers
 from sql_rlvr import execution_reward
 from sql_rlvr import sandbox
 from sql_rlvr import scoring
