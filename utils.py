@@ -28,7 +28,7 @@ from config import TINY_MODEL_NAME, Config
 from sql_rlvr import benchmarks, tiny_model
 from sql_rlvr.errors import DataError, UserError
 # The execution-based SQLite reward (defined in sql_rlvr/execution_reward.py), re-exported beside model loading
-# and the prompt: the entry scripts take all three from utils, as the design card says.
+# and the prompt: the entry scripts take all three from utils.
 from sql_rlvr.execution_reward import RewardValues, SQLExecutionReward, checked_gold_rows, sql_reward  # noqa: F401
 from sql_rlvr.hardness import spider_hardness
 

@@ -1,9 +1,9 @@
-"""sql-rlvr's library: every module but the design card's five files at the repository root (config.py,
-utils.py and the entry scripts train_sft.py, train_grpo.py, evaluate.py), flat, one concern a module.
+"""sql-rlvr's library: every module but the five files at the repository root (config.py, utils.py and
+the entry scripts train_sft.py, train_grpo.py, evaluate.py), flat, one concern a module.
 
-In layers: a module imports only modules listed below it and root config.py; the three above utils also
-import root utils.py (data, prompts, model loading and generation, the reward re-exported). Exact imports:
-docs/architecture.md; tests/test_layout.py checks them.
+In layers: a module imports only modules listed below it and root config.py, and the modules above the
+line of root utils.py may also import utils. Exact imports: docs/architecture.md; tests/test_layout.py checks
+them.
 
   training          what SFT and GRPO share around TRL: trainer arguments, metrics.jsonl, progress lines,
                     curves.png, the memory probe, wandb
@@ -11,6 +11,7 @@ docs/architecture.md; tests/test_layout.py checks them.
   run_folders       a stage's output folder (new, --overwrite, --resume, the run identity), the finished
                     marker, the adapter's digest, run_main (one-line errors, the Ctrl-C message)
   agent             the agentic mode (--max_tool_calls N): the conversation, its tokens, multi-turn generation
+  (root utils.py)   data, prompts, model loading and generation; the execution reward, re-exported
   tiny_model        the hub-free tiny Qwen3 of the tests and --preset smoke
   benchmarks        the Spider and BIRD readers and their Benchmark descriptions
   execution_reward  the reward of one answer, GRPO's batched reward (SQLExecutionReward), the gold checks

@@ -1,5 +1,5 @@
-"""The shape of the code: the design card's five files at the root, the library flat in sql_rlvr/, one concern
-a module, no import cycle, no private name across modules.
+"""The shape of the code: five files at the root (config, utils, the entry scripts), the library flat in
+sql_rlvr/, one concern a module, no import cycle, no private name across modules.
 
 docs/architecture.md draws the graph this test reads from the sources; a cycle, a module that reaches
 into another's private names, or a module grown far past its room fails here.
@@ -11,20 +11,20 @@ import re
 from conftest import ROOT
 
 PACKAGE = "sql_rlvr"
-CARD_FILES = {"config", "utils", "train_sft", "train_grpo", "evaluate"}  # the root: what the design card names
+ROOT_FILES = {"config", "utils", "train_sft", "train_grpo", "evaluate"}  # the root holds these and no other .py
 ENTRY_SCRIPTS = {"train_sft", "train_grpo", "evaluate"}
 LIBRARY = sorted(p.stem for p in (ROOT / PACKAGE).glob("*.py") if p.stem != "__init__")
-MODULES = sorted([*LIBRARY, *CARD_FILES])  # a package module by its own name: scoring is sql_rlvr/scoring.py
+MODULES = sorted([*LIBRARY, *ROOT_FILES])  # a package module by its own name: scoring is sql_rlvr/scoring.py
 MAX_LINES = 950  # "about 900": past it a module holds more than one concern
 
 
 def path_of(name: str):
-    return ROOT / f"{name}.py" if name in CARD_FILES else ROOT / PACKAGE / f"{name}.py"
+    return ROOT / f"{name}.py" if name in ROOT_FILES else ROOT / PACKAGE / f"{name}.py"
 
 
 def imports_of(path) -> dict[str, set[str]]:
     """{module of ours it imports: names it uses from it} over the whole file, imports inside functions included.
-    Ours: the root's card files (`import utils`, `from config import X`) and the package's modules
+    Ours: the root's files (`import utils`, `from config import X`) and the package's modules
     (`from sql_rlvr import scoring`, `from sql_rlvr.scoring import X`)."""
     tree = ast.parse(path.read_text())
     found: dict[str, set[str]] = {}
@@ -33,7 +33,7 @@ def imports_of(path) -> dict[str, set[str]]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                if alias.name in CARD_FILES:
+                if alias.name in ROOT_FILES:
                     found.setdefault(alias.name, set())
                     bound[alias.asname or alias.name] = alias.name
                 elif len(parts) == 2 and parts[0] == PACKAGE and parts[1] in LIBRARY:
@@ -42,7 +42,7 @@ def imports_of(path) -> dict[str, set[str]]:
                         bound[alias.asname] = parts[1]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             parts = node.module.split(".")
-            if node.module in CARD_FILES:
+            if node.module in ROOT_FILES:
                 found.setdefault(node.module, set()).update(alias.name for alias in node.names)
             elif node.module == PACKAGE:
                 for alias in node.names:
@@ -59,8 +59,9 @@ def imports_of(path) -> dict[str, set[str]]:
 GRAPH = {name: imports_of(path_of(name)) for name in MODULES}
 
 
-def test_the_root_holds_the_card_files_and_the_package_the_rest_flat():
-    assert {p.stem for p in ROOT.glob("*.py")} == CARD_FILES
+def test_the_root_holds_five_files_and_the_package_the_rest_flat():
+    at_root = {p.stem for p in ROOT.glob("*.py")}
+    assert at_root == ROOT_FILES, f"the root holds {sorted(at_root)}: a library module belongs in sql_rlvr/"
     assert not list((ROOT / PACKAGE).glob("*/*.py")), "sql_rlvr/ is flat: no subpackage"
     tree = ast.parse((ROOT / PACKAGE / "__init__.py").read_text())
     doc = ast.get_docstring(tree)
