@@ -27,7 +27,7 @@ from typing import Any
 REPO_DIR = Path(__file__).resolve().parent
 MINI_SPIDER_DIR = REPO_DIR / "data" / "mini_spider"
 MINI_BIRD_DIR = REPO_DIR / "data" / "mini_bird"
-TINY_MODEL_NAME = "tiny"  # resolved to a ~140k-parameter Qwen3 built locally (tiny_model.py)
+TINY_MODEL_NAME = "tiny"  # resolved to a ~140k-parameter Qwen3 built locally (sql_rlvr/tiny_model.py)
 
 try:  # .env is optional; python-dotenv is in both requirement sets, but config must never crash on it
     from dotenv import load_dotenv
@@ -52,7 +52,7 @@ class Config:
     # --- paths ---
     model_name: str = _f("unsloth/Qwen3-4B-Instruct-2507", "base model: hub name or local folder ('tiny' = the local test model)")
     spider_dir: str = _f(os.environ.get("SPIDER_DIR", "data/spider"), "Spider release folder (train_spider.json, dev.json, tables.json, database/); env SPIDER_DIR")
-    benchmark: str = _f("spider", "spider | bird: which benchmark's files, prompt extras, match rule and output formats (benchmarks.py)")
+    benchmark: str = _f("spider", "spider | bird: which benchmark's files, prompt extras, match rule and output formats (sql_rlvr/benchmarks.py)")
     bird_dir: str = _f(os.environ.get("BIRD_DIR", "data/bird"), "BIRD release folder (train/, dev/, mini_dev_sqlite.json); env BIRD_DIR")
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
     overwrite: bool = _f(False, "redo a stage: clears its old checkpoints, metrics and adapter (or evaluation) first")
@@ -69,7 +69,7 @@ class Config:
     schema_sample_values: int = _f(0, "distinct sample values shown per column in the schema prompt (0 = none)")
     value_hints: int = _f(0, "stored values per text column shown in the schema prompt when they match words of the "
                           "question (BIRD: and its evidence), up to this many; columns without a match get none "
-                          "(0 = off; values.py, index cached under .cache/value_index/)")
+                          "(0 = off; sql_rlvr/value_index.py, index cached under .cache/value_index/)")
     max_tool_calls: int = _f(0, "agentic mode: the model may run up to this many SQL queries on the question's database "
                              "(tool execute_sql, in its chat template's tool format) before its final answer, whose SQL "
                              "is rewarded, scored and voted (0 = one direct answer). N > 0 raises the default "
@@ -229,7 +229,7 @@ class Config:
             raise ConfigError("--top_p must be in (0, 1] and --top_k >= 0 (0 = off)")
         if self.export_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
-        if self.benchmark not in ("spider", "bird"):  # each one's splits and options: benchmarks.py
+        if self.benchmark not in ("spider", "bird"):  # each one's splits and options: sql_rlvr/benchmarks.py
             raise ConfigError(f"--benchmark must be spider or bird, not {self.benchmark!r}")
         unknown = [name for name in self.train_benchmarks if name not in ("spider", "bird")]
         if unknown or len(set(self.train_benchmarks)) != len(self.train_benchmarks):

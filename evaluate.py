@@ -10,7 +10,7 @@ official evaluator's files, score them.
     python evaluate.py --score_only --pred A --pred B --pred C --gold G --db_dir D   # vote among files
     python evaluate.py --compare RUN_A RUN_B           # evaluation folders or their metrics.json
     python evaluate.py --adapter grpo --export merged  # save a merged 16-bit checkpoint instead
-    python evaluate.py --benchmark bird --adapter grpo --eval_split mini_dev   # BIRD (benchmarks.py)
+    python evaluate.py --benchmark bird --adapter grpo --eval_split mini_dev   # BIRD (sql_rlvr/benchmarks.py)
 
 Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
@@ -20,7 +20,7 @@ candidates.jsonl (pred.txt then holds the voted prediction). Score-only writes r
 metrics.json beside --results. Execution match follows Spider's official evaluator
 (test-suite-sql-eval, default flags or --keep_distinct) exactly, except that a prediction over
 --sql_timeout_s is wrong where the official one hangs.
-With --benchmark bird (benchmarks.py): BIRD's rule (also for voting), predict_dev.json / dev_gold.sql,
+With --benchmark bird (sql_rlvr/benchmarks.py): BIRD's rule (also for voting), predict_dev.json / dev_gold.sql,
 EX by difficulty; --eval_split mini_dev scores BIRD's mini-dev (under eval/<adapter>/mini_dev/);
 --ts_db_dir and --keep_distinct are Spider's and refused.
 """
@@ -37,15 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import agent
-import benchmarks
-from export import export_merged
-import runs
-import scoring
 import utils
-from answers import extract_sql
-from errors import StageFinished, UserError
-from sql_tool import SQLTool
+from sql_rlvr import agent, benchmarks, run_folders, scoring
+from sql_rlvr.extract import extract_sql
+from sql_rlvr.errors import StageFinished, UserError
+from sql_rlvr.export import export_merged
+from sql_rlvr.sql_tool import SQLTool
 
 
 def official_command(pred: Path, gold: Path, db_dir: Path, tables: Path, keep_distinct: bool = False) -> str:
@@ -116,7 +113,7 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
     seconds = time.time() - start
     for record in records:  # the scored (or chosen) prediction, for --compare's list of flipped questions
         record["prediction"] = pred_lists[record.get("chosen", 0)][record["index"]]
-    runs.write_jsonl(results, records)
+    run_folders.write_jsonl(results, records)
     summary = spec.summarize(records)
     metrics = {
         "ex": summary["all"]["ex"], spec.metrics_key: summary, "comparator": comparator(cfg),
@@ -192,7 +189,7 @@ def evaluation_folder(cfg: Config, adapter: Path | None, label: str) -> Path:
                 evaluated = json.loads((out / "metrics.json").read_text()).get("adapter_sha256")
             except (OSError, ValueError, AttributeError):
                 evaluated = "unreadable"
-            current = runs.adapter_digest(adapter) if adapter else None
+            current = run_folders.adapter_digest(adapter) if adapter else None
             if evaluated != current:
                 raise UserError(f"{out} holds an evaluation of another adapter (sha256 {str(evaluated)[:12]}, "
                                 f"{adapter or 'base'} is now {str(current)[:12]}): pass --overwrite to evaluate again")
@@ -336,7 +333,7 @@ def write_answer_files(cfg: Config, spec: benchmarks.Benchmark, out: Path, examp
             return {**record, "tool_calls": answers.greedy_calls[i] if j == 0 else answers.sample_calls[i][j - 1]} \
                 if answers.greedy_calls else record
 
-        runs.write_jsonl(out / "candidates.jsonl", [{
+        run_folders.write_jsonl(out / "candidates.jsonl", [{
             "index": v["index"], "db_id": ex["db_id"], "question": ex["question"], "chosen": v["chosen"],
             "votes": v["votes"], "executed": v["executed"], "any_match": v["any_match"],
             "candidates": [with_calls({"k": j, "answer": a, "sql": sql, "outcome": o, "exec_match": m, "group": g}, i, j)
@@ -385,7 +382,7 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         record.update(ts_match=ts["exec_match"], ts_error=ts["error"])
     for record, calls in zip(records, answers.greedy_calls or []):
         record["tool_calls"] = calls  # the agentic mode: the greedy answer's queries (sql, outcome, rows shown)
-    runs.write_jsonl(out / "predictions.jsonl", records)
+    run_folders.write_jsonl(out / "predictions.jsonl", records)
 
     summary = spec.summarize(records)
     metrics = {
@@ -394,7 +391,7 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         "comparator": comparator(cfg), "keep_distinct": cfg.keep_distinct, "mode": "generation",
         "split": cfg.eval_split, "db_dir": str(db_dir.resolve()), "questions_sha256": questions_sha256(golds),
         "model": cfg.model_name, "adapter": str(adapter) if adapter else None,
-        "adapter_sha256": runs.adapter_digest(adapter) if adapter else None,
+        "adapter_sha256": run_folders.adapter_digest(adapter) if adapter else None,
         "backend": answers.backend, "examples": len(examples), "prompts_over_limit": answers.prompts_over_limit,
         "generation_seconds": round(answers.seconds, 1),
         "subset": subset,  # null: all of dev; else the seed, strata and dev indices of --max_eval_examples
@@ -441,7 +438,7 @@ def evaluate(cfg: Config) -> None:
     spec.check_options(cfg)
     adapter, label = resolve_adapter(cfg)
     out = evaluation_folder(cfg, adapter, label)
-    dataset = utils.open_benchmark(cfg, cfg.eval_split)
+    dataset = utils.open_dataset(cfg, cfg.eval_split)
     examples, subset = eval_examples(cfg, spec, dataset)
     check_test_suites(cfg, examples)
     note = (f" (seeded sample of {subset['of']}, seed {subset['seed']}, by database and {spec.eval_strata[-1]})"
@@ -454,9 +451,9 @@ def evaluate(cfg: Config) -> None:
     print(f"[eval] done in {time.time() - start:.0f} s (generation {answers.seconds:.0f} s)")
 
 
-def score_table(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
-    """(metrics key, levels + 'all') of the benchmark whose EX table metrics.json holds: by_hardness
-    (Spider) or by_difficulty (BIRD); None when it holds neither, complete."""
+def ex_table_key(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
+    """The key of the EX table metrics.json holds, by_hardness (Spider) or by_difficulty (BIRD), and its
+    levels + 'all'; None when it holds neither, complete."""
     for spec in benchmarks.BENCHMARKS.values():
         levels = spec.levels + ("all",)
         by = metrics.get(spec.metrics_key) if isinstance(metrics, dict) else None
@@ -478,7 +475,7 @@ def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{path} is not an evaluation (not a JSON file): pass an evaluation folder or the "
                         "metrics.json evaluate.py wrote in it") from None
-    if score_table(metrics) is None:
+    if ex_table_key(metrics) is None:
         raise UserError(f"{path} is not an evaluation's metrics.json (no by_hardness or by_difficulty with EX "
                               "per level): pass a folder or metrics.json written by evaluate.py")
     records_path = path.with_name(metrics.get("results_file") or "predictions.jsonl")
@@ -498,7 +495,7 @@ def compare(path_a: str, path_b: str) -> None:
     """EX by hardness (Spider) or difficulty (BIRD) side by side (and greedy/vote/pass@k/TS when present),
     and the questions whose verdict flipped."""
     (a, rec_a, file_a), (b, rec_b, file_b) = load_run(path_a), load_run(path_b)
-    (by, levels), (by_b, _) = score_table(a), score_table(b)
+    (by, levels), (by_b, _) = ex_table_key(a), ex_table_key(b)
     if by != by_b:
         raise UserError(f"{file_a} has {by} and {file_b} has {by_b}: evaluations of different benchmarks, "
                               "nothing to compare")
@@ -551,7 +548,7 @@ def compare(path_a: str, path_b: str) -> None:
                   f"      B: {y.get('prediction', '')}")
 
 
-def export(cfg: Config) -> None:
+def export_adapter(cfg: Config) -> None:
     """Merge the adapter into 16-bit base weights; check the merged model answers like the adapter."""
     adapter, label = resolve_adapter(cfg)
     if adapter is None:
@@ -559,7 +556,7 @@ def export(cfg: Config) -> None:
     out = Path(cfg.output_dir) / "merged" / label
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise UserError(f"{out} already holds an export; pass --overwrite to replace it")
-    dataset = utils.open_benchmark(cfg)
+    dataset = utils.open_dataset(cfg)
     examples = dataset.examples("dev")[:4]
     chats = [utils.render_prompt_for(dataset, ex, cfg) for ex in examples]
     backend = utils.pick_backend(cfg)
@@ -593,10 +590,10 @@ def main() -> None:
     elif args.score_only:
         score_only(cfg, args)
     elif args.export:
-        export(cfg)
+        export_adapter(cfg)
     else:
         evaluate(cfg)
 
 
 if __name__ == "__main__":
-    runs.run_main(main)
+    run_folders.run_main(main)

@@ -25,17 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import agent
-import benchmarks
-import execution_reward
-import runs
-import scoring
-import trainers
-import utils
-from answers import extract_sql
-from errors import UserError
-from runs import adapter_digest
-from sql_tool import SQLTool
+import utils  # model loading, the prompt, and the execution reward (utils.SQLExecutionReward)
+from sql_rlvr import agent, benchmarks, run_folders, scoring, training
+from sql_rlvr.extract import extract_sql
+from sql_rlvr.errors import UserError
+from sql_rlvr.run_folders import adapter_digest
+from sql_rlvr.sql_tool import SQLTool
 
 
 def grpo_batch_args(cfg, world_size: int) -> dict:
@@ -83,7 +78,7 @@ def grpo_rows(cfg, datasets: dict, examples: list[dict], tokenizer) -> tuple[lis
     return rows, lengths, skipped
 
 
-def sample_lines(reward: execution_reward.SQLExecutionReward):
+def sample_lines(reward: utils.SQLExecutionReward):
     """The lines after each GRPO step line: a few of the step's answers (outcome, reward, the answer's
     start). TRL's own sample table repeats the whole schema prompt of each sample (~150 lines a step), so
     it is not printed; every completion is in grpo/completions/*.parquet and wandb instead."""
@@ -96,7 +91,7 @@ def sample_lines(reward: execution_reward.SQLExecutionReward):
     return lines
 
 
-def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, out: Path,
+def dev_ex_callback(cfg, dataset: benchmarks.Spider | benchmarks.Bird, backend: str, tokenizer, out: Path,
                     tool: SQLTool | None = None, template_kwargs: dict | None = None):
     """Every --eval_steps steps: greedy EX of the model being trained on a fixed, seeded dev subset.
 
@@ -111,15 +106,15 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
     from transformers import TrainerCallback
 
     spec = utils.benchmark_spec(cfg)  # the benchmark's strata, databases and match rule
-    dev = spider.examples("dev")
+    dev = dataset.examples("dev")
     chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, spec.eval_strata)
     examples = [dev[i] for i in chosen]
     template_kwargs = template_kwargs or {}
     if tool is None:
-        prompts = [utils.render_prompt_for(spider, ex, cfg, tokenizer) for ex in examples]
+        prompts = [utils.render_prompt_for(dataset, ex, cfg, tokenizer) for ex in examples]
         lengths = utils.prompt_lengths(tokenizer, prompts)
     else:
-        prompts = [utils.fit_to_template(tokenizer, utils.render_prompt_for(spider, ex, cfg)) for ex in examples]
+        prompts = [utils.fit_to_template(tokenizer, utils.render_prompt_for(dataset, ex, cfg)) for ex in examples]
         lengths = [len(agent.prompt_ids(tokenizer, m, template_kwargs)) for m in prompts]
     limit = cfg.max_seq_length - cfg.max_completion_length
     fits = [i for i, n in enumerate(lengths) if n <= limit]  # the rest score wrong
@@ -132,7 +127,7 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
                       progress=False, fast_inference=cfg.fast_inference)
         if tool is None:
             return utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter_dir, **kwargs)
-        db_paths = [str(spider.db_path(examples[i]["db_id"])) for i in fits]
+        db_paths = [str(dataset.db_path(examples[i]["db_id"])) for i in fits]
         return [t.answer for t in agent.answer_with_tools(
             model, tokenizer, backend, [prompts[i] for i in fits], db_paths, tool=tool, max_calls=cfg.max_tool_calls,
             template_kwargs=template_kwargs, adapter_dir=adapter_dir, max_seq_length=cfg.max_seq_length, **kwargs)]
@@ -174,7 +169,7 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
             for i, text in zip(fits, generated):
                 answers[i] = text
             preds = [scoring.flatten_sql(extract_sql(a)) for a in answers]
-            records = scoring.score_predictions(preds, golds, spider.db_dir("dev"), cfg.sql_timeout_s, workers=1,
+            records = scoring.score_predictions(preds, golds, dataset.db_dir("dev"), cfg.sql_timeout_s, workers=1,
                                               rule=spec.rule)
             self.ex = sum(r["exec_match"] for r in records) / len(records)
             print(f"[grpo] step {state.global_step}: eval/ex={self.ex:.3f} greedy on {len(records)} dev questions "
@@ -193,7 +188,7 @@ def dev_ex_callback(cfg, spider: benchmarks.Spider | benchmarks.Bird, backend: s
     return DevEX()
 
 
-def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: execution_reward.SQLExecutionReward,
+def pass_counts(cfg, model, tokenizer, backend: str, rows: list[dict], reward: utils.SQLExecutionReward,
                 adapter_dir: Path, template_kwargs: dict, rank: int = 0, world: int = 1,
                 tool: SQLTool | None = None) -> tuple[list[int], int]:
     """For each row, how many of --grpo_filter_samples answers of the model (the SFT adapter, before any
@@ -299,14 +294,14 @@ def leave_out_always_matched(rows: list[dict], counts: list[int], k: int) -> lis
 
 
 def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: str, rows: list[dict],
-                     keys: list[tuple[str, str, str]], reward: execution_reward.SQLExecutionReward, sft_dir: Path, sft_digest: str,
+                     keys: list[tuple[str, str, str]], reward: utils.SQLExecutionReward, sft_dir: Path, sft_digest: str,
                      template_kwargs: dict, args, tool: SQLTool | None = None) -> tuple[list[dict], dict]:
     """--grpo_filter_samples K: (the rows left for GRPO, the counts for run_info.json). A new run samples
     and writes <out>/prompt_pass_rates.jsonl (one record per prompt) before training starts; --resume
     reuses that file, so an interrupted run never samples again. `args`: the built GRPOConfig (device,
     process index, world size)."""
     k = cfg.grpo_filter_samples
-    path = out / runs.PASS_RATES_FILE
+    path = out / run_folders.PASS_RATES_FILE
     start, failed = time.time(), 0
     if resuming:
         counts = reused_pass_counts(path, keys, k, sft_digest)
@@ -316,9 +311,9 @@ def pass_rate_filter(cfg, out: Path, resuming: bool, model, tokenizer, backend: 
         counts, failed = pass_counts(cfg, model, tokenizer, backend, rows, reward, sft_dir, template_kwargs,
                                      args.process_index, args.world_size, tool)
         if args.process_index == 0:
-            runs.write_jsonl(path, [{"db_id": db_id, "question": question, "gold_sql": gold, "passes": passes, "k": k,
-                                     "sft_adapter_sha256": sft_digest}
-                                    for (db_id, question, gold), passes in zip(keys, counts)])
+            run_folders.write_jsonl(path, [{"db_id": db_id, "question": question, "gold_sql": gold, "passes": passes, "k": k,
+                                            "sft_adapter_sha256": sft_digest}
+                                           for (db_id, question, gold), passes in zip(keys, counts)])
     kept = leave_out_always_matched(rows, counts, k)
     histogram = [counts.count(n) for n in range(k + 1)]
     summary = {"k": k, "prompts_sampled": len(rows), "left_out_always_matched": histogram[k],
@@ -345,14 +340,14 @@ def main() -> None:
     utils.read_adapter_config(sft_dir)  # a finished marker without a readable adapter: one line, not a traceback
     # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
     start_digest = adapter_digest(sft_dir)
-    resume_from = runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": start_digest})
+    resume_from = run_folders.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": start_digest})
 
-    datasets = utils.open_training_benchmarks(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
+    datasets = utils.open_training_datasets(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
-    reward = execution_reward.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers,
-                                                 execution_reward.RewardValues.from_config(cfg),
-                                                 num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule,
-                                                 tool_calls=cfg.max_tool_calls > 0)
+    reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers,
+                                      utils.RewardValues.from_config(cfg),
+                                      num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule,
+                                      tool_calls=cfg.max_tool_calls > 0)
     reward.start()  # its worker processes start while the model loads; they run the gold checks below
 
     backend = utils.pick_backend(cfg)
@@ -376,7 +371,7 @@ def main() -> None:
 
     # Fail now, not at step 1000, if a gold query does not run; leave out empty gold results (free reward).
     fitting = rows
-    rows, skipped_empty_gold = execution_reward.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
+    rows, skipped_empty_gold = utils.checked_gold_rows(rows, reward, cfg.grpo_skip_empty_gold)
     kept = {id(row) for row in rows}
     by_benchmark = utils.count_by_benchmark(list(datasets), prompts=rows, skipped_over_max_prompt_length=skipped,
                                             skipped_empty_gold=[row for row in fitting if id(row) not in kept])
@@ -387,10 +382,10 @@ def main() -> None:
     if not rows:
         raise UserError("no training prompt left (every gold result is empty); try --grpo_skip_empty_gold false")
 
-    world_size = trainers.world_size()
+    world_size = training.world_size()
     passed = dict(
         # learning rate, steps, loss, sampling, ... and the batch fields derived from prompts per step
-        **{**trainers.trainer_args(cfg, out, backend, GRPO_TRAINER_ARGS), **grpo_batch_args(cfg, world_size)},
+        **{**training.trainer_args(cfg, out, backend, GRPO_TRAINER_ARGS), **grpo_batch_args(cfg, world_size)},
         chat_template_kwargs=template_kwargs or None,  # GRPOTrainer applies the template to the prompts itself
         **rollout_args(cfg, backend),
         # TRL's completion log: every completion of the last generation (gathered from all processes, with
@@ -398,7 +393,7 @@ def main() -> None:
         # printed table is off (0): sample_lines shows --num_completions_to_log answers in a line each.
         log_completions=True,
         num_completions_to_print=0,
-        # The agentic mode: TRL's tool loop, at most N calling turns then one last turn (agent.py).
+        # The agentic mode: TRL's tool loop, at most N calling turns then one last turn (sql_rlvr/agent.py).
         **({"max_tool_calling_iterations": cfg.max_tool_calls} if cfg.max_tool_calls > 0 else {}),
     )
     args = GRPOConfig(**passed)
@@ -421,21 +416,21 @@ def main() -> None:
             raise
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)],
+                          callbacks=[training.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)],
                           **tools)
-    trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
+    training.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
     if cfg.eval_steps > 0:  # on --benchmark's dev split, whatever the training mix; first: its on_log adds eval/ex
-        dev = datasets[cfg.benchmark] if cfg.benchmark in datasets else utils.open_benchmark(cfg)
+        dev = datasets[cfg.benchmark] if cfg.benchmark in datasets else utils.open_dataset(cfg)
         trainer.callback_handler.callbacks.insert(0, dev_ex_callback(cfg, dev, backend, tokenizer, out, tool,
                                                                      template_kwargs))
-    trainer_args = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
+    trainer_args = training.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     start = time.time()
-    trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    trainer.add_callback(run_folders.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
     # Each log step: reward, its spread, the groups that teach nothing (all answers scored alike), dev EX when
     # measured, and the outcome mix; then a few sample answers.
     shown = ("reward", "reward_std", "frac_reward_zero_std", "eval/ex") + (
         ("tool_calls_mean", "answered_after_call") if tool is not None else ())
-    trainers.readable_progress(trainer, "grpo", shown, mix=True, every_log=True, after=sample_lines(reward))
+    training.readable_progress(trainer, "grpo", shown, mix=True, every_log=True, after=sample_lines(reward))
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
@@ -443,7 +438,7 @@ def main() -> None:
         if tool is not None:
             tool.close()
     sft_digest = adapter_digest(sft_dir)
-    trainers.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
+    training.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
 
     def refuse_unchanged(path: Path) -> None:
         # Before run_info.json: a GRPO run that changed nothing must never count as finished.
@@ -451,7 +446,7 @@ def main() -> None:
             raise UserError(f"the GRPO adapter in {path} is identical to the SFT adapter: no update happened "
                                   "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
 
-    runs.save_adapter(trainer, out, {
+    run_folders.save_adapter(trainer, out, {
         "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "sft_adapter": str(sft_dir),
         "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
         "skipped_prompts": len(skipped), "skipped_empty_gold": skipped_empty_gold,
@@ -460,9 +455,9 @@ def main() -> None:
     }, check=refuse_unchanged)
     if trainer.is_world_process_zero():
         changed = f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})"
-        print(trainers.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
-                                        (f"backend={backend}", changed), resumed_at=runs.checkpoint_step(resume_from)))
+        print(training.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
+                                       (f"backend={backend}", changed), resumed_at=run_folders.checkpoint_step(resume_from)))
 
 
 if __name__ == "__main__":
-    runs.run_main(main)
+    run_folders.run_main(main)

@@ -13,18 +13,16 @@ from config import SFT_TRAINER_ARGS, Config, parse_config  # first: it stops Pyt
 import time
 from pathlib import Path
 
-import agent
-import runs
-import trainers
 import utils
-from errors import UserError
-from sql_tool import SQLTool
+from sql_rlvr import agent, run_folders, training
+from sql_rlvr.errors import UserError
+from sql_rlvr.sql_tool import SQLTool
 
 
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
     # Data first: a missing dataset fails in a second, before any model is loaded.
-    datasets = utils.open_training_benchmarks(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
+    datasets = utils.open_training_datasets(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
 
     backend = utils.pick_backend(cfg)
@@ -82,40 +80,40 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     longest = max(range(len(rows)), key=lengths.__getitem__)
 
     passed = dict(
-        trainers.trainer_args(cfg, out, backend, SFT_TRAINER_ARGS),  # learning rate, steps, batch, loss, ...
+        training.trainer_args(cfg, out, backend, SFT_TRAINER_ARGS),  # learning rate, steps, batch, loss, ...
         completion_only_loss=True,
         dataloader_num_workers=0,
     )
     trainer = SFTTrainer(model=model, args=SFTConfig(**passed), train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer,
-                         callbacks=[trainers.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
-    trainers.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
+                         callbacks=[training.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
+    training.check_trainer_args(trainer, passed)  # unsloth or TRL changed one of them: stop now, in one line
     info = {"longest_example": longest, "stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
             "skipped_examples": len(skipped), "train_benchmarks": by_benchmark, "config": cfg.to_dict(),
-            "trainer_args": trainers.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}
+            "trainer_args": training.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}
     return trainer, info
 
 
 def main() -> None:
     cfg, _ = parse_config(script="train_sft.py")
     out = Path(cfg.output_dir) / "sft"
-    resume_from = runs.prepare_output_dir(out, cfg, "run_info.json")
+    resume_from = run_folders.prepare_output_dir(out, cfg, "run_info.json")
     trainer, info = build_trainer(cfg, out, resume_from)
-    trainer.add_callback(runs.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
-    trainers.readable_progress(trainer, "sft", ("loss", "learning_rate", "mean_token_accuracy"))
+    trainer.add_callback(run_folders.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
+    training.readable_progress(trainer, "sft", ("loss", "learning_rate", "mean_token_accuracy"))
     # The trainer shuffles, so the longest example could come hours in: try a full batch of it now,
     # and an out-of-memory error shows in the first minute.
-    trainers.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size, info["backend"])
+    training.memory_probe(trainer, info.pop("longest_example"), cfg.sft_batch_size, info["backend"])
     start = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
-    runs.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,
-                                      "seconds": round(time.time() - start, 1)})
+    run_folders.save_adapter(trainer, out, {**info, "global_step": trainer.state.global_step,
+                                             "seconds": round(time.time() - start, 1)})
     if not trainer.is_world_process_zero():
         return
-    trainers.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
-    print(trainers.training_summary("sft", out, trainer.state.global_step, time.time() - start,
-                                    (f"backend={info['backend']}",), resumed_at=runs.checkpoint_step(resume_from)))
+    training.plot_metrics(out / "metrics.jsonl", out / "curves.png", "sft")
+    print(training.training_summary("sft", out, trainer.state.global_step, time.time() - start,
+                                   (f"backend={info['backend']}",), resumed_at=run_folders.checkpoint_step(resume_from)))
 
 
 if __name__ == "__main__":
-    runs.run_main(main)
+    run_folders.run_main(main)

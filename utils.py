@@ -1,14 +1,18 @@
 """What the three entry scripts share: the benchmark's data and the prompt built from it, model loading
-and generation (the execution reward: rewards.py).
+and generation, and the execution-based SQLite reward.
 
-  data        open_benchmark, the seeded training sample, stratified subsets (readers: benchmarks.py)
-  prompts     the chat every stage uses, the chat-template check (schema text: schema.py; reading
-              the SQL out of an answer: answers.py)
+  data        open_dataset (a benchmark's dataset; its description: benchmark_spec), open_training_datasets,
+              the seeded training sample, stratified subsets (readers: sql_rlvr/benchmarks.py)
+  prompts     the chat every stage uses (render_prompt_for), the chat-template check (schema text:
+              sql_rlvr/schema.py; reading the SQL out of an answer: sql_rlvr/extract.py)
   models      backend choice, loading with LoRA (unsloth or transformers + peft), generation
+  reward      SQLExecutionReward, RewardValues, sql_reward, checked_gold_rows: defined in
+              sql_rlvr/execution_reward.py, imported here so that the scripts take them from utils
 
 Heavy libraries (torch, transformers, peft, TRL, unsloth, vllm) are imported inside functions only:
 unsloth must be imported before the others when it is used.
-Imports benchmarks, config, errors, hardness and tiny_model; none of them imports utils.
+Imports config and, of sql_rlvr, benchmarks, errors, execution_reward, hardness and tiny_model; none of
+them imports utils.
 """
 
 from __future__ import annotations
@@ -20,19 +24,21 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import benchmarks
-import tiny_model
 from config import TINY_MODEL_NAME, Config
-from errors import DataError, UserError
-from hardness import spider_hardness
+from sql_rlvr import benchmarks, tiny_model
+from sql_rlvr.errors import DataError, UserError
+# The execution-based SQLite reward (defined in sql_rlvr/execution_reward.py), re-exported beside model loading
+# and the prompt: the entry scripts take all three from utils.
+from sql_rlvr.execution_reward import RewardValues, SQLExecutionReward, checked_gold_rows, sql_reward  # noqa: F401
+from sql_rlvr.hardness import spider_hardness
 
 
 # ======================================================================
 # data: the benchmark, the training sample, seeded subsets
 
 
-def open_benchmark(cfg: Config, split: str = "dev"):
-    """The dataset of --benchmark (Spider or BIRD; see benchmarks.py): examples(split), schema, db_path.
+def open_dataset(cfg: Config, split: str = "dev"):
+    """The dataset of --benchmark (Spider or BIRD; see sql_rlvr/benchmarks.py): examples(split), schema, db_path.
     `split`: the evaluation split it is opened for (Spider's test split has its own tables and databases)."""
     return benchmark_spec(cfg).open(cfg, split)
 
@@ -84,7 +90,7 @@ def _named_for_the_mix(cfg: Config, read: Callable[[], Any]) -> Any:
         raise type(exc)(f"--train_benchmarks {','.join(cfg.train_benchmarks)}: {exc}") from None
 
 
-def open_training_benchmarks(cfg: Config) -> dict[str, Any]:
+def open_training_datasets(cfg: Config) -> dict[str, Any]:
     """The dataset of each benchmark SFT and GRPO train on (--train_benchmarks, or --benchmark alone), by
     name: each example's schema, database and match rule come from its own."""
     return {name: _named_for_the_mix(cfg, lambda name=name: benchmarks.get(name).open(cfg, "dev"))
@@ -93,7 +99,7 @@ def open_training_benchmarks(cfg: Config) -> dict[str, Any]:
 
 def training_examples(cfg: Config, datasets: dict[str, Any]) -> list[dict]:
     """The training questions of a run: the train split of each benchmark of `datasets`
-    (open_training_benchmarks), each example with its `benchmark`, or with --max_train_examples a seeded
+    (open_training_datasets), each example with its `benchmark`, or with --max_train_examples a seeded
     sample over every (benchmark, database), in dataset order (the same in SFT and GRPO). One benchmark
     alone: the same sample as by database (its groups sort in the same order)."""
     examples = []
@@ -154,7 +160,7 @@ def subset_record(indices: list[int], total: int, n: int, seed: int, keys: Seque
 
 
 # ======================================================================
-# prompts: the chat of every stage, the chat-template check, reading SQL out of an answer
+# prompts: the chat of every stage, the chat-template check
 
 
 SYSTEM_PROMPT = (
@@ -193,9 +199,10 @@ def render_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None 
                                          add_generation_prompt=True, **kwargs)
 
 
-def render_prompt_for(spider: Any, example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
-    """The prompt chat of one Spider example, as training saw it (rendered to text with `tokenizer`)."""
-    messages = build_messages(spider.example_schema(example, cfg.schema_sample_values, cfg.value_hints),
+def render_prompt_for(dataset: Any, example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
+    """The prompt chat of one example of `dataset` (Spider or BIRD, open_dataset), as training saw it (rendered
+    to text with `tokenizer`)."""
+    messages = build_messages(dataset.example_schema(example, cfg.schema_sample_values, cfg.value_hints),
                               example["question"], evidence=example.get("evidence", ""))
     return render_prompt(tokenizer, messages) if tokenizer is not None else messages
 

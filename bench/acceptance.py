@@ -315,7 +315,7 @@ def same_value(got, want) -> bool:
 def parses_as_sql(answer: str) -> bool:
     import sqlglot
 
-    from answers import extract_sql
+    from sql_rlvr.extract import extract_sql
 
     sql = extract_sql(answer)
     if not sql:

@@ -68,8 +68,8 @@ def trajectory(tok, messages: list[dict], sql: str, results: list[str], kwargs: 
                ) -> tuple[list[int], list[list[int]], list[int]]:
     """(prompt ids, [calling turn + result suffix] per call, answer ids), built as agent.sft_trajectory builds
     its one call (and TRL's loop its rollouts): each turn rendered after the conversation so far."""
-    import agent
-    from sql_tool import TOOL_NAME
+    from sql_rlvr import agent
+    from sql_rlvr.sql_tool import TOOL_NAME
 
     tools = agent.tool_schemas()
     prompt, calls, before = agent.prompt_ids(tok, messages, kwargs), [], list(messages)
@@ -106,12 +106,10 @@ def main() -> int:
 
     from transformers import AutoTokenizer
 
-    import agent
-    import benchmarks
     import config
-    import sandbox
     import utils
-    from sql_tool import COUNT_LIMIT, LAST_CALL_NOTE, TOOL_NAME, SQLTool, result_text
+    from sql_rlvr import agent, benchmarks, sandbox
+    from sql_rlvr.sql_tool import COUNT_LIMIT, LAST_CALL_NOTE, TOOL_NAME, SQLTool, result_text
 
     t0, load0 = time.perf_counter(), os.getloadavg()
     spider = benchmarks.Spider.open(spider_dir)

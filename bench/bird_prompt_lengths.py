@@ -109,11 +109,9 @@ def main() -> int:
         print(f"skipped: {reason}")
         return 0
 
-    import benchmarks
-    import errors
-    import scoring
     import utils
     from config import MINI_BIRD_DIR, parse_config
+    from sql_rlvr import benchmarks, errors, scoring
     from transformers import AutoTokenizer
 
     t0 = time.perf_counter()

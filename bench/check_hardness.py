@@ -140,7 +140,7 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, os.path.dirname(HERE))  # the project root
-    from hardness import spider_hardness
+    from sql_rlvr.hardness import spider_hardness
 
     all_ok = True
     for split in args.splits:

@@ -64,11 +64,13 @@ def child(code: Path, spider: Path, workers: int, prompts_per_call: int, generat
     import pickle
     from multiprocessing.reduction import ForkingPickler
 
-    import benchmarks
-    import sandbox
-
+    # The library modules live in sql_rlvr/ since it became a package, at the checkout's root before.
+    package = "sql_rlvr." if (code / "sql_rlvr").is_dir() else ""
+    benchmarks = importlib.import_module(f"{package}benchmarks")
+    sandbox = importlib.import_module(f"{package}sandbox")
     # The reward lives in execution_reward.py since the gold checks moved into the worker pool, in utils.py before.
-    module = importlib.import_module("execution_reward" if (code / "execution_reward.py").exists() else "utils")
+    reward_file = code / package.rstrip(".") / "execution_reward.py"
+    module = importlib.import_module(f"{package}execution_reward" if reward_file.exists() else "utils")
     sent: list[int] = []
     run = sandbox.WorkerPool.run
 

@@ -93,11 +93,9 @@ def main() -> int:
                                                               if spider_dir.is_dir() else ""))
         return 0
 
-    import benchmarks
-    import schema
-    import tiny_model
     import utils
     from config import Config
+    from sql_rlvr import benchmarks, schema, tiny_model
 
     t0 = time.perf_counter()
     spider = benchmarks.Spider.open(spider_dir)

@@ -65,9 +65,7 @@ MIX_FAMILIES = ("other_gold_same_db", "where_dropped", "order_by_dropped", "limi
 
 def fresh_caches() -> None:
     """Forget everything a process remembers between scoring calls."""
-    import hardness
-    import sandbox
-    import scoring
+    from sql_rlvr import hardness, sandbox, scoring
 
     hardness.spider_hardness.cache_clear()
     scoring.official_normalize.cache_clear()
@@ -77,8 +75,7 @@ def fresh_caches() -> None:
 
 def naive_score(preds: list[str], golds: list[tuple[str, str]], db_dir: Path) -> list[bool]:
     """A straightforward scorer: open, run, close, for every query; nothing reused."""
-    import hardness
-    import scoring
+    from sql_rlvr import hardness, scoring
 
     def run(db_file: str, sql: str):
         conn = sqlite3.connect(f"file:{urllib.parse.quote(db_file)}?mode=ro", uri=True)
@@ -193,7 +190,7 @@ def grpo_batches(golds: list[tuple[str, str]], mix: list[str], db_dir: Path, see
 def reward_speed(golds, mix, db_dir: Path, workers: int, repeats: int, seed: int) -> dict[str, float]:
     """fresh object: first call; then 3 warm-up calls (workers open their connections), then a call
     on 16 new prompts and a call on the first 16 prompts again with new completions (gold cached)."""
-    import execution_reward
+    from sql_rlvr import execution_reward
 
     times: dict[str, list[float]] = {"fresh object": [], "new prompts": [], "cached": []}
     for r in range(repeats):
@@ -265,7 +262,7 @@ def official_ex(cmd: list[str], cwd: str, env: dict) -> tuple[float | str, float
 
 def voting_and_test_suites(args, spider: Path, golds, mix, workdir: Path, rates: dict, official_key: str) -> None:
     """3. k = 8 candidate files voted on; 4. scoring on a folder with 3 databases per db_id."""
-    import scoring
+    from sql_rlvr import scoring
 
     db_dir = spider / "database"
     n, k = len(golds), 8
@@ -378,7 +375,7 @@ def main() -> int:
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, cpus[:2])
         print(f"CPU cores used: {sorted(os.sched_getaffinity(0))} (of {len(cpus)} available)")
-    import scoring
+    from sql_rlvr import scoring
 
     db_dir = spider / "database"
     golds = scoring.read_gold_file(spider / "dev_gold.sql")

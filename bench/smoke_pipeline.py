@@ -180,7 +180,7 @@ def main() -> int:
         return 2
 
     sys.path.insert(0, str(REPO_DIR))
-    import tiny_model  # noqa: E402  (light: no torch at import)
+    from sql_rlvr import tiny_model  # noqa: E402  (light: no torch at import)
 
     # Whether a stage (re)built the tiny model: compare its version stamp before and after the run
     # (the stamp's format is the project's business; only a change of it matters here).

@@ -36,7 +36,7 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
 
-from sql_tool import SQLTool  # noqa: E402
+from sql_rlvr.sql_tool import SQLTool  # noqa: E402
 
 LIMITS = (1, 2, 5, 10, 30)  # candidate --tool_timeout_s values: how many queries each would stop
 

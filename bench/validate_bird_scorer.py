@@ -94,9 +94,8 @@ def main() -> int:
         print(f"skipped: no evaluation_ex.py / evaluation_utils.py in {official}")
         return 0
 
-    import benchmarks
-    import scoring
     from config import MINI_BIRD_DIR
+    from sql_rlvr import benchmarks, scoring
 
     bird = benchmarks.Bird.open(MINI_BIRD_DIR)
     dev = bird.examples("dev")

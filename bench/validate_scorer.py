@@ -386,7 +386,7 @@ class Perturber:
 # running the two scorers
 
 def write_family(folder: Path, name: str, items: list[tuple[int, str]], golds: list[tuple[str, str]]) -> tuple[Path, Path]:
-    import scoring
+    from sql_rlvr import scoring
 
     pred, gold = folder / f"{name}.pred.txt", folder / f"{name}.gold.txt"
     pred.write_text("".join(scoring.flatten_sql(p) + "\n" for _, p in items), encoding="utf-8")
@@ -395,7 +395,7 @@ def write_family(folder: Path, name: str, items: list[tuple[int, str]], golds: l
 
 
 def run_ours(pred: Path, gold: Path, db_dir: Path, timeout_s: float, workers: int) -> list[dict]:
-    import scoring
+    from sql_rlvr import scoring
 
     golds = scoring.read_gold_file(gold)
     preds = scoring.read_pred_file(pred, expected=len(golds))
@@ -460,7 +460,7 @@ def _plain_exec(db_file: str, sql: str):
 
 
 def diagnose(pred: str, gold_sql: str, db_file: str, ours: dict, official: dict) -> str:
-    import scoring
+    from sql_rlvr import scoring
 
     ours_sql = scoring.official_normalize(pred.replace("\t", " "), is_prediction=True)
     off_sql = official.get("executed", "")
@@ -513,8 +513,7 @@ def main() -> int:
     if args.official and not (Path(args.official) / "exec_eval.py").is_file():
         print(f"--official {args.official} holds no exec_eval.py (expected a test-suite-sql-eval checkout)")
         return 2
-    import errors
-    import scoring
+    from sql_rlvr import errors, scoring
 
     db_dir = spider / "database"
     golds = scoring.read_gold_file(spider / "dev_gold.sql")

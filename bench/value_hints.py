@@ -14,12 +14,12 @@ What it measures
       time per question;
     * the matching method against its two halves alone, at K = 3: SQLite FTS5 trigram retrieval, the
       shortest matching values first (no fuzzy score, no threshold); rapidfuzz partial_ratio over every
-      indexed value of the database (no index); and the two together (what values.py does). Values of
+      indexed value of the database (no index); and the two together (what value_index.py does). Values of
       1-2 characters are matched as whole words in all three;
     * with --synthetic N, the same index on a database of N values (BIRD-sized; BIRD's rows are not here);
     * with --build_sizes N,M,..., instead of all the above (no Spider needed): the index build alone on
       synthetic databases of N distinct short texts in 10 columns, and of the largest N URL-like texts
-      in one column (what values.MAX_VALUES_PER_COLUMN bounds), each built cold in a fresh process:
+      in one column (what value_index.MAX_VALUES_PER_COLUMN bounds), each built cold in a fresh process:
       build time, index size, the process's peak memory (ru_maxrss), and the progress lines it printed;
       with --uncapped also without the per-column cap.
 
@@ -71,8 +71,8 @@ def gold_literals(sql: str, names: set[str]) -> list[str]:
 
 def stored_text(db_path: Path) -> dict[str, set[tuple[str, str]]]:
     """{text value: {(table, column) lowercased}} over every column of the database."""
-    from sandbox import decode_text, read_only_uri
-    from schema import quote_name
+    from sql_rlvr.sandbox import decode_text, read_only_uri
+    from sql_rlvr.schema import quote_name
 
     conn = sqlite3.connect(read_only_uri(db_path), uri=True)
     conn.text_factory = decode_text
@@ -120,7 +120,7 @@ def synthetic_timing(n: int, stored: dict, dev: list[dict], k: int) -> str:
     import random
     import re
 
-    import values
+    from sql_rlvr import value_index
 
     words = sorted({w for where in stored.values() for v in where for w in re.findall(r"[A-Za-z]{3,}", v)})
     rng = random.Random(0)
@@ -135,7 +135,7 @@ def synthetic_timing(n: int, stored: dict, dev: list[dict], k: int) -> str:
         conn.commit()
         conn.close()
         start = time.perf_counter()
-        index = values.value_index(db, Path(folder) / "cache")
+        index = value_index.value_index(db, Path(folder) / "cache")
         build = time.perf_counter() - start
         times, shown = [], 0
         for ex in dev:
@@ -180,12 +180,12 @@ def synthetic_db(path: Path, n: int, columns: int, urls: bool = False) -> None:
 BUILD_CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-import values
+from sql_rlvr import value_index
 if sys.argv[4] != "default":
-    values.MAX_VALUES_PER_COLUMN = int(sys.argv[4])
+    value_index.MAX_VALUES_PER_COLUMN = int(sys.argv[4])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-index = values.value_index(sys.argv[2], sys.argv[3])
+index = value_index.value_index(sys.argv[2], sys.argv[3])
 print(json.dumps({"s": time.perf_counter() - start, "path": str(index.path), "before_kib": before,
                   "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
@@ -193,9 +193,9 @@ print(json.dumps({"s": time.perf_counter() - start, "path": str(index.path), "be
 
 def build_scale(sizes: list[int], uncapped: bool) -> str:
     """The table of --build_sizes: each database built cold in a fresh process (its progress lines counted)."""
-    import values
+    from sql_rlvr import value_index
 
-    cap = values.MAX_VALUES_PER_COLUMN
+    cap = value_index.MAX_VALUES_PER_COLUMN
     cases = [(f"{n:,} names, 10 columns", n, 10, False) for n in sizes]
     cases.append((f"{max(sizes):,} URLs, 1 column", max(sizes), 1, True))
     rows = []
@@ -243,11 +243,9 @@ def main() -> int:
         print(f"skipped: Spider not found at {spider_dir} (needs dev.json, tables.json, database/)")
         return 0
 
-    import benchmarks
-    import tiny_model
     import utils
-    import values
-    from schema import VALUE_HINTS_LABEL
+    from sql_rlvr import benchmarks, tiny_model, value_index
+    from sql_rlvr.schema import VALUE_HINTS_LABEL
     from rapidfuzz import fuzz, process
     from rapidfuzz.utils import default_process
     from transformers import AutoTokenizer
@@ -320,14 +318,14 @@ def main() -> int:
         build_s, size = [], 0
         for db in dbs:
             start = time.perf_counter()
-            index = values.value_index(spider.db_path(db), cache)
+            index = value_index.value_index(spider.db_path(db), cache)
             build_s.append(time.perf_counter() - start)
             size += os.path.getsize(index.path)
-        indexes = {db: values.value_index(spider.db_path(db), cache) for db in dbs}
+        indexes = {db: value_index.value_index(spider.db_path(db), cache) for db in dbs}
         open_s = []
         for db in dbs:
             start = time.perf_counter()
-            values.ValueIndex(values.index_path_for(spider.db_path(db), cache))
+            value_index.ValueIndex(value_index.index_path_for(spider.db_path(db), cache))
             open_s.append(time.perf_counter() - start)
 
         def run(method) -> list:
@@ -364,14 +362,14 @@ def main() -> int:
             for col, vals in all_values[db].items():
                 long = [v for v in vals if len(v) >= 3]
                 for _choice, score, i in process.extract(folded, [default_process(v) for v in long],
-                                                         scorer=fuzz.partial_ratio, score_cutoff=values.MIN_SCORE,
+                                                         scorer=fuzz.partial_ratio, score_cutoff=value_index.MIN_SCORE,
                                                          limit=None):
                     scored.append((col, score, long[i]))
             return top_k(scored + [(col, 100.0, value) for value, col in indexes[db].word_matches(text)])
 
         methods = [("FTS5 trigram alone (shortest matches first, no threshold)", fts_alone),
-                   (f"rapidfuzz alone (partial_ratio >= {values.MIN_SCORE} over every value, no index)", rapidfuzz_alone),
-                   (f"FTS5 trigram + rapidfuzz (values.py: candidates, then partial_ratio >= {values.MIN_SCORE})",
+                   (f"rapidfuzz alone (partial_ratio >= {value_index.MIN_SCORE} over every value, no index)", rapidfuzz_alone),
+                   (f"FTS5 trigram + rapidfuzz (value_index.py: candidates, then partial_ratio >= {value_index.MIN_SCORE})",
                     lambda db, text: indexes[db].lookup(text, k))]
         method_rows = [[label, *run(fn)] for label, fn in methods]
 

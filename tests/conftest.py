@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import benchmarks
+from sql_rlvr import benchmarks
 import utils  # noqa: E402
 from config import MINI_SPIDER_DIR  # noqa: E402
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import agent
+from sql_rlvr import agent
 import utils
 from config import parse_config
 from conftest import ROOT, run_script
-from errors import UserError
-from sandbox import execute_sql
-from sql_tool import LAST_CALL_NOTE, SQLTool, result_text
+from sql_rlvr.errors import UserError
+from sql_rlvr.sandbox import execute_sql
+from sql_rlvr.sql_tool import LAST_CALL_NOTE, SQLTool, result_text
 
 # The project's chat as the tiny model's former plain ChatML template rendered it (before it took Qwen's).
 PLAIN_CHATML = (
@@ -281,7 +281,7 @@ def test_grpo_loss_mask_leaves_out_the_tool_results(agentic, spider, tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    import execution_reward
+    from sql_rlvr import execution_reward
 
     out, _ = agentic
     cfg, _ = parse_config(AGENTIC + ["--output_dir", str(out)])
@@ -484,7 +484,7 @@ def test_sampled_conversations_stay_independent_after_their_first_turn(tiny_toke
 def test_a_final_turn_cut_off_inside_a_call_is_no_answer(tiny_tokenizer, spider, fake_vllm):
     """TRL's parser hands a call that does not parse back as plain text; a final turn that opened a call and
     did not end it is no answer (-2.0 in GRPO, wrong in evaluation), never its query scored as the SQL."""
-    import execution_reward
+    from sql_rlvr import execution_reward
 
     examples, messages, dbs = dev_chats(spider, 1)
     whole = call_turn(tiny_tokenizer, "SELECT count(*) FROM department")

@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-import benchmarks
-import errors
-import execution_reward
-import sandbox
-import scoring
+from sql_rlvr import benchmarks
+from sql_rlvr import errors
+from sql_rlvr import execution_reward
+from sql_rlvr import sandbox
+from sql_rlvr import scoring
 import utils
 from config import BENCHMARK_DEFAULTS, MINI_BIRD_DIR, ConfigError, parse_config
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import benchmarks
-import trainers
+from sql_rlvr import benchmarks
+from sql_rlvr import training as trainers
 from config import MINI_BIRD_DIR
 from conftest import run_script
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import answers
-import errors
+from sql_rlvr import extract as answers
+from sql_rlvr import errors
 import utils
 from config import parse_config
 from conftest import run_script
@@ -289,7 +289,7 @@ def test_agentic_sft_loss_on_the_real_template_leaves_out_the_tool_result(family
     answer turn, each through its end of turn, and never the tool result; any other template stops in one
     line naming the model, before training."""
     import train_sft
-    from sandbox import execute_sql
+    from sql_rlvr.sandbox import execute_sql
 
     spec, _, _ = FAMILIES[family]
     model_dir = make_family(family, spec)

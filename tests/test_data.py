@@ -3,12 +3,12 @@ import shutil
 
 import pytest
 
-import answers
-import benchmarks
-import hardness
-import sandbox
-import schema
-import scoring
+from sql_rlvr import extract as answers
+from sql_rlvr import benchmarks
+from sql_rlvr import hardness
+from sql_rlvr import sandbox
+from sql_rlvr import schema
+from sql_rlvr import scoring
 import utils
 from config import MINI_SPIDER_DIR
 

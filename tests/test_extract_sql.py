@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-import answers
-import execution_reward
+from sql_rlvr import extract as answers
+from sql_rlvr import execution_reward
 
 Q = "SELECT name FROM singer WHERE age > 30"
 
@@ -111,7 +111,7 @@ def test_a_backtick_quoted_answer_gets_the_verdict_of_its_clean_query(tmp_path):
     # The reward's verdict, the pred.txt line's verdict (what evaluation scores) and the clean query's own
     # verdict agree, under both benchmarks' rules: a correct answer that ends in a quoted name is a match
     # everywhere (it used to lose its last backtick: invalid SQL, -1).
-    import scoring
+    from sql_rlvr import scoring
 
     db = tmp_path / "bird_like" / "bird_like.sqlite"
     db.parent.mkdir()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import errors
-import runs
+from sql_rlvr import errors
+from sql_rlvr import run_folders as runs
 import train_grpo
 from config import MINI_SPIDER_DIR, Config, parse_config, run_defining_config
 from conftest import copy_sft, run_script

@@ -1,36 +1,75 @@
-"""The shape of the code: flat modules, one concern each, no import cycle, no private name across modules.
+"""The shape of the code: five files at the root (config, utils, the entry scripts), the library flat in
+sql_rlvr/, one concern a module, no import cycle, no private name across modules.
 
 docs/architecture.md draws the graph this test reads from the sources; a cycle, a module that reaches
 into another's private names, or a module grown far past its room fails here.
 """
 
 import ast
+import re
 
 from conftest import ROOT
 
-MODULES = sorted(p.stem for p in ROOT.glob("*.py"))
+PACKAGE = "sql_rlvr"
+ROOT_FILES = {"config", "utils", "train_sft", "train_grpo", "evaluate"}  # the root holds these and no other .py
 ENTRY_SCRIPTS = {"train_sft", "train_grpo", "evaluate"}
+LIBRARY = sorted(p.stem for p in (ROOT / PACKAGE).glob("*.py") if p.stem != "__init__")
+MODULES = sorted([*LIBRARY, *ROOT_FILES])  # a package module by its own name: scoring is sql_rlvr/scoring.py
 MAX_LINES = 950  # "about 900": past it a module holds more than one concern
 
 
-def project_imports(name: str) -> dict[str, set[str]]:
-    """{module it imports: names it uses from it} over the whole file, imports inside functions included."""
-    tree = ast.parse((ROOT / f"{name}.py").read_text())
+def path_of(name: str):
+    return ROOT / f"{name}.py" if name in ROOT_FILES else ROOT / PACKAGE / f"{name}.py"
+
+
+def imports_of(path) -> dict[str, set[str]]:
+    """{module of ours it imports: names it uses from it} over the whole file, imports inside functions included.
+    Ours: the root's files (`import utils`, `from config import X`) and the package's modules
+    (`from sql_rlvr import scoring`, `from sql_rlvr.scoring import X`)."""
+    tree = ast.parse(path.read_text())
     found: dict[str, set[str]] = {}
+    bound: dict[str, str] = {}  # a name in the file -> the module of ours it stands for
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name in MODULES:
+                parts = alias.name.split(".")
+                if alias.name in ROOT_FILES:
                     found.setdefault(alias.name, set())
-        elif isinstance(node, ast.ImportFrom) and node.module in MODULES and node.level == 0:
-            found.setdefault(node.module, set()).update(alias.name for alias in node.names)
+                    bound[alias.asname or alias.name] = alias.name
+                elif len(parts) == 2 and parts[0] == PACKAGE and parts[1] in LIBRARY:
+                    found.setdefault(parts[1], set())
+                    if alias.asname:
+                        bound[alias.asname] = parts[1]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            parts = node.module.split(".")
+            if node.module in ROOT_FILES:
+                found.setdefault(node.module, set()).update(alias.name for alias in node.names)
+            elif node.module == PACKAGE:
+                for alias in node.names:
+                    found.setdefault(alias.name, set())
+                    bound[alias.asname or alias.name] = alias.name
+            elif len(parts) == 2 and parts[0] == PACKAGE and parts[1] in LIBRARY:
+                found.setdefault(parts[1], set()).update(alias.name for alias in node.names)
     for node in ast.walk(tree):  # module.attribute uses
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in found:
-            found[node.value.id].add(node.attr)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound:
+            found[bound[node.value.id]].add(node.attr)
     return found
 
 
-GRAPH = {name: project_imports(name) for name in MODULES}
+GRAPH = {name: imports_of(path_of(name)) for name in MODULES}
+
+
+def test_the_root_holds_five_files_and_the_package_the_rest_flat():
+    at_root = {p.stem for p in ROOT.glob("*.py")}
+    assert at_root == ROOT_FILES, f"the root holds {sorted(at_root)}: a library module belongs in sql_rlvr/"
+    assert not list((ROOT / PACKAGE).glob("*/*.py")), "sql_rlvr/ is flat: no subpackage"
+    tree = ast.parse((ROOT / PACKAGE / "__init__.py").read_text())
+    doc = ast.get_docstring(tree)
+    assert doc and len(tree.body) == 1, "sql_rlvr/__init__.py holds only its docstring"
+    unlisted = [name for name in LIBRARY if not re.search(rf"^\s*{name}\s", doc, re.M)]
+    assert not unlisted, f"sql_rlvr/__init__.py's docstring gives no line to {unlisted}"
+    for name, deps in GRAPH.items():
+        assert set(deps) <= set(MODULES), f"{name} imports {sorted(set(deps) - set(MODULES))}, which is not a module"
 
 
 def test_the_modules_import_each_other_without_a_cycle():
@@ -57,24 +96,32 @@ def test_no_module_imports_an_entry_script_or_uses_anothers_private_names():
             assert not private, f"{name} uses private names of {dep}: {private}"
 
 
+def test_bench_uses_only_public_names():
+    # The bench scripts measure the code as a user's script would call it: through its public names.
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        for dep, used in imports_of(path).items():
+            private = sorted(n for n in used if n.startswith("_"))
+            assert not private, f"bench/{path.name} uses private names of {dep}: {private}"
+
+
 def test_the_lower_layers_import_nothing_above_them():
     # What each module's docstring promises: the sandbox and the scorer start fast in worker processes,
-    # and benchmarks.py no longer imports utils (it used to, both ways). values.py (--value_hints) sits
+    # and benchmarks.py no longer imports utils (it used to, both ways). value_index.py (--value_hints) sits
     # below the prompt code that calls it.
-    allowed = {"errors": set(), "config": set(), "hardness": set(), "answers": set(), "sandbox": {"errors"},
+    allowed = {"errors": set(), "config": set(), "hardness": set(), "extract": set(), "sandbox": {"errors"},
                "scoring": {"errors", "hardness", "sandbox"}, "schema": {"errors", "sandbox"},
-               "values": {"errors", "sandbox"}, "runs": {"config", "errors"},
-               "execution_reward": {"answers", "config", "errors", "sandbox", "scoring"},
+               "value_index": {"errors", "sandbox"}, "run_folders": {"config", "errors"},
+               "execution_reward": {"extract", "config", "errors", "sandbox", "scoring"},
                "sql_tool": {"sandbox"}}  # the agentic mode's tool: its worker processes start fast too
     for name, deps in allowed.items():
         assert set(GRAPH[name]) <= deps, f"{name} imports {sorted(set(GRAPH[name]) - deps)}"
     assert "utils" not in GRAPH["benchmarks"]
-    assert not {"trainers", "runs", "export"} & set(GRAPH["agent"])  # the agentic mode sits just above utils
+    assert not {"training", "run_folders", "export"} & set(GRAPH["agent"])  # the agentic mode sits just above utils
 
 
 def test_every_module_opens_by_saying_what_it_holds_and_stays_within_its_room():
     for name in MODULES:
-        text = (ROOT / f"{name}.py").read_text()
-        assert ast.get_docstring(ast.parse(text)), f"{name}.py has no module docstring"
+        text = path_of(name).read_text()
+        assert ast.get_docstring(ast.parse(text)), f"{path_of(name).relative_to(ROOT)} has no module docstring"
         lines = text.count("\n")
         assert lines <= MAX_LINES, f"{name}.py has {lines} lines: split it by concern (docs/architecture.md)"

@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT
 
 LIBRARIES = ("trl", "transformers", "peft")
-SOURCES = sorted([*ROOT.glob("*.py"), *ROOT.glob("bench/*.py")])
+SOURCES = sorted([*ROOT.glob("*.py"), *ROOT.glob("sql_rlvr/*.py"), *ROOT.glob("bench/*.py")])
 
 
 def _library_module(name: str | None) -> bool:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import errors
-import runs
+from sql_rlvr import errors
+from sql_rlvr import run_folders as runs
 from conftest import ROOT, default_sigint, run_script
 
 SFT = ["train_sft.py", "--preset", "smoke"]

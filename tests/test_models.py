@@ -10,7 +10,7 @@ import sys
 import pytest
 from safetensors.torch import load_file, save_file
 
-import errors
+from sql_rlvr import errors
 import utils
 from config import parse_config
 from conftest import ROOT, run_script
@@ -122,8 +122,8 @@ def test_each_process_loads_onto_its_own_device_and_nothing_goes_to_cuda_without
 def test_a_seed_gives_the_same_run_whether_the_tiny_model_was_built_now_or_cached(tmp_path):
     # Building the tiny model inside the training process used to consume random state: the first run
     # after a clone logged other losses than every later one (9.1295 vs 9.1230 at step 2).
-    import tiny_model
-    import trainers
+    from sql_rlvr import tiny_model
+    from sql_rlvr import training as trainers
 
     def losses(name: str) -> list[float]:
         out = tmp_path / name

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks
-import errors
-import execution_reward
-import scoring
-import trainers
+from sql_rlvr import benchmarks
+from sql_rlvr import errors
+from sql_rlvr import execution_reward
+from sql_rlvr import scoring
+from sql_rlvr import training as trainers
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS, parse_config
 from conftest import assert_official_files_pair, assert_trainer_args_follow_config, copy_sft, run_script
@@ -232,7 +232,7 @@ def test_dev_ex_joins_its_steps_log_line_through_the_callback_api(tmp_path):
     cfg, _ = parse_config(["--preset", "smoke", "--output_dir", str(tmp_path), "--eval_steps", "2",
                            "--eval_subset_size", "2", "--max_completion_length", "8"])
     model, tokenizer = utils.load_model(cfg, "hf", trainable=True)
-    callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "hf", tokenizer, tmp_path)
+    callback = train_grpo.dev_ex_callback(cfg, utils.open_dataset(cfg), "hf", tokenizer, tmp_path)
     state = TrainerState(global_step=1, log_history=[{"reward": 0.5, "step": 1}])
     control = TrainerControl()
     callback.on_step_end(None, state, control, model=model)  # not an eval step
@@ -285,7 +285,7 @@ def test_logs_written_to_a_file_put_each_line_on_its_own(tmp_path):
     import subprocess
     import sys
 
-    import tiny_model
+    from sql_rlvr import tiny_model
     from conftest import ROOT
 
     shutil.rmtree(tiny_model.TINY_MODEL_DIR, ignore_errors=True)  # the first run after a clone builds it

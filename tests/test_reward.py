@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-import errors
-import execution_reward
-import sandbox
-import scoring
-from execution_reward import RewardValues, sql_reward
-from scoring import results_match
+from sql_rlvr import errors
+from sql_rlvr import execution_reward
+from sql_rlvr import sandbox
+from sql_rlvr import scoring
+from sql_rlvr.execution_reward import RewardValues, sql_reward
+from sql_rlvr.scoring import results_match
 
 SCRIPT = """
 CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER);
@@ -196,7 +196,7 @@ def test_repeated_worker_failures_stop_with_a_clear_error():
 CTRL_C = """
 import os, signal, sys, time
 sys.path.insert(0, {root!r})
-import execution_reward
+from sql_rlvr import execution_reward
 reward = execution_reward.SQLExecutionReward(timeout_s=5, workers=2)
 try:
     reward(prompts=["q"] * 4, completions=["SELECT 1"] * 4, gold_sql=["SELECT 1"] * 4, db_path=[{db!r}] * 4)

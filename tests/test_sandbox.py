@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-import benchmarks
-import errors
-import execution_reward
-import sandbox
-import schema
+from sql_rlvr import benchmarks
+from sql_rlvr import errors
+from sql_rlvr import execution_reward
+from sql_rlvr import sandbox
+from sql_rlvr import schema
 
 SCRIPT = ("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT);"
           "INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, CAST(X'4361666583' AS TEXT));")

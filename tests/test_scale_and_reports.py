@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks
-import execution_reward
-import scoring
-import trainers
+from sql_rlvr import benchmarks
+from sql_rlvr import execution_reward
+from sql_rlvr import scoring
+from sql_rlvr import training as trainers
 import utils
 from config import MINI_SPIDER_DIR, parse_config
 from conftest import ROOT, copy_sft, run_script

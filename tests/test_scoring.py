@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-import answers
-import execution_reward
-import sandbox
-import scoring
+from sql_rlvr import extract as answers
+from sql_rlvr import execution_reward
+from sql_rlvr import sandbox
+from sql_rlvr import scoring
 from config import MINI_SPIDER_DIR
 from conftest import run_script
 

@@ -3,7 +3,7 @@ and GRPO's --eval_steps subset."""
 
 import collections
 
-import hardness
+from sql_rlvr import hardness
 import utils
 
 

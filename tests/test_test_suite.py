@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-import benchmarks
-import sandbox
-import scoring
+from sql_rlvr import benchmarks
+from sql_rlvr import sandbox
+from sql_rlvr import scoring
 from config import MINI_SPIDER_DIR
 from conftest import copy_sft, run_script
 

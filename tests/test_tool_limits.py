@@ -8,12 +8,12 @@ import tracemalloc
 
 import pytest
 
-import agent
+from sql_rlvr import agent
 import utils
 from config import BENCHMARK_DEFAULTS, ConfigError, fields_for, parse_config
 from conftest import ROOT
-from sandbox import MAX_RESULT_ROWS, execute_sql
-from sql_tool import COUNT_LIMIT, LAST_CALL_NOTE, MAX_RESULT_CHARS, SQLTool, run_call
+from sql_rlvr.sandbox import MAX_RESULT_ROWS, execute_sql
+from sql_rlvr.sql_tool import COUNT_LIMIT, LAST_CALL_NOTE, MAX_RESULT_CHARS, SQLTool, run_call
 
 
 RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"

@@ -1,11 +1,11 @@
-"""What both trainers share (trainers.py), on stand-ins where the real thing needs a GPU."""
+"""What both trainers share (sql_rlvr/training.py), on stand-ins where the real thing needs a GPU."""
 
 import types
 
 import pytest
 
-import errors
-import trainers
+from sql_rlvr import errors
+from sql_rlvr import training as trainers
 
 
 def test_the_out_of_memory_hint_never_sends_vllm_users_to_4_bit():

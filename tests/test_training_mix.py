@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import errors
-import execution_reward
+from sql_rlvr import errors
+from sql_rlvr import execution_reward
 import train_grpo
 import train_sft
 import utils
@@ -21,7 +21,7 @@ BIRD_TRAIN = json.loads((MINI_BIRD_DIR / "train" / "train.json").read_text())
 
 def mix_examples(*args: str):
     cfg, _ = parse_config([*MIX, *args])
-    datasets = utils.open_training_benchmarks(cfg)
+    datasets = utils.open_training_datasets(cfg)
     return cfg, datasets, utils.training_examples(cfg, datasets)
 
 
@@ -38,7 +38,7 @@ def test_the_mix_draws_every_benchmarks_train_split_and_samples_across_benchmark
     assert sample == mix_examples("--max_train_examples", "12")[2]
     # one benchmark alone: the very sample it was before the mix (stratified by database)
     spider_cfg, _ = parse_config(["--preset", "smoke", "--max_train_examples", "12"])
-    alone = utils.training_examples(spider_cfg, utils.open_training_benchmarks(spider_cfg))
+    alone = utils.training_examples(spider_cfg, utils.open_training_datasets(spider_cfg))
     train = datasets["spider"].examples("train")
     assert [ex["question"] for ex in alone] == [train[i]["question"] for i in utils.stratified_subset(train, 12, 42, ["db_id"])]
 

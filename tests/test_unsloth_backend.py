@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import errors
-import trainers
+from sql_rlvr import errors
+from sql_rlvr import training as trainers
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS
 from conftest import ROOT, assert_official_files_pair, assert_trainer_args_follow_config
@@ -150,7 +150,8 @@ def test_unsloth_export_refuses_float32_in_one_line_and_keeps_the_export(unsloth
 LABELS_AND_PROBE = """
 import json, sys
 from pathlib import Path
-import train_sft, trainers
+import train_sft
+from sql_rlvr import training as trainers
 from config import parse_config
 
 cfg, _ = parse_config(["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false", "--output_dir", sys.argv[1],
@@ -203,7 +204,7 @@ mode = lambda: {"training": model.training, "use_cache": model.config.use_cache,
                 "checkpointing": model.is_gradient_checkpointing, "padding_side": tokenizer.padding_side}
 before = mode()
 Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-callback = train_grpo.dev_ex_callback(cfg, utils.open_benchmark(cfg), "unsloth", tokenizer, Path(sys.argv[1]))
+callback = train_grpo.dev_ex_callback(cfg, utils.open_dataset(cfg), "unsloth", tokenizer, Path(sys.argv[1]))
 state = TrainerState(global_step=1)
 callback.on_step_end(None, state, TrainerControl(), model=model)
 logs = [{"reward": 0.0}]  # the step's log line, as the trainer hands it to each callback

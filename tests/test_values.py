@@ -1,5 +1,5 @@
 """--value_hints: stored values that match the question, shown under their column in the schema prompt
-(values.py's cached FTS5 index, rapidfuzz's ranking), on the shipped mini-Spider and mini-BIRD."""
+(sql_rlvr/value_index.py's cached FTS5 index, rapidfuzz's ranking), on the shipped mini-Spider and mini-BIRD."""
 
 import hashlib
 import json
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks
-import errors
-import runs
+from sql_rlvr import benchmarks
+from sql_rlvr import errors
+from sql_rlvr import run_folders as runs
 import utils
-import values
+from sql_rlvr import value_index as values
 from conftest import ROOT
 from config import MINI_BIRD_DIR, MINI_SPIDER_DIR, SCRIPTS, Config, ConfigError, parse_config, run_defining_config
-from schema import VALUE_HINTS_LABEL
+from sql_rlvr.schema import VALUE_HINTS_LABEL
 
 HINT = VALUE_HINTS_LABEL
 
@@ -236,7 +236,7 @@ def test_a_column_indexes_at_most_its_most_frequent_values(make_db, tmp_path, mo
 CHILD = """
 import json, sys, time
 from pathlib import Path
-import values
+from sql_rlvr import value_index as values
 db, cache, ready, me = sys.argv[1:]
 real = values.build_index
 def build(*args):
@@ -272,7 +272,7 @@ def test_one_process_builds_an_index_while_the_others_wait_for_it(make_db, tmp_p
 def test_a_killed_builder_blocks_nobody_and_leaves_no_temporary_file(make_db, tmp_path):
     db = make_db("CREATE TABLE team (name TEXT, city TEXT); INSERT INTO team VALUES ('Harbour Hawks', 'Northport');")
     cache, marker = tmp_path / "cache", tmp_path / "building"
-    hang = ("import sys, time, pathlib, values\n"
+    hang = ("import sys, time, pathlib\nfrom sql_rlvr import value_index as values\n"
             "def hang(*args):\n"
             "    pathlib.Path(sys.argv[2]).touch()\n"
             "    time.sleep(60)\n"

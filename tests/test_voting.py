@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-import scoring
+from sql_rlvr import scoring
 from config import MINI_SPIDER_DIR
 from conftest import run_script
 

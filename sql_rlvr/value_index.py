@@ -21,10 +21,10 @@ import threading
 import time
 from pathlib import Path
 
-from errors import UserError
-from sandbox import decode_text, read_only_uri
+from sql_rlvr.errors import UserError
+from sql_rlvr.sandbox import decode_text, read_only_uri
 
-CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "value_index"
+CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "value_index"  # the repository's .cache
 INDEX_VERSION = "3"  # bump when what the index holds changes: older cache files are rebuilt
 # A longer stored text is a description or a comment, not a value a question names; it would also cost
 # many prompt tokens. The longest string literal of a Spider dev gold query is 28 characters.

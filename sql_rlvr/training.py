@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from config import Config
-from errors import UserError
-from execution_reward import OUTCOMES
+from sql_rlvr.errors import UserError
+from sql_rlvr.execution_reward import OUTCOMES
 from utils import cuda_available
 
 def world_size() -> int:

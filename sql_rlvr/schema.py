@@ -1,6 +1,6 @@
 """The database schema as the model reads it: CREATE TABLE text with declared types, primary and
 foreign keys (from the database, completed by tables.json), optional sample values and column notes,
-and the stored values that match a question when values.py found some (render_schema's value_hints).
+and the stored values that match a question when value_index.py found some (render_schema's value_hints).
 
 Reads databases directly, read-only (never through the SQL sandbox: these are our own queries).
 Imports errors and sandbox.decode_text only; nothing of the benchmarks, prompts or models.
@@ -13,8 +13,8 @@ import re
 import sqlite3
 from typing import NamedTuple
 
-from errors import DataError
-from sandbox import decode_text, read_only_uri
+from sql_rlvr.errors import DataError
+from sql_rlvr.sandbox import decode_text, read_only_uri
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"ORDER", "GROUP", "SELECT", "FROM", "WHERE", "TABLE", "INDEX", "KEY", "PRIMARY", "FOREIGN",
@@ -91,7 +91,7 @@ class SchemaTable(NamedTuple):
 
 def render_schema(tables: list[SchemaTable], value_hints: dict[tuple[str, str], list[str]] | None = None) -> str:
     """The CREATE TABLE text of `tables`. `value_hints` ({(table, column) lowercased: values}, from
-    values.ValueIndex.lookup) end the comment of their column, after VALUE_HINTS_LABEL."""
+    value_index.ValueIndex.lookup) end the comment of their column, after VALUE_HINTS_LABEL."""
     blocks = []
     for table in tables:
         columns = table.columns

@@ -3,8 +3,6 @@
 Holds spider_hardness and what it counts. Imports only sqlglot: the scorer's workers call it on every
 gold query, and nothing of the rest of sql-rlvr is needed to classify SQL.
 
-Schema-free re-implementation of Spider's official hardness levels.
-
 Reproduces ``Evaluator.eval_hardness`` of the official Spider evaluator
 (taoyds/test-suite-sql-eval, ``evaluation.py``) without needing the database
 schema: the query is parsed with sqlglot (dialect "sqlite") and the same

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable
 
-from errors import UserError
-from hardness import spider_hardness
-from sandbox import ExecResult, WorkerPool, execute_sql
+from sql_rlvr.errors import UserError
+from sql_rlvr.hardness import spider_hardness
+from sql_rlvr.sandbox import ExecResult, WorkerPool, execute_sql
 
 GOLD_TIMEOUT_S = 30.0  # time limit of a gold query (at least the predictions' own)
 EMPTY_PREDICTION = "SELECT"  # placeholder written for an empty answer: keeps pred.txt paired, always wrong

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from sandbox import WorkerPool, execute_sql
+from sql_rlvr.sandbox import WorkerPool, execute_sql
 
 TOOL_NAME = "execute_sql"
 MAX_VALUE_CHARS = 60  # one value shown to the model; longer ones end in "..."

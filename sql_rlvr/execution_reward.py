@@ -2,7 +2,7 @@
 reward function (SQLExecutionReward), with the gold checks before training (checked_gold_rows).
 
 It executes through sandbox.py (read-only, time-limited; WorkerPool makes the limit hard) and judges
-with scoring.py's match rules, so reward and metric never disagree on a match. Imports answers,
+with scoring.py's match rules, so reward and metric never disagree on a match. Imports extract,
 config, errors, sandbox and scoring only: its worker processes import this module and must start fast.
 """
 
@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from answers import extract_sql, opens_tool_call
 from config import Config
-from errors import UserError
-from sandbox import ExecResult, WorkerPool, execute_sql
-from scoring import GOLD_TIMEOUT_S, MatchRule, match_rule, order_matters, unordered_rows
+from sql_rlvr.extract import extract_sql, opens_tool_call
+from sql_rlvr.errors import UserError
+from sql_rlvr.sandbox import ExecResult, WorkerPool, execute_sql
+from sql_rlvr.scoring import GOLD_TIMEOUT_S, MatchRule, match_rule, order_matters, unordered_rows
 
 OUTCOMES = ("match", "partial", "wrong", "invalid", "empty")  # what one model answer can come to (the reward's)
 

@@ -1,7 +1,7 @@
-"""The two exceptions every module may raise, and nothing else.
+"""The exceptions every module may raise (UserError, its subclass DataError, StageFinished), and nothing else.
 
 Imports nothing: any module of sql-rlvr can use it without an import cycle. The entry scripts turn
-a UserError into one line on stderr (runs.run_main).
+a UserError into one line on stderr (run_folders.run_main).
 """
 
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks import Spider
 from config import MINI_SPIDER_DIR, REPO_DIR
+from sql_rlvr.benchmarks import Spider
 
 TINY_MODEL_DIR = REPO_DIR / ".cache" / "tiny-qwen3"
 TINY_MODEL_VERSION = "6"  # bump when the recipe below changes, so caches rebuild

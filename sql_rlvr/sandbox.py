@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from errors import UserError
+from sql_rlvr.errors import UserError
 
 def decode_text(raw: bytes) -> str:
     """How every database text value is read: invalid UTF-8 bytes are dropped, as the official evaluator does."""

@@ -5,7 +5,7 @@ A `Benchmark` names its evaluation splits, its match rule (scoring.MATCH_RULES: 
 voting's groups and GRPO's +5 alike), where the difficulty labels come from (and the strata of seeded
 samples), the file formats of its official evaluator, and the options only that evaluator has
 (Spider's --ts_db_dir and --keep_distinct, refused with BIRD). The scripts reach it through
-`utils.open_benchmark(cfg)` / `utils.benchmark_spec(cfg)`.
+`utils.open_dataset(cfg)` / `utils.benchmark_spec(cfg)`.
 
     spider   Spider's release (Spider); test-suite-sql-eval's execution match (DISTINCT removed,
              `value` rewritten, column permutations, order when the gold says ORDER BY); hardness
@@ -16,7 +16,7 @@ samples), the file formats of its official evaluator, and the options only that 
              with sqlite3's strict UTF-8 text; difficulty from the data; predict_dev.json and
              dev_gold.sql; eval splits dev, mini_dev; voting groups equal row sets (1 == 1.0).
 
-Imports config, errors, schema, scoring, hardness and values; never utils (which builds on this module).
+Imports config, errors, schema, scoring, hardness and value_index; never utils (which builds on this module).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import scoring
 from config import Config
-from errors import DataError, UserError
-from hardness import HARDNESS_LEVELS
-from schema import SchemaTable, read_schema, render_schema, tables_from_json
-from values import value_index
+from sql_rlvr import scoring
+from sql_rlvr.errors import DataError, UserError
+from sql_rlvr.hardness import HARDNESS_LEVELS
+from sql_rlvr.schema import SchemaTable, read_schema, render_schema, tables_from_json
+from sql_rlvr.value_index import value_index
 
 # ======================================================================
 # Spider's release layout
@@ -149,7 +149,7 @@ def ensure_test_suite_built(folder: Path, source_dir: Path) -> None:
 
 
 def hinted_schema(dataset: Any, example: dict, text: str, sample_values: int, value_hints: int) -> str:
-    """`dataset`'s schema of `example`'s database with the stored values that match `text` (values.py):
+    """`dataset`'s schema of `example`'s database with the stored values that match `text` (value_index.py):
     the plain schema when `value_hints` is 0, no value matches, or the database is not on disk."""
     db_id = example["db_id"]
     plain = dataset.schema(db_id, sample_values)
@@ -255,7 +255,7 @@ class Spider:
 
     def example_schema(self, example: dict, sample_values: int = 0, value_hints: int = 0) -> str:
         """The schema text of one example's prompt: schema(), plus up to `value_hints` stored values per
-        column that match the question (--value_hints; values.py)."""
+        column that match the question (--value_hints; value_index.py)."""
         return hinted_schema(self, example, example["question"], sample_values, value_hints)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from config import Config, ConfigError, run_defining_config
-from errors import StageFinished, UserError
+from sql_rlvr.errors import StageFinished, UserError
 
 _ACTIVE_STAGE: dict[str, Any] = {}  # the stage folder being trained (prepare_output_dir), for the Ctrl-C message
 

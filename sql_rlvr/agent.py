@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import utils
-from answers import opens_tool_call
-from errors import UserError
-from sql_tool import LAST_CALL_NOTE, TOOL_NAME, SQLTool, ToolCall
+from sql_rlvr.extract import opens_tool_call
+from sql_rlvr.errors import UserError
+from sql_rlvr.sql_tool import LAST_CALL_NOTE, TOOL_NAME, SQLTool, ToolCall
 
 
 class SQLEnvironment:

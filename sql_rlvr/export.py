@@ -13,7 +13,7 @@ from pathlib import Path
 
 import utils
 from config import Config
-from errors import UserError
+from sql_rlvr.errors import UserError
 
 
 def export_merged(cfg: Config, backend: str, adapter: Path, out: Path, chats: list[list[dict]],

@@ -1,0 +1,26 @@
+"""sql-rlvr's library: every module but the five files at the repository root (config.py, utils.py and
+the entry scripts train_sft.py, train_grpo.py, evaluate.py), flat, one concern a module.
+
+In layers: a module imports only modules listed below it and root config.py, and the modules above the
+line of root utils.py may also import utils. Exact imports: docs/architecture.md; tests/test_layout.py checks
+them.
+
+  training          what SFT and GRPO share around TRL: trainer arguments, metrics.jsonl, progress lines,
+                    curves.png, the memory probe, wandb
+  export            evaluate.py --export merged: the adapter merged into its base, checked to answer alike
+  run_folders       a stage's output folder (new, --overwrite, --resume, the run identity), the finished
+                    marker, the adapter's digest, run_main (one-line errors, the Ctrl-C message)
+  agent             the agentic mode (--max_tool_calls N): the conversation, its tokens, multi-turn generation
+  (root utils.py)   data, prompts, model loading and generation; the execution reward, re-exported
+  tiny_model        the hub-free tiny Qwen3 of the tests and --preset smoke
+  benchmarks        the Spider and BIRD readers and their Benchmark descriptions
+  execution_reward  the reward of one answer, GRPO's batched reward (SQLExecutionReward), the gold checks
+  scoring           the official match rules, their file formats, batch scoring, voting, the score tables
+  schema            the schema text of the prompt
+  value_index       --value_hints: the per-database index of stored text values and its lookup
+  sql_tool          the execute_sql tool of the agentic mode
+  sandbox           read-only, time-limited SQLite (execute_sql), the worker processes that make the limit hard
+  hardness          Spider's official hardness levels
+  extract           extract_sql: the SQL in a model's answer
+  errors            UserError, StageFinished, DataError
+"""
