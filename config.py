@@ -41,10 +41,11 @@ class ConfigError(ValueError):
     """A bad override or an inconsistent configuration: reported as one line, never a traceback."""
 
 
-def _f(default: Any, help: str) -> Any:
+def _f(default: Any, text: str) -> Any:
+    """A config field with its --help text."""
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata={"help": text})
+    return field(default=default, metadata={"help": text})
 
 
 @dataclass

@@ -588,7 +588,9 @@ def main() -> int:
     seconds = time.time() - start
 
     # ------------------------------------------------------------ report
-    fmt = lambda x: "-" if x is None else f"{x:.3f}"
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
     print()
     print("| family | n | ours match | official match | disagreements |")
     print("|---|---:|---:|---:|---:|")

@@ -39,7 +39,7 @@ def result_f1(gold: list[tuple], pred: list[tuple]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RewardValues:
     exact: float = 5.0
     invalid: float = -1.0
@@ -49,6 +49,9 @@ class RewardValues:
     @classmethod
     def from_config(cls, cfg: Config) -> "RewardValues":
         return cls(cfg.reward_exact, cfg.reward_invalid, cfg.reward_empty, cfg.reward_partial_max)
+
+
+DEFAULT_REWARD_VALUES = RewardValues()  # the defaults of --reward_exact etc. (frozen: safe to share)
 
 
 def judge_prediction(pred_sql: str, gold_sql: str, gold: ExecResult, db_path: str | os.PathLike,
@@ -80,7 +83,7 @@ def execute_gold(db_path: str | os.PathLike, gold_sql: str, timeout_s: float, ru
 
 def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike, *,
                      gold: ExecResult | None = None, timeout_s: float = 2.0,
-                     values: RewardValues = RewardValues(), rule: str | MatchRule = "spider") -> tuple[float, str, str | None]:
+                     values: RewardValues = DEFAULT_REWARD_VALUES, rule: str | MatchRule = "spider") -> tuple[float, str, str | None]:
     """(reward, outcome, error) for one raw model answer under the benchmark's match rule. See sql_reward."""
     if not completion or not completion.strip():
         return values.empty, "empty", "empty answer"
@@ -95,7 +98,7 @@ def score_completion(completion: str, gold_sql: str, db_path: str | os.PathLike,
 
 
 def sql_reward(completion: str, gold_sql: str, db_path: str | os.PathLike, *, timeout_s: float = 2.0,
-               values: RewardValues = RewardValues(), rule: str | MatchRule = "spider") -> float:
+               values: RewardValues = DEFAULT_REWARD_VALUES, rule: str | MatchRule = "spider") -> float:
     """Execution reward for one raw model answer.
 
     +5.0 (exact)   the predicted result equals the gold result under the official comparison of the
@@ -206,7 +209,7 @@ class SQLExecutionReward:
 
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
 
-    def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = RewardValues(),
+    def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = DEFAULT_REWARD_VALUES,
                  num_samples: int = 2, rule: str | MatchRule = "spider", tool_calls: bool = False) -> None:
         self.tool_calls = tool_calls  # the agentic mode: also log tool_calls_mean and answered_after_call
         self.rule = match_rule(rule)  # the benchmark's match rule decides the +5 (scoring.MATCH_RULES)

@@ -418,7 +418,7 @@ def test_score_only_votes_among_several_bird_files_by_birds_rule(tmp_path, dev):
     assert [f["ex"] for f in metrics["ex_files"]] == pytest.approx([(n - 2) / n, (n - 2) / n, 1.0])
     assert all("by_difficulty" in f for f in metrics["ex_files"])
     lines = run.stdout.splitlines()
-    assert lines[1].split() == ["simple", "moderate", "challenging", "total"] and any(l.startswith("pass@3") for l in lines)
+    assert lines[1].split() == ["simple", "moderate", "challenging", "total"] and any(line.startswith("pass@3") for line in lines)
     # one file alone, then --compare on the two score-only folders (by difficulty)
     one = run_script("evaluate.py", "--score_only", *bird_args, "--pred", str(paths[2]),
                      "--results", str(tmp_path / "C" / "results.jsonl"))

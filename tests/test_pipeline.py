@@ -258,7 +258,9 @@ def test_same_seed_same_lora_initialisation():
     second = utils.load_model(cfg, "hf", trainable=True)[0]
     cfg.seed += 1
     third = utils.load_model(cfg, "hf", trainable=True)[0]
-    lora = lambda m: [p.detach().clone() for n, p in m.named_parameters() if "lora_A" in n]
+    def lora(m):
+        return [p.detach().clone() for n, p in m.named_parameters() if "lora_A" in n]
+
     assert all((a == b).all() for a, b in zip(lora(first), lora(second)))
     assert not all((a == c).all() for a, c in zip(lora(first), lora(third)))
 

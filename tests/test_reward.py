@@ -267,7 +267,9 @@ def test_a_gold_query_stalled_in_one_sqlite_call_is_stopped_and_named(db):
     # A gold query used to run in the trainer process under its soft limit only: one stalled inside a
     # single SQLite call (trim of long strings) held up GRPO's start. It now runs in a worker, killed at
     # the gold's hard limit, and the check names it in one line.
-    doubled = lambda n, c, name: f"{name}(s) AS (SELECT '{c}' UNION ALL SELECT s || s FROM {name} WHERE length(s) * 2 <= {n})"
+    def doubled(n, c, name):
+        return f"{name}(s) AS (SELECT '{c}' UNION ALL SELECT s || s FROM {name} WHERE length(s) * 2 <= {n})"
+
     trims = ", ".join(["length(trim(s, t || t || 'a'))"] * 32)
     stall = (f"WITH RECURSIVE {doubled(65_536, 'a', 'd')}, h(s) AS (SELECT max(s) FROM d), "
              f"{doubled(4096, 'b', 'e')}, g(t) AS (SELECT max(s) FROM e) SELECT max({trims}) FROM h, g")
