@@ -5,6 +5,8 @@
 #                     GPU set's Python (trl 1.15, what users install): every test but the hf training steps,
 #                     which trl 1.15 runs only on a GPU (docs/verified.md)
 #   make test-fast  the CPU set's tests that train no model end to end (about a minute): after every change
+#   make acceptance a real pretrained model through every stage, before a long run (ARGS="--quick", ...;
+#                   on a GPU machine run it in the GPU environment: python bench/acceptance.py)
 # They reuse existing environments and never install a CUDA package. The GPU set itself: docs/install.md.
 
 PYTHON ?= python3
@@ -30,7 +32,7 @@ PYTEST := -m pytest -p no:cacheprovider --durations=10
 # (W291-W293), bad escapes (W605), mutable or call defaults (B006, B008). Zero findings.
 LINT := $(VENV)/bin/ruff check --quiet --select F,A,E7,E9,W291,W292,W293,W605,B006,B008 --line-length 120 .
 
-.PHONY: smoke test test-fast test-cpu-set test-gpu-set cpu-set gpu-set
+.PHONY: smoke test test-fast test-cpu-set test-gpu-set cpu-set gpu-set acceptance
 .DEFAULT_GOAL := smoke
 
 $(PY):
@@ -73,6 +75,9 @@ $(GPU_VENV)/.gpu-set: requirements.txt $(VENV)/.unsloth-cpu
 	touch $@
 
 gpu-set: $(GPU_VENV)/.gpu-set
+
+acceptance: $(VENV)/.cpu-set
+	$(PY) bench/acceptance.py $(ARGS)
 
 .PHONY: lint
 lint: $(VENV)/.cpu-set

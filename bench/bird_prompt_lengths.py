@@ -39,11 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_DIR  # the shared opening (bench/common.py): the repository on sys.path
 
-from prompt_lengths import dist, load_qwen_tokenizer, table  # noqa: E402  (the Spider bench's helpers)
+from common import dist, load_qwen_tokenizer, table  # the benches' shared helpers
 
 _CREATE = re.compile(r'^CREATE TABLE\s+("?)(.+?)\1\s*\(', re.I)
 _COLUMN = re.compile(r'^\s*("?)([^"]+?)\1\s+\w+')

@@ -34,6 +34,7 @@ from collections import Counter
 from typing import Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+from common import SHARED_DIR  # noqa: E402  (the shared opening, bench/common.py: the repository on sys.path)
 
 # SQL words that must never be taken as an unknown table name in lenient mode,
 # so syntax the official parser cannot handle (comma joins, INNER JOIN) still fails.
@@ -125,7 +126,7 @@ def _official_labels_any(args: argparse.Namespace, split_file: str, lenient: boo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", required=True, help="test-suite-sql-eval checkout")
-    ap.add_argument("--spider", default=os.path.join(os.path.dirname(HERE), "..", "shared", "spider"), help="folder with dev.json, tables.json, database/")
+    ap.add_argument("--spider", default=str(SHARED_DIR / "spider"), help="folder with dev.json, tables.json, database/")
     ap.add_argument("--splits", nargs="+", default=["dev", "train_others"])
     ap.add_argument("--official-python", help="interpreter with nltk for the official code")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every mismatch")
@@ -139,7 +140,6 @@ def main() -> int:
         print(json.dumps(_official_labels(args.official, args._split_file, args.spider, args._lenient)))
         return 0
 
-    sys.path.insert(0, os.path.dirname(HERE))  # the project root
     from sql_rlvr.hardness import spider_hardness
 
     all_ok = True

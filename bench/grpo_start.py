@@ -45,7 +45,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import REPO_DIR as REPO  # the shared opening (bench/common.py): the repository on sys.path
 
 
 def peak_rss_mib(pid: int | None = None) -> float:

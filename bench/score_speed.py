@@ -55,9 +55,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_DIR as REPO  # the shared opening (bench/common.py): the repository on sys.path
 
 MIX_FAMILIES = ("other_gold_same_db", "where_dropped", "order_by_dropped", "limit_changed", "select_reordered",
                 "value_placeholder", "agg_swapped", "syntax_error", "empty", "lowercased", "distinct_added")

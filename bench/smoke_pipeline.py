@@ -45,7 +45,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
+from common import REPO_DIR  # the shared opening (bench/common.py): the repository on sys.path
 GNU_TIME = "/usr/bin/time"
 
 # A fresh child python per stage: RUSAGE_CHILDREN then covers exactly that stage's process tree.

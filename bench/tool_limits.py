@@ -33,8 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
+from common import REPO_DIR  # the shared opening (bench/common.py): the repository on sys.path
 
 from sql_rlvr.sql_tool import SQLTool  # noqa: E402
 

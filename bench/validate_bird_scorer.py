@@ -34,8 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
+import common  # noqa: F401  (the shared opening, bench/common.py: the repository on sys.path)
 
 # Predictions where our verdict differs from BIRD's by design (docs/evaluation.md, BIRD): an empty answer is
 # written as the placeholder "SELECT" and is wrong, where BIRD would execute "" and match an empty gold.

@@ -59,8 +59,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from common import REPO_DIR as REPO  # the shared opening (bench/common.py): the repository on sys.path
 
 EXPECTED_HARDNESS = {"easy": 248, "medium": 446, "hard": 174, "extra": 166}
 

@@ -49,10 +49,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_DIR))
+from common import REPO_DIR  # the shared opening (bench/common.py): the repository on sys.path
 
-from prompt_lengths import dist, load_qwen_tokenizer, table  # noqa: E402  (bench/ is this script's folder)
+from common import dist, load_qwen_tokenizer, table  # the benches' shared helpers
 
 
 def gold_literals(sql: str, names: set[str]) -> list[str]:
