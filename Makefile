@@ -1,9 +1,10 @@
 # Commands for a fresh machine (CPU, no GPU needed):
 #   make smoke      virtual environment + CPU set, then SFT -> GRPO -> evaluation of the tiny model into outputs/smoke
-#   make test       the whole suite in two lanes at once (what .ci/run runs):
-#                     CPU set (trl 1.16): every test but the unsloth ones
+#   make test       the linter, then the whole suite in two lanes at once (what .ci/run runs), every test in
+#                   at least one:
 #                     GPU set's Python (trl 1.15, what users install): every test but the hf training steps,
 #                     which trl 1.15 runs only on a GPU (docs/verified.md)
+#                     CPU set (trl 1.16): those hf training steps, and the checks marked both_lanes
 #   make test-fast  the CPU set's tests that train no model end to end (about a minute): after every change
 #   make acceptance a real pretrained model through every stage, before a long run (ARGS="--quick", ...;
 #                   on a GPU machine run it in the GPU environment: python bench/acceptance.py)
@@ -20,7 +21,7 @@ TORCH := torch==2.13.0+cpu
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 SMOKE := --preset smoke --output_dir outputs/smoke --overwrite
 
-# The GPU set's lane: its own environment holding the pure-Python packages of requirements.txt (vllm is
+# The GPU set's lane (every test but the hf training steps): its own environment holding the pure-Python packages of requirements.txt (vllm is
 # CUDA-only; unsloth is installed --no-deps as on the CPU set; wandb is not under test), layered over the CPU
 # set's environment through a .pth file: pip installs there only what requirements.txt pins differently
 # (today trl 1.15.0), and tests/test_library_api.py checks each lane's versions against its requirement file.
@@ -32,7 +33,7 @@ PYTEST := -m pytest -p no:cacheprovider --durations=10
 # (W291-W293), bad escapes (W605), mutable or call defaults (B006, B008). Zero findings.
 LINT := $(VENV)/bin/ruff check --quiet --select F,A,E7,E9,W291,W292,W293,W605,B006,B008 --line-length 120 .
 
-.PHONY: smoke test test-fast test-cpu-set test-gpu-set cpu-set gpu-set acceptance
+.PHONY: smoke test test-fast test-cpu-set test-cpu-set-all test-gpu-set cpu-set gpu-set acceptance
 .DEFAULT_GOAL := smoke
 
 $(PY):
@@ -86,9 +87,14 @@ lint: $(VENV)/.cpu-set
 test-fast: lint
 	$(PY) $(PYTEST) -n 2 -m "not slow" tests
 
-# Two workers; the tests of one shared trained run stay on one worker (tests/conftest.py, SHARED_RUNS).
+# The CPU set's lane: the hf training steps the other lane cannot take on CPU, and the `both_lanes` checks;
+# two workers, the tests of one shared trained run on one worker (tests/conftest.py, SHARED_RUNS).
 test-cpu-set: $(VENV)/.unsloth-cpu
-	SQL_RLVR_REQUIREMENTS=requirements-cpu.txt $(PY) $(PYTEST) -n 2 --dist loadgroup -m "not unsloth" tests
+	SQL_RLVR_REQUIREMENTS=requirements-cpu.txt $(PY) $(PYTEST) -n 2 --dist loadgroup -m "hf_training or both_lanes" tests
+
+# The whole suite on the CPU set in one lane (trl 1.16; the unsloth tests on a version unsloth does not accept).
+test-cpu-set-all: $(VENV)/.unsloth-cpu
+	$(PY) $(PYTEST) -n 2 --dist loadgroup tests
 
 test-gpu-set: $(GPU_VENV)/.gpu-set
 	SQL_RLVR_REQUIREMENTS=requirements.txt $(GPU_PY) $(PYTEST) tests

@@ -2,8 +2,9 @@
 test lanes (docs/install.md, "Tests"):
 
   make test-fast   pytest -m "not slow": everything that trains no model end to end, in about a minute
-  make test        both lanes (CI): the CPU set (trl 1.16) without the unsloth tests, and the GPU set's
-                   Python (trl 1.15, as users install it) without the hf training steps (below)
+  make test        both lanes at once (CI), every test in at least one: the GPU set's Python (trl 1.15,
+                   as users install it) runs all but the hf training steps, which trl 1.15 runs only on
+                   a GPU; the CPU set (trl 1.16) runs those, and the `both_lanes` checks again
 """
 
 import shutil
@@ -29,6 +30,8 @@ MARKERS = {
                    "with a Triton kernel (trl/kernels/chunked_logprob.py) that needs a GPU: skipped there on CPU",
     "unsloth": "runs the unsloth backend (its CPU backend): in the GPU set's lane, on the trl that unsloth "
                "2026.10.9 accepts (<= 1.15)",
+    "both_lanes": "checks what differs between TRL versions without training (the API check, the real trainer "
+                  "configs, TRL's templates, parser and tool-loop tokens): the CPU set's lane runs it too",
 }
 # Fixtures that train with the hf backend: every test that uses one (directly or through another) trains.
 HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke"}

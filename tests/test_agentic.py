@@ -137,6 +137,7 @@ def test_sft_trajectory_learns_the_call_and_the_answer_never_the_tool_result(tin
     assert str(gold.rows[0][0]) in calls[0].text
 
 
+@pytest.mark.both_lanes
 def test_training_and_rollouts_and_evaluation_build_the_same_tokens(tiny_model_dir, tiny_tokenizer, spider, tmp_path):
     """TRL's GRPO tool loop tokenizes the first prompt and appends tool results with its own code: for the
     same calls it must give exactly the tokens SFT trains on and evaluation generates from."""
@@ -186,6 +187,7 @@ def test_tool_mode_sizes_its_lengths_and_zero_leaves_every_default():
 
 
 @pytest.mark.slow
+@pytest.mark.both_lanes
 def test_evaluation_in_the_agentic_mode_runs_on_the_installed_trl(tmp_path):
     """The command that died on trl 1.15 (the GPU set) at its first question, with parse_response's `tools`
     argument that only trl 1.16 has: both lanes of `make test` run it."""

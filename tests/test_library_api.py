@@ -19,6 +19,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.both_lanes
+
 LIBRARIES = ("trl", "transformers", "peft")
 SOURCES = sorted([*ROOT.glob("*.py"), *ROOT.glob("sql_rlvr/*.py"), *ROOT.glob("bench/*.py")])
 

@@ -5,6 +5,8 @@ import types
 import pytest
 
 from sql_rlvr import errors
+
+pytestmark = pytest.mark.both_lanes  # the real SFTConfig / GRPOConfig of each TRL version
 from sql_rlvr import training as trainers
 
 
