@@ -229,21 +229,17 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
                                         fast_inference=backend == "unsloth" and cfg.fast_inference)
-    template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
-    if cfg.max_tool_calls > 0:  # chats, offered the tool: their length counts its description
-        agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
-        prompts = [utils.fit_to_template(tokenizer, utils.render_prompt_for(dataset, ex, cfg)) for ex in examples]
-        lengths = [len(agent.prompt_ids(tokenizer, m, template_kwargs)) for m in prompts]
-        note += f"; agentic, up to {cfg.max_tool_calls} queries per question"
-    else:
-        prompts = [utils.render_prompt_for(dataset, ex, cfg, tokenizer) for ex in examples]
-        lengths = utils.prompt_lengths(tokenizer, prompts)
+    agentic = cfg.max_tool_calls > 0
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic)
+    # Rendered texts, or in the agentic mode chats offered the tool (their length counts its description).
     limit = cfg.max_seq_length - cfg.max_completion_length
-    fits = [i for i, n in enumerate(lengths) if n <= limit]
+    chats = [utils.render_prompt_for(dataset, ex, cfg) for ex in examples]
+    prompts, lengths, fits = agent.model_prompts(tokenizer, chats, template_kwargs, agentic, limit)
+    mode = f"; agentic, up to {cfg.max_tool_calls} queries per question" if agentic else ""
     print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}"
-          f"{note}; {utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): "
+          f"{note}{mode}; {utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): "
           f"{len(prompts) - len(fits)}")
-    if cfg.max_tool_calls > 0:
+    if agentic:
         return generate_with_tools(cfg, adapter, dataset, examples, prompts, fits, backend, model, tokenizer,
                                    template_kwargs)
     start = time.time()

@@ -36,11 +36,9 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     # The agentic mode (--max_tool_calls N) passes token ids with a completion mask instead: its tool
     # results sit between the model's turns and must carry no loss.
     # The model's own template is checked first: the labels must be exactly the SQL + end of turn.
-    template_kwargs = utils.check_chat_template(tokenizer, cfg.model_name, utils.stop_token_ids(model, tokenizer))
-    tool = None
-    if cfg.max_tool_calls > 0:  # the agentic mode: each example becomes a trajectory (agent.sft_trajectory)
-        agent.check_tool_template(tokenizer, cfg.model_name, template_kwargs)
-        tool = SQLTool.from_config(cfg)
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic=cfg.max_tool_calls > 0)
+    # The agentic mode: each example becomes a trajectory (agent.sft_trajectory) whose call this tool runs.
+    tool = SQLTool.from_config(cfg) if cfg.max_tool_calls > 0 else None
     rows, lengths, used, skipped = [], [], [], []
     try:
         for ex in examples:

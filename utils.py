@@ -5,7 +5,8 @@ and generation, and the execution-based SQLite reward.
               the seeded training sample, stratified subsets (readers: sql_rlvr/benchmarks.py)
   prompts     the chat every stage uses (render_prompt_for), the chat-template check (schema text:
               sql_rlvr/schema.py; reading the SQL out of an answer: sql_rlvr/extract.py)
-  models      backend choice, loading with LoRA (unsloth or transformers + peft), generation
+  models      backend choice, loading with LoRA (unsloth or transformers + peft), generation, inference_mode
+              (a model being trained generates, then trains on as before)
   reward      SQLExecutionReward, RewardValues, sql_reward, checked_gold_rows: defined in
               sql_rlvr/execution_reward.py, imported here so that the scripts take them from utils
 
@@ -17,12 +18,13 @@ them imports utils.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from config import TINY_MODEL_NAME, Config
 from sql_rlvr import benchmarks, tiny_model
@@ -701,6 +703,32 @@ def _through_stop(ids, stop: list[int]) -> list[int]:
     ids = list(ids)
     cut = next((i for i, t in enumerate(ids) if t in stop), None)
     return ids if cut is None else ids[:cut + 1]
+
+
+@contextlib.contextmanager
+def inference_mode(model, tokenizer, backend: str, fast_inference: bool) -> Iterator[None]:
+    """Generation from a model that is being trained (GRPO's pass-rate filter and --eval_steps check), and
+    back: inside, eval mode, left padding and, on unsloth without vLLM, unsloth's generation mode
+    (for_inference: KV cache on, on CUDA gradient checkpointing off); on leaving, however it leaves, the
+    training mode, the padding side and unsloth's training mode (for_training, as memory_probe does) as
+    they were. vLLM (fast_inference) generates outside the model: its unsloth modes are left alone."""
+    was_training, padding_side = model.training, tokenizer.padding_side
+    unsloth_generates = backend == "unsloth" and not fast_inference
+    try:
+        model.eval()
+        if unsloth_generates:
+            from unsloth import FastLanguageModel
+
+            FastLanguageModel.for_inference(model)
+        tokenizer.padding_side = "left"
+        yield
+    finally:
+        model.train(was_training)
+        if unsloth_generates and was_training:
+            from unsloth import FastLanguageModel
+
+            FastLanguageModel.for_training(model)
+        tokenizer.padding_side = padding_side
 
 
 def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:

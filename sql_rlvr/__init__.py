@@ -5,12 +5,16 @@ In layers: a module imports only modules listed below it and root config.py, and
 line of root utils.py may also import utils. Exact imports: docs/architecture.md; tests/test_layout.py checks
 them.
 
+  dev_check         GRPO's --eval_steps check: DevEXCallback, greedy dev EX logged as eval/ex
+  pass_rate_filter  GRPO's --grpo_filter_samples: prompts the SFT adapter always answers right left out,
+                    prompt_pass_rates.jsonl, its reuse by --resume
   training          what SFT and GRPO share around TRL: trainer arguments, metrics.jsonl, progress lines,
                     curves.png, the memory probe, wandb
   export            evaluate.py --export merged: the adapter merged into its base, checked to answer alike
   run_folders       a stage's output folder (new, --overwrite, --resume, the run identity), the finished
                     marker, the adapter's digest, run_main (one-line errors, the Ctrl-C message)
-  agent             the agentic mode (--max_tool_calls N): the conversation, its tokens, multi-turn generation
+  agent             the agentic mode (--max_tool_calls N): the conversation, its tokens, multi-turn generation;
+                    where the two modes part (the template checks, the prompts, the answers)
   (root utils.py)   data, prompts, model loading and generation; the execution reward, re-exported
   tiny_model        the hub-free tiny Qwen3 of the tests and --preset smoke
   benchmarks        the Spider and BIRD readers and their Benchmark descriptions

@@ -10,6 +10,9 @@
   GRPO         SQLEnvironment, one per rollout (TRL's environment_factory), bound to the row's database
   evaluation   answer_with_tools: batched multi-turn generation for greedy and sampled answers, hf and
                vLLM (utils.generate_ids), also used by --eval_steps and the pass-rate filter
+  either mode  where the direct and the agentic mode part, for every caller: checked_template_kwargs (the
+               template checks), model_prompts (a chat as the model is prompted with it, its length, which
+               fit) and answers (the answer texts)
 
 A call beyond the budget is not run (its result says so); the result of the call that uses up the
 budget ends with sql_tool.LAST_CALL_NOTE, so the turn after it is the answer. A malformed call (unknown
@@ -339,3 +342,54 @@ def call_stats(trajectories: list[Trajectory]) -> dict[str, float]:
     return {"tool_calls_mean": sum(len(t.calls) for t in trajectories) / len(trajectories),
             "answered_after_call": sum(bool(t.calls) and t.ended == "answer" and bool(t.answer.strip())
                                        for t in trajectories) / len(trajectories)}
+
+
+# ======================================================================
+# either mode: the one place where the direct mode (--max_tool_calls 0) and the agentic mode part
+
+
+def checked_template_kwargs(model, tokenizer, model_name: str, agentic: bool) -> dict:
+    """The chat template kwargs every stage renders with, once the model's template is checked: the chat
+    (utils.check_chat_template, against the model's stop tokens) and in the agentic mode its tool calls
+    (check_tool_template)."""
+    template_kwargs = utils.check_chat_template(tokenizer, model_name, utils.stop_token_ids(model, tokenizer))
+    if agentic:
+        check_tool_template(tokenizer, model_name, template_kwargs)
+    return template_kwargs
+
+
+def model_prompt(tokenizer, chat: list[dict], template_kwargs: dict, agentic: bool) -> tuple[str | list[dict], int]:
+    """One chat as the model is prompted with it, and its length in tokens. Direct: the text of the chat
+    template with the generation prompt (utils.render_prompt), as utils.generate takes it. Agentic: the
+    chat itself, fitted to the template, as answer_with_tools and TRL's tool loop take it; its length
+    counts the tool's description, which the template renders into the prompt."""
+    if agentic:
+        chat = utils.fit_to_template(tokenizer, chat)
+        return chat, len(prompt_ids(tokenizer, chat, template_kwargs))
+    text = utils.render_prompt(tokenizer, chat, template_kwargs)
+    return text, len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def model_prompts(tokenizer, chats: list[list[dict]], template_kwargs: dict, agentic: bool,
+                  limit: int) -> tuple[list, list[int], list[int]]:
+    """model_prompt of each chat (evaluation, GRPO's rows, --eval_steps, the pass-rate filter): (prompts,
+    their lengths in tokens, the indices of those within `limit` tokens: the rest get no answer)."""
+    prompts, lengths = [], []
+    for chat in chats:
+        prompt, n_tokens = model_prompt(tokenizer, chat, template_kwargs, agentic)
+        prompts.append(prompt)
+        lengths.append(n_tokens)
+    return prompts, lengths, [i for i, n in enumerate(lengths) if n <= limit]
+
+
+def answers(model, tokenizer, backend: str, prompts: list, db_paths: list[str], *, tool: SQLTool | None,
+            max_calls: int, template_kwargs: dict, max_seq_length: int, **generation: Any) -> list[str]:
+    """The answer texts of prompts made by model_prompts (`num_return_sequences` per prompt, prompt-major).
+    Direct (no `tool`): utils.generate on the rendered texts. Agentic: the final answer of each conversation
+    of answer_with_tools, its calls run by `tool` on the prompt's database (`db_paths`). `generation`:
+    adapter_dir, max_new_tokens, temperature, sampling and batching, as both take them."""
+    if tool is None:
+        return utils.generate(model, tokenizer, prompts, backend, **generation)
+    return [t.answer for t in answer_with_tools(model, tokenizer, backend, prompts, db_paths, tool=tool,
+                                                max_calls=max_calls, template_kwargs=template_kwargs,
+                                                max_seq_length=max_seq_length, **generation)]

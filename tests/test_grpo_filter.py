@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sql_rlvr import errors
+from sql_rlvr import errors, pass_rate_filter
 from sql_rlvr import run_folders as runs
-import train_grpo
 from config import MINI_SPIDER_DIR, Config, parse_config, run_defining_config
 from conftest import copy_sft, run_script
 
@@ -153,7 +152,7 @@ def test_a_pass_rate_file_that_is_not_this_runs_is_refused_in_one_line(tmp_path)
             for (d, q, g), p in zip(keys, (3, 1))]
     path = tmp_path / runs.PASS_RATES_FILE
     runs.write_jsonl(path, good)
-    assert train_grpo.reused_pass_counts(path, keys, 3, "a" * 64) == [3, 1]
+    assert pass_rate_filter.reused_pass_counts(path, keys, 3, "a" * 64) == [3, 1]
     cases = [
         (good, keys, 4, "a" * 64, "holds 3 answers per prompt, not --grpo_filter_samples 4"),
         (good, keys, 3, "b" * 64, "was sampled from another SFT adapter than bbbbbbbbbbbb"),
@@ -167,11 +166,11 @@ def test_a_pass_rate_file_that_is_not_this_runs_is_refused_in_one_line(tmp_path)
         else:
             runs.write_jsonl(path, records)
         with pytest.raises(errors.UserError) as caught:
-            train_grpo.reused_pass_counts(path, want_keys, k, digest)
+            pass_rate_filter.reused_pass_counts(path, want_keys, k, digest)
         assert message in str(caught.value) and "pass --overwrite" in str(caught.value) and "\n" not in str(caught.value)
     path.write_text("{not json\n")
     with pytest.raises(errors.UserError, match="cannot be read"):
-        train_grpo.reused_pass_counts(path, keys, 3, "a" * 64)
+        pass_rate_filter.reused_pass_counts(path, keys, 3, "a" * 64)
 
 
 def test_overwrite_clears_the_pass_rates_and_the_flag_defines_the_run(tmp_path):

@@ -227,12 +227,12 @@ def test_dev_ex_joins_its_steps_log_line_through_the_callback_api(tmp_path):
     # callback gets (and to the log history entry of that step), once.
     from transformers import TrainerControl, TrainerState
 
-    import train_grpo
+    from sql_rlvr.dev_check import DevEXCallback
 
     cfg, _ = parse_config(["--preset", "smoke", "--output_dir", str(tmp_path), "--eval_steps", "2",
                            "--eval_subset_size", "2", "--max_completion_length", "8"])
     model, tokenizer = utils.load_model(cfg, "hf", trainable=True)
-    callback = train_grpo.dev_ex_callback(cfg, utils.open_dataset(cfg), "hf", tokenizer, tmp_path)
+    callback = DevEXCallback(cfg, utils.open_dataset(cfg), "hf", tokenizer, tmp_path)
     state = TrainerState(global_step=1, log_history=[{"reward": 0.5, "step": 1}])
     control = TrainerControl()
     callback.on_step_end(None, state, control, model=model)  # not an eval step

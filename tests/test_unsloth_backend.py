@@ -189,7 +189,7 @@ def test_unsloth_sft_loss_covers_exactly_the_sql_and_the_end_of_turn_token(tmp_p
 DEV_EX_MODE = """
 import json, sys
 from pathlib import Path
-import train_grpo, utils
+import utils
 from config import parse_config
 from transformers import TrainerControl, TrainerState
 
@@ -198,13 +198,14 @@ cfg, _ = parse_config(["--preset", "smoke", "--backend", "unsloth", "--fast_infe
                        "--max_completion_length", "8"])
 model, tokenizer = utils.load_model(cfg, "unsloth", adapter=None, trainable=True)
 from unsloth import FastLanguageModel
+from sql_rlvr.dev_check import DevEXCallback  # a TrainerCallback: after unsloth
 FastLanguageModel.for_training(model)  # the mode the trainer keeps the model in between steps
 tokenizer.padding_side = "right"
 mode = lambda: {"training": model.training, "use_cache": model.config.use_cache,
                 "checkpointing": model.is_gradient_checkpointing, "padding_side": tokenizer.padding_side}
 before = mode()
 Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-callback = train_grpo.dev_ex_callback(cfg, utils.open_dataset(cfg), "unsloth", tokenizer, Path(sys.argv[1]))
+callback = DevEXCallback(cfg, utils.open_dataset(cfg), "unsloth", tokenizer, Path(sys.argv[1]))
 state = TrainerState(global_step=1)
 callback.on_step_end(None, state, TrainerControl(), model=model)
 logs = [{"reward": 0.0}]  # the step's log line, as the trainer hands it to each callback
