@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sql_rlvr import benchmarks
-from sql_rlvr import training as trainers
+from sql_rlvr import training
 from config import MINI_BIRD_DIR
 from conftest import run_script
 
@@ -34,12 +34,12 @@ def test_sft_and_grpo_train_on_bird_prompts_with_birds_rule(bird_smoke):
     assert info["config"]["benchmark"] == "bird"
     grpo = json.loads((out / "grpo" / "run_info.json").read_text())
     assert sha(out / "grpo" / "adapter_model.safetensors") != grpo["sft_adapter_sha256"]  # it trained something
-    logs = [r for r in trainers.read_metrics(out / "grpo" / "metrics.jsonl") if "reward" in r]
+    logs = [r for r in training.read_metrics(out / "grpo" / "metrics.jsonl") if "reward" in r]
     assert logs and any(row["reward_std"] > 0 for row in logs)
     assert "prompts=36" in runs["grpo"].stdout
     # --eval_steps: dev EX on a subset drawn by database and difficulty, scored on BIRD's dev databases by its rule
     assert "on 6 of 12 dev questions" in runs["grpo"].stdout and "by database and difficulty" in runs["grpo"].stdout
-    logged = [r for r in trainers.read_metrics(out / "grpo" / "metrics.jsonl") if "eval/ex" in r]
+    logged = [r for r in training.read_metrics(out / "grpo" / "metrics.jsonl") if "eval/ex" in r]
     assert logged and all(0.0 <= r["eval/ex"] <= 1.0 for r in logged)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sql_rlvr import extract as answers
+from sql_rlvr import extract
 from sql_rlvr import errors
 import utils
 from config import parse_config
@@ -139,7 +139,7 @@ def test_sft_labels_and_prompts_agree_on_the_real_template(family, make_family, 
         if family.startswith("gemma"):  # Gemma 2 folded by us, Gemma 3 by its template: the same text
             assert f"<start_of_turn>user\n{utils.SYSTEM_PROMPT}\n\nDatabase schema:" in prompt
     # an answer that opens with a think block (Qwen3 with thinking on, R1 distills) still yields its SQL
-    assert answers.extract_sql("<think>\nCount the singers.\n</think>\n\nSELECT count(*) FROM singer") == \
+    assert extract.extract_sql("<think>\nCount the singers.\n</think>\n\nSELECT count(*) FROM singer") == \
         "SELECT count(*) FROM singer"
 
 

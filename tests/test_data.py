@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from sql_rlvr import extract as answers
+from sql_rlvr import extract
 from sql_rlvr import benchmarks
 from sql_rlvr import hardness
 from sql_rlvr import sandbox
@@ -149,7 +149,7 @@ def test_prompt_round_trip_through_the_chat_template(spider, tiny_tokenizer):
     ("   \n", ""),
 ])
 def test_extract_sql(answer, sql):
-    assert answers.extract_sql(answer) == sql
+    assert extract.extract_sql(answer) == sql
 
 
 def test_tiny_model_builds_loads_and_generates(tiny_model_dir, tiny_tokenizer, spider):

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from sql_rlvr import extract as answers
+from sql_rlvr import extract
 from sql_rlvr import execution_reward
 
 Q = "SELECT name FROM singer WHERE age > 30"
@@ -90,7 +90,7 @@ SHAPES = [
 
 @pytest.mark.parametrize("answer, sql", [pytest.param(a, s, id=name) for name, a, s in SHAPES])
 def test_extract_sql(answer, sql):
-    assert answers.extract_sql(answer) == sql
+    assert extract.extract_sql(answer) == sql
 
 
 COUNT = "SELECT count(*) FROM frpm WHERE \"County Name\" = 'Alameda'"
@@ -121,7 +121,7 @@ def test_a_backtick_quoted_answer_gets_the_verdict_of_its_clean_query(tmp_path):
     conn.commit()
     conn.close()
     for answer, gold in BACKTICK_ANSWERS:
-        clean = answers.extract_sql(answer)
+        clean = extract.extract_sql(answer)
         assert "`" not in answer.replace("```", "") or clean.count("`") % 2 == 0, (answer, clean)
         for rule in ("spider", "bird"):
             reward = execution_reward.sql_reward(answer, gold, db, rule=rule)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sql_rlvr import errors, pass_rate_filter
-from sql_rlvr import run_folders as runs
+from sql_rlvr import run_folders
 from config import MINI_SPIDER_DIR, Config, parse_config, run_defining_config
 from conftest import copy_sft, run_script
 
@@ -54,7 +54,7 @@ def filtered(tmp_path_factory, smoke_sft):
 def test_every_prompt_is_sampled_k_times_and_the_counts_add_up(filtered):
     out, result = filtered
     grpo = out / "grpo"
-    records = read_records(grpo / runs.PASS_RATES_FILE)
+    records = read_records(grpo / run_folders.PASS_RATES_FILE)
     train = json.loads((MINI_SPIDER_DIR / "train_spider.json").read_text())
     assert [(r["db_id"], r["question"], r["gold_sql"]) for r in records] == [
         (ex["db_id"], ex["question"], ex["query"]) for ex in train]  # every GRPO prompt, in order
@@ -77,7 +77,7 @@ def test_every_prompt_is_sampled_k_times_and_the_counts_add_up(filtered):
 
 def test_prompts_always_answered_right_are_not_in_the_trainers_dataset(filtered):
     out, _ = filtered
-    records = read_records(out / "grpo" / runs.PASS_RATES_FILE)
+    records = read_records(out / "grpo" / run_folders.PASS_RATES_FILE)
     left_in = {r["question"] for r in records if r["passes"] < K}
     # One pass through the dataset (24 steps x 2 prompts >= the prompts left in): every completion logged
     # comes from a prompt left in, and every prompt left in was trained on, but for the last one of an odd
@@ -100,7 +100,7 @@ def test_resume_reuses_the_pass_rates_and_refuses_a_file_of_another_run(filtered
     # As if the run had been killed after checkpoint-12: no finished marker, no later checkpoint.
     (grpo / "run_info.json").unlink()
     shutil.rmtree(grpo / "checkpoint-24")
-    rates = grpo / runs.PASS_RATES_FILE
+    rates = grpo / run_folders.PASS_RATES_FILE
     original, stamp = rates.read_bytes(), rates.stat().st_mtime_ns
     args = ["train_grpo.py", *FLAGS, *STEPS, "--output_dir", str(tmp_path), "--resume"]
 
@@ -128,7 +128,7 @@ def test_resume_reuses_the_pass_rates_and_refuses_a_file_of_another_run(filtered
 def test_every_prompt_always_answered_right_is_one_line(filtered, tmp_path, smoke_sft):
     # A training set of only the questions the first run left out, answered (almost) greedily: nothing is left.
     out, _ = filtered
-    learnt = {r["question"] for r in read_records(out / "grpo" / runs.PASS_RATES_FILE) if r["passes"] == K}
+    learnt = {r["question"] for r in read_records(out / "grpo" / run_folders.PASS_RATES_FILE) if r["passes"] == K}
     data = tmp_path / "spider"
     data.mkdir()
     train = [ex for ex in json.loads((MINI_SPIDER_DIR / "train_spider.json").read_text()) if ex["question"] in learnt]
@@ -150,8 +150,8 @@ def test_a_pass_rate_file_that_is_not_this_runs_is_refused_in_one_line(tmp_path)
     keys = [("db", "How many?", "SELECT count(*) FROM t"), ("db", "Which?", "SELECT a FROM t")]
     good = [{"db_id": d, "question": q, "gold_sql": g, "passes": p, "k": 3, "sft_adapter_sha256": "a" * 64}
             for (d, q, g), p in zip(keys, (3, 1))]
-    path = tmp_path / runs.PASS_RATES_FILE
-    runs.write_jsonl(path, good)
+    path = tmp_path / run_folders.PASS_RATES_FILE
+    run_folders.write_jsonl(path, good)
     assert pass_rate_filter.reused_pass_counts(path, keys, 3, "a" * 64) == [3, 1]
     cases = [
         (good, keys, 4, "a" * 64, "holds 3 answers per prompt, not --grpo_filter_samples 4"),
@@ -164,7 +164,7 @@ def test_a_pass_rate_file_that_is_not_this_runs_is_refused_in_one_line(tmp_path)
         if records is None:
             path.unlink()
         else:
-            runs.write_jsonl(path, records)
+            run_folders.write_jsonl(path, records)
         with pytest.raises(errors.UserError) as caught:
             pass_rate_filter.reused_pass_counts(path, want_keys, k, digest)
         assert message in str(caught.value) and "pass --overwrite" in str(caught.value) and "\n" not in str(caught.value)
@@ -176,10 +176,10 @@ def test_a_pass_rate_file_that_is_not_this_runs_is_refused_in_one_line(tmp_path)
 def test_overwrite_clears_the_pass_rates_and_the_flag_defines_the_run(tmp_path):
     out = tmp_path / "grpo"
     out.mkdir()
-    (out / runs.RUN_FILE).write_text("{}")
-    runs.write_jsonl(out / runs.PASS_RATES_FILE, [{"passes": 1}])
-    runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), overwrite=True), "run_info.json")
-    assert not (out / runs.PASS_RATES_FILE).exists()
+    (out / run_folders.RUN_FILE).write_text("{}")
+    run_folders.write_jsonl(out / run_folders.PASS_RATES_FILE, [{"passes": 1}])
+    run_folders.prepare_output_dir(out, Config(output_dir=str(tmp_path), overwrite=True), "run_info.json")
+    assert not (out / run_folders.PASS_RATES_FILE).exists()
     # Run-defining: a checkpoint trained on filtered prompts never resumes without the filter (or the reverse).
     assert run_defining_config(Config(grpo_filter_samples=4), "train_grpo.py")["grpo_filter_samples"] == 4
     assert "grpo_filter_samples" not in run_defining_config(Config(), "train_sft.py")

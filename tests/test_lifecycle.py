@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sql_rlvr import errors
-from sql_rlvr import run_folders as runs
+from sql_rlvr import run_folders
 from conftest import ROOT, default_sigint, run_script
 
 SFT = ["train_sft.py", "--preset", "smoke"]
@@ -62,30 +62,30 @@ def test_overwrite_clears_the_old_run_and_resume_only_continues_its_own(tmp_path
     (tmp_path / "keep.txt").write_text("not sft's")
     old = run_script(*SFT, "--output_dir", str(tmp_path), "--sft_max_steps", "6", "--save_steps", "3")
     assert old.returncode == 0, old.stderr[-3000:]
-    old_run = json.loads((out / runs.RUN_FILE).read_text())["run_id"]
-    assert json.loads((out / "checkpoint-6" / runs.RUN_FILE).read_text())["run_id"] == old_run
+    old_run = json.loads((out / run_folders.RUN_FILE).read_text())["run_id"]
+    assert json.loads((out / "checkpoint-6" / run_folders.RUN_FILE).read_text())["run_id"] == old_run
     old_checkpoint = tmp_path / "old-checkpoint-6"
     shutil.copytree(out / "checkpoint-6", old_checkpoint)
 
     new_args = [*SFT, "--output_dir", str(tmp_path), "--sft_max_steps", "12", "--save_steps", "2"]
 
     def past_a_checkpoint() -> bool:  # a checkpoint exists and steps after it were logged
-        done = runs.complete_checkpoints(out)
+        done = run_folders.complete_checkpoints(out)
         return bool(done) and max(logged_steps(out), default=0) > int(done[-1].name.split("-")[1])
 
     stopped = interrupt_when([*new_args, "--overwrite"], past_a_checkpoint)
     assert stopped.returncode == 130
     assert "--overwrite: removed the earlier run's run_info.json" in stopped.stdout
-    kept = runs.complete_checkpoints(out)[-1]
+    kept = run_folders.complete_checkpoints(out)[-1]
     assert f"interrupted: {kept} is kept; rerun the same command with --resume" in stopped.stderr
 
     # At overwrite time the old run's marker, adapter, checkpoints and metrics went; nothing outside sft/.
-    new_run = json.loads((out / runs.RUN_FILE).read_text())["run_id"]
+    new_run = json.loads((out / run_folders.RUN_FILE).read_text())["run_id"]
     assert new_run != old_run
     assert not (out / "run_info.json").exists() and not (out / "adapter_model.safetensors").exists()
     assert not (out / "checkpoint-3").exists()
     for checkpoint in out.glob("checkpoint-*"):
-        assert json.loads((checkpoint / runs.RUN_FILE).read_text())["run_id"] == new_run
+        assert json.loads((checkpoint / run_folders.RUN_FILE).read_text())["run_id"] == new_run
     assert logged_steps(out) == list(range(1, len(logged_steps(out)) + 1))  # the new run's lines only
     assert (tmp_path / "keep.txt").read_text() == "not sft's"
 
@@ -117,7 +117,7 @@ def test_interrupted_before_the_first_checkpoint_says_so_and_a_fresh_run_works(t
     assert stopped.returncode == 130
     assert "interrupted before the first checkpoint" in stopped.stderr
     assert "rerun without --resume" in stopped.stderr and "Traceback" not in stopped.stderr
-    assert (out / "metrics.jsonl").exists() and not runs.complete_checkpoints(out)
+    assert (out / "metrics.jsonl").exists() and not run_folders.complete_checkpoints(out)
 
     one_line_error(run_script(*args, "--resume"), "stopped before its first checkpoint", "rerun without --resume")
 
@@ -165,7 +165,7 @@ def test_overwrite_also_clears_the_earlier_grpo_runs_completion_logs(tmp_path):
         (out / "completions" / f"completions_{step:05d}.parquet").write_bytes(b"old run")
     (out / "run_info.json").write_text("{}")
     (tmp_path / "keep.txt").write_text("not grpo's")
-    assert runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), overwrite=True), "run_info.json") is None
+    assert run_folders.prepare_output_dir(out, Config(output_dir=str(tmp_path), overwrite=True), "run_info.json") is None
     assert not (out / "completions").exists() and not (out / "run_info.json").exists()
     assert (tmp_path / "keep.txt").read_text() == "not grpo's"
 
@@ -201,9 +201,9 @@ def test_resume_never_calls_a_grpo_run_from_another_sft_adapter_finished(tmp_pat
     (out / "run_info.json").write_text(json.dumps({"global_step": 4, "sft_adapter_sha256": "a" * 64, "config": {}}))
     cfg = Config(output_dir=str(tmp_path), resume=True)
     with pytest.raises(errors.UserError, match="trained from another SFT adapter.*--overwrite"):
-        runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "b" * 64})
+        run_folders.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "b" * 64})
     with pytest.raises(errors.StageFinished, match="already finished: 4 steps"):
-        runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64})
+        run_folders.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64})
 
 
 def test_resume_may_add_dev_ex_monitoring(tmp_path):
@@ -218,16 +218,16 @@ def test_resume_may_add_dev_ex_monitoring(tmp_path):
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2, "max_steps": 4}))
     identity = {**run_defining_config(Config(), "train_grpo.py"), "sft_adapter_sha256": "a" * 64, "retired_field": 1}
     run = {"run_id": "r1", "stage": "grpo", "config": identity}
-    (out / runs.RUN_FILE).write_text(json.dumps(run))
-    (checkpoint / runs.RUN_FILE).write_text(json.dumps({**run, "step": 2}))
+    (out / run_folders.RUN_FILE).write_text(json.dumps(run))
+    (checkpoint / run_folders.RUN_FILE).write_text(json.dumps({**run, "step": 2}))
     cfg = Config(output_dir=str(tmp_path), resume=True, eval_steps=2, eval_subset_size=50)
-    assert runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)
+    assert run_folders.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)
     # A field added since the checkpoint was written (absent from its record) counts at its default.
     import pytest
 
     del identity["grpo_skip_empty_gold"]
-    (checkpoint / runs.RUN_FILE).write_text(json.dumps({**run, "config": identity, "step": 2}))
-    assert runs.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)
+    (checkpoint / run_folders.RUN_FILE).write_text(json.dumps({**run, "config": identity, "step": 2}))
+    assert run_folders.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": "a" * 64}) == str(checkpoint)
     with pytest.raises(errors.UserError, match=r"other settings \(grpo_skip_empty_gold: True -> False\)"):
-        runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True, grpo_skip_empty_gold=False),
+        run_folders.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True, grpo_skip_empty_gold=False),
                                 "run_info.json", {"sft_adapter_sha256": "a" * 64})

@@ -123,14 +123,14 @@ def test_a_seed_gives_the_same_run_whether_the_tiny_model_was_built_now_or_cache
     # Building the tiny model inside the training process used to consume random state: the first run
     # after a clone logged other losses than every later one (9.1295 vs 9.1230 at step 2).
     from sql_rlvr import tiny_model
-    from sql_rlvr import training as trainers
+    from sql_rlvr import training
 
     def losses(name: str) -> list[float]:
         out = tmp_path / name
         result = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(out), "--sft_max_steps", "3",
                             "--save_steps", "100")
         assert result.returncode == 0, result.stderr[-3000:]
-        return [r["loss"] for r in trainers.read_metrics(out / "sft" / "metrics.jsonl") if "loss" in r]
+        return [r["loss"] for r in training.read_metrics(out / "sft" / "metrics.jsonl") if "loss" in r]
 
     shutil.rmtree(tiny_model.TINY_MODEL_DIR, ignore_errors=True)
     built_now = losses("fresh")

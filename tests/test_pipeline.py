@@ -12,7 +12,7 @@ from sql_rlvr import benchmarks
 from sql_rlvr import errors
 from sql_rlvr import execution_reward
 from sql_rlvr import scoring
-from sql_rlvr import training as trainers
+from sql_rlvr import training
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS, parse_config
 from conftest import assert_official_files_pair, assert_trainer_args_follow_config, copy_sft, run_script
@@ -39,7 +39,7 @@ def test_sft_saves_a_peft_adapter_and_its_loss_goes_down(smoke):
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "run_info.json",
                  "metrics.jsonl", "curves.png"):
         assert (sft / name).exists(), name
-    losses = [r["loss"] for r in trainers.read_metrics(sft / "metrics.jsonl") if "loss" in r]
+    losses = [r["loss"] for r in training.read_metrics(sft / "metrics.jsonl") if "loss" in r]
     assert len(losses) >= 100
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
 
@@ -54,7 +54,7 @@ def test_grpo_trains_the_sft_adapter_with_the_execution_reward(smoke):
     # --grpo_filter_samples is off by default: nothing sampled before training, no pass-rate file or counts
     assert not (grpo / "prompt_pass_rates.jsonl").exists() and "pass_rate_filter" not in info
     assert "pass-rate filter" not in runs["grpo"].stdout and info["prompts"] == 48
-    logs = [r for r in trainers.read_metrics(grpo / "metrics.jsonl") if "reward" in r]
+    logs = [r for r in training.read_metrics(grpo / "metrics.jsonl") if "reward" in r]
     assert len(logs) == 4
     for row in logs:
         assert "rewards/sql_execution/mean" in row and "reward_std" in row and "frac_reward_zero_std" in row
@@ -199,7 +199,7 @@ def test_grpo_eval_steps_logs_the_dev_ex_that_evaluate_reproduces(tmp_path, smok
     common = ["--preset", "smoke", "--output_dir", str(tmp_path), "--spider_dir", str(data)]
     grpo = run_script("train_grpo.py", *common, "--eval_steps", "2", "--eval_subset_size", "12")
     assert grpo.returncode == 0, grpo.stderr[-3000:]
-    logged = [r for r in trainers.read_metrics(tmp_path / "grpo" / "metrics.jsonl") if "eval/ex" in r]
+    logged = [r for r in training.read_metrics(tmp_path / "grpo" / "metrics.jsonl") if "eval/ex" in r]
     assert [r["step"] for r in logged] == [2, 4]
     assert all("reward" in r for r in logged)  # in the step's own log line, not a line of its own
     assert "eval/ex=" in grpo.stdout and "on 12 of 48 dev questions" in grpo.stdout

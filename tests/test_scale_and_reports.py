@@ -12,7 +12,7 @@ import pytest
 from sql_rlvr import benchmarks
 from sql_rlvr import execution_reward
 from sql_rlvr import scoring
-from sql_rlvr import training as trainers
+from sql_rlvr import training
 import utils
 from config import MINI_SPIDER_DIR, parse_config
 from conftest import ROOT, copy_sft, run_script
@@ -31,11 +31,11 @@ def test_accelerate_launch_two_processes_runs_sft_and_grpo(tmp_path, smoke_sft):
                                 cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # Two processes share the data: 12 steps of 2 x 8 examples over 48 examples is 4 epochs, not 2.
-    sft_end = [r for r in trainers.read_metrics(sft_run / "sft" / "metrics.jsonl") if "train_runtime" in r][-1]
+    sft_end = [r for r in training.read_metrics(sft_run / "sft" / "metrics.jsonl") if "train_runtime" in r][-1]
     assert sft_end["step"] == 12 and sft_end["epoch"] == pytest.approx(12 * 16 / 48)
     grpo = json.loads((grpo_run / "grpo" / "run_info.json").read_text())
     assert grpo["global_step"] == 4
-    rewards = [r for r in trainers.read_metrics(grpo_run / "grpo" / "metrics.jsonl") if "reward" in r]
+    rewards = [r for r in training.read_metrics(grpo_run / "grpo" / "metrics.jsonl") if "reward" in r]
     assert len(rewards) == 4 and all("outcome/match" in r for r in rewards)
     # Outcome fractions are averaged over both processes (TRL's log_metric), not rank 0's alone: they
     # equal the outcomes of all completions of the step, which TRL's completion log gathers from both.
@@ -72,14 +72,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, smoke_sft, script
     kill_after_checkpoint(args, out / f"checkpoint-{flags[-1]}")
     assert not (out / "run_info.json").exists()
     last = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
-    logged_before = len([r for r in trainers.read_metrics(out / "metrics.jsonl") if r["step"] <= last])  # --resume drops the rest
+    logged_before = len([r for r in training.read_metrics(out / "metrics.jsonl") if r["step"] <= last])  # --resume drops the rest
 
     again = run_script(*args)
     assert again.returncode == 2 and "--resume" in again.stderr  # never silently restarts over checkpoints
 
     resumed = run_script(*args, "--resume", "true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    new_logs = [r for r in trainers.read_metrics(out / "metrics.jsonl")[logged_before:] if "train_runtime" not in r]
+    new_logs = [r for r in training.read_metrics(out / "metrics.jsonl")[logged_before:] if "train_runtime" not in r]
     assert new_logs[0]["step"] == last + 1  # continued, not restarted at step 1
     assert json.loads((out / "run_info.json").read_text())["global_step"] == total
     # the summary counts the steps this run trained, not the whole stage

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sql_rlvr import extract as answers
+from sql_rlvr import extract
 from sql_rlvr import execution_reward
 from sql_rlvr import sandbox
 from sql_rlvr import scoring
@@ -216,7 +216,7 @@ def test_reward_and_scorer_agree_on_every_answer_as_written_to_pred_txt(spider):
             texts.append(answer)
             golds.append((gold, ex["db_id"]))
             rewarded.append(execution_reward.score_completion(answer, gold, db_path, gold=executed)[1] == "match")
-    lines = [scoring.flatten_sql(answers.extract_sql(a)) for a in texts]
+    lines = [scoring.flatten_sql(extract.extract_sql(a)) for a in texts]
     assert all("\n" not in line and "\t" not in line and "\r" not in line for line in lines)
     scored = scoring.score_predictions(lines, golds, spider.root / "database", workers=1)
     disagree = [(a, line) for a, line, r, s in zip(texts, lines, rewarded, scored) if r != s["exec_match"]]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sql_rlvr import errors
-from sql_rlvr import training as trainers
+from sql_rlvr import training
 import utils
 from config import GRPO_TRAINER_ARGS, MINI_SPIDER_DIR, SFT_TRAINER_ARGS
 from conftest import ROOT, assert_official_files_pair, assert_trainer_args_follow_config
@@ -61,7 +61,7 @@ def test_unsloth_sft_runs_on_unsloths_cpu_backend_and_its_loss_goes_down(unsloth
     assert "should be imported before" not in runs["sft"].stdout + runs["sft"].stderr
     info = json.loads((out / "sft" / "run_info.json").read_text())
     assert info["backend"] == "unsloth" and "[sft] backend=unsloth" in runs["sft"].stdout
-    losses = [r["loss"] for r in trainers.read_metrics(out / "sft" / "metrics.jsonl") if "loss" in r]
+    losses = [r["loss"] for r in training.read_metrics(out / "sft" / "metrics.jsonl") if "loss" in r]
     assert len(losses) >= 100
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
 
@@ -72,7 +72,7 @@ def test_unsloth_grpo_trains_the_sft_adapter(unsloth_smoke):
     assert info["backend"] == "unsloth" and info["global_step"] == 4
     assert info["sft_adapter_sha256"] == sha(out / "sft" / "adapter_model.safetensors")
     assert sha(out / "grpo" / "adapter_model.safetensors") != info["sft_adapter_sha256"]  # it trained something
-    logs = [r for r in trainers.read_metrics(out / "grpo" / "metrics.jsonl") if "reward" in r]
+    logs = [r for r in training.read_metrics(out / "grpo" / "metrics.jsonl") if "reward" in r]
     assert len(logs) == 4 and any(row["reward_std"] > 0 for row in logs)
     assert "[grpo] backend=unsloth" in runs["grpo"].stdout and "[grpo] step 1/4  reward " in runs["grpo"].stdout
 
@@ -100,7 +100,7 @@ def test_unsloth_evaluation_writes_paired_official_files(unsloth_smoke):
 
 def test_unsloth_dev_ex_and_voting_run_on_the_unsloth_backend(unsloth_smoke):
     out, runs = unsloth_smoke
-    logged = {r["step"]: r["eval/ex"] for r in trainers.read_metrics(out / "grpo" / "metrics.jsonl") if "eval/ex" in r}
+    logged = {r["step"]: r["eval/ex"] for r in training.read_metrics(out / "grpo" / "metrics.jsonl") if "eval/ex" in r}
     assert sorted(logged) == [2, 4] and all(0.0 <= ex <= 1.0 for ex in logged.values())
     assert "[grpo] step 2: eval/ex=" in runs["grpo"].stdout
     ev = out / "eval" / "grpo"
@@ -151,7 +151,7 @@ LABELS_AND_PROBE = """
 import json, sys
 from pathlib import Path
 import train_sft
-from sql_rlvr import training as trainers
+from sql_rlvr import training
 from config import parse_config
 
 cfg, _ = parse_config(["--preset", "smoke", "--backend", "unsloth", "--fast_inference", "false", "--output_dir", sys.argv[1],
@@ -164,7 +164,7 @@ for row in [trainer.train_dataset[i] for i in range(5)]:
     learned.append(tokenizer.decode([t for t in labels if t != -100]))
 from unsloth import FastLanguageModel
 FastLanguageModel.for_inference(trainer.model)  # where unsloth's GPU SFTTrainer leaves the model after __init__
-trainers.memory_probe(trainer, info["longest_example"], 2, info["backend"])
+training.memory_probe(trainer, info["longest_example"], 2, info["backend"])
 model = trainer.model
 print(json.dumps({"learned": learned, "unsloth_trainer": bool(getattr(type(trainer), "_unsloth_cpu", False)),
                   "training": model.training, "use_cache": model.config.use_cache,

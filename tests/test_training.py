@@ -7,7 +7,7 @@ import pytest
 from sql_rlvr import errors
 
 pytestmark = pytest.mark.both_lanes  # the real SFTConfig / GRPOConfig of each TRL version
-from sql_rlvr import training as trainers
+from sql_rlvr import training
 
 
 def test_the_out_of_memory_hint_never_sends_vllm_users_to_4_bit():
@@ -25,7 +25,7 @@ def test_the_out_of_memory_hint_never_sends_vllm_users_to_4_bit():
     trainer = types.SimpleNamespace(model=OutOfMemory(), train_dataset=[{}],
                                     data_collator=lambda rows: {"input_ids": torch.zeros(len(rows), 4, dtype=torch.long)})
     with pytest.raises(errors.UserError) as err:
-        trainers.memory_probe(trainer, 0, 8)
+        training.memory_probe(trainer, 0, 8)
     message = str(err.value)
     assert "--sft_batch_size 8" in message and "\n" not in message
     assert "--load_in_4bit" not in message or "--fast_inference false" in message
@@ -37,7 +37,7 @@ def grpo_passed(tmp_path, *argv: str) -> dict:
     from config import GRPO_TRAINER_ARGS, parse_config
 
     cfg, _ = parse_config(["--output_dir", str(tmp_path), *argv])
-    return dict(trainers.trainer_args(cfg, tmp_path / "grpo", "hf", GRPO_TRAINER_ARGS), **train_grpo.grpo_batch_args(cfg, 1),
+    return dict(training.trainer_args(cfg, tmp_path / "grpo", "hf", GRPO_TRAINER_ARGS), **train_grpo.grpo_batch_args(cfg, 1),
                 use_vllm=False, log_completions=True)
 
 
@@ -49,17 +49,17 @@ def test_a_trainer_that_changed_what_it_was_given_is_refused_in_one_line(tmp_pat
     passed = grpo_passed(tmp_path)
     args = GRPOConfig(**passed)
     trainer = types.SimpleNamespace(args=args)
-    trainers.check_trainer_args(trainer, passed)  # TRL itself keeps every value
+    training.check_trainer_args(trainer, passed)  # TRL itself keeps every value
     args.optim, args.weight_decay, args.per_device_train_batch_size = "adamw_8bit", 0.001, 16
     with pytest.raises(errors.UserError) as err:
-        trainers.check_trainer_args(trainer, passed)
+        training.check_trainer_args(trainer, passed)
     message = str(err.value)
     assert "\n" not in message
     assert "optim (we passed 'adamw_torch_fused', the trainer holds 'adamw_8bit')" in message
     assert "weight_decay (we passed 0.0, the trainer holds 0.001)" in message
     assert "per_device_train_batch_size (we passed 8, the trainer holds 16)" in message
     with pytest.raises(errors.UserError, match="no_such_argument"):
-        trainers.check_trainer_args(types.SimpleNamespace(args=GRPOConfig(**passed)), {**passed, "no_such_argument": 1})
+        training.check_trainer_args(types.SimpleNamespace(args=GRPOConfig(**passed)), {**passed, "no_such_argument": 1})
 
 
 def test_unsloths_top_k_off_is_allowed_and_recorded_as_the_configs_0(tmp_path):
@@ -71,12 +71,12 @@ def test_unsloths_top_k_off_is_allowed_and_recorded_as_the_configs_0(tmp_path):
     args = GRPOConfig(**passed)
     args.top_k = -1  # unsloth's spelling of "off" when vLLM generates
     trainer = types.SimpleNamespace(args=args)
-    trainers.check_trainer_args(trainer, passed)
-    recorded = trainers.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
+    training.check_trainer_args(trainer, passed)
+    recorded = training.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
     assert recorded["top_k"] == 0 and recorded["optim"] == "adamw_torch_fused"  # enums as their names
     args.top_k = 5  # any other value is a change
     with pytest.raises(errors.UserError, match=r"top_k \(we passed 0, the trainer holds 5\)"):
-        trainers.check_trainer_args(trainer, passed)
+        training.check_trainer_args(trainer, passed)
     # top_k -1 is only ever unsloth's "off": the config refuses a negative top_k, so -1 never stands for a passed value.
 
 
@@ -89,15 +89,15 @@ def test_what_transformers_rewrites_in_the_same_value_passes(tmp_path, monkeypat
     monkeypatch.setenv("KUBEFLOW_TRAINER_SERVER_URL", "http://127.0.0.1:1")
     monkeypatch.delenv("DISABLE_KUBEFLOW_INTEGRATION", raising=False)
     cfg, _ = parse_config(["--output_dir", "~/sql-rlvr-outputs"])
-    passed = dict(trainers.trainer_args(cfg, "~/sql-rlvr-outputs/sft", "hf", SFT_TRAINER_ARGS), completion_only_loss=True)
+    passed = dict(training.trainer_args(cfg, "~/sql-rlvr-outputs/sft", "hf", SFT_TRAINER_ARGS), completion_only_loss=True)
     args = SFTConfig(**passed)
     assert args.output_dir != passed["output_dir"] and args.report_to == ["kubeflow"]  # both rewritten...
-    trainers.check_trainer_args(types.SimpleNamespace(args=args), passed)  # ...and accepted
+    training.check_trainer_args(types.SimpleNamespace(args=args), passed)  # ...and accepted
     grpo = grpo_passed(tmp_path)
-    trainers.check_trainer_args(types.SimpleNamespace(args=GRPOConfig(**grpo)), grpo)
+    training.check_trainer_args(types.SimpleNamespace(args=GRPOConfig(**grpo)), grpo)
     args.output_dir = "/elsewhere"
     with pytest.raises(errors.UserError, match="output_dir"):
-        trainers.check_trainer_args(types.SimpleNamespace(args=args), passed)
+        training.check_trainer_args(types.SimpleNamespace(args=args), passed)
 
 
 def test_grpo_passes_vllms_memory_fraction_only_on_hf(tmp_path):
@@ -116,7 +116,7 @@ def test_grpo_passes_vllms_memory_fraction_only_on_hf(tmp_path):
     hf = train_grpo.rollout_args(cfg, "hf")
     assert (hf["use_vllm"], hf["vllm_mode"], hf["vllm_gpu_memory_utilization"]) == (True, "server", 0.3)
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], **hf)  # TRL takes them as given
-    trainers.check_trainer_args(types.SimpleNamespace(args=args), hf)
+    training.check_trainer_args(types.SimpleNamespace(args=args), hf)
 
 
 def test_what_unsloth_writes_into_the_working_directory_is_ignored_by_git():

@@ -15,9 +15,9 @@ import pytest
 
 from sql_rlvr import benchmarks
 from sql_rlvr import errors
-from sql_rlvr import run_folders as runs
+from sql_rlvr import run_folders
 import utils
-from sql_rlvr import value_index as values
+from sql_rlvr import value_index
 from conftest import ROOT
 from config import MINI_BIRD_DIR, MINI_SPIDER_DIR, SCRIPTS, Config, ConfigError, parse_config, run_defining_config
 from sql_rlvr.schema import VALUE_HINTS_LABEL
@@ -77,7 +77,7 @@ def test_bird_matches_the_evidence_too(bird):
 
 def test_id_number_long_and_undecodable_values_are_not_offered(bird, make_db, tmp_path):
     # mini-BIRD: ids and scores are INTEGER columns; dates in a TEXT column have no letter.
-    index = values.value_index(bird.db_path("food_inspection"), tmp_path / "cache")
+    index = value_index.value_index(bird.db_path("food_inspection"), tmp_path / "cache")
     assert ("businesses", "business_id") not in index.columns() and ("inspections", "score") not in index.columns()
     ex = {"db_id": "food_inspection", "question": "Which business 3 had a violation on 2023-06-11 scoring 71?",
           "evidence": ""}
@@ -88,7 +88,7 @@ def test_id_number_long_and_undecodable_values_are_not_offered(bird, make_db, tm
     long_text = "Harbour Noodles serves noodles " * 4
     db = make_db(f"""CREATE TABLE orders (order_id TEXT, CustomerId TEXT, status TEXT, note TEXT);
                      INSERT INTO orders VALUES ('Harbour-1', 'Harbour', 'Shipped', '{long_text}');""")
-    index = values.value_index(db, tmp_path / "cache")
+    index = value_index.value_index(db, tmp_path / "cache")
     assert index.columns() == [("orders", "status")]
     assert index.lookup("Which Harbour orders were shipped? Harbour Noodles serves noodles", 3) == {
         ("orders", "status"): ["Shipped"]}
@@ -99,8 +99,8 @@ def test_lookups_are_deterministic_and_the_same_from_a_fresh_build(spider, tmp_p
     for ex in spider.examples("dev") + spider.examples("train"):
         questions.setdefault(ex["db_id"], []).append(ex["question"])
     for db_id, texts in sorted(questions.items()):
-        first = values.value_index(spider.db_path(db_id), tmp_path / "a")
-        again = values.value_index(spider.db_path(db_id), tmp_path / "b")  # another cache: built anew
+        first = value_index.value_index(spider.db_path(db_id), tmp_path / "a")
+        again = value_index.value_index(spider.db_path(db_id), tmp_path / "b")  # another cache: built anew
         assert first is not again
         answers = [first.lookup(t, 3) for t in texts]
         assert answers == [again.lookup(t, 3) for t in texts] == [first.lookup(t, 3) for t in texts]
@@ -113,15 +113,15 @@ def test_the_index_is_cached_outside_the_database_and_rebuilt_when_it_changes(tm
     shutil.copy(MINI_BIRD_DIR / "dev" / "dev_databases" / "food_inspection" / "food_inspection.sqlite", db)
     before, listing = sha256(db), sorted(os.listdir(db.parent))
     cache = tmp_path / "cache"
-    index = values.value_index(db, cache)
+    index = value_index.value_index(db, cache)
     assert index.lookup("restaurants in Eastport", 3) == {("businesses", "city"): ["Eastport"]}
     # Never written into the database or beside it; the cache holds one file per database (and the empty
     # lock file its builder took), nothing half-written.
     assert sha256(db) == before and sorted(os.listdir(db.parent)) == listing
-    name = values.index_path_for(db, cache).name
+    name = value_index.index_path_for(db, cache).name
     assert sorted(p.name for p in cache.iterdir()) == [name, name + ".lock"]
-    built = values.index_path_for(db, cache).stat().st_mtime_ns
-    assert values.value_index(db, cache) is index  # unchanged file: the open index, not a rebuild
+    built = value_index.index_path_for(db, cache).stat().st_mtime_ns
+    assert value_index.value_index(db, cache) is index  # unchanged file: the open index, not a rebuild
 
     conn = sqlite3.connect(db)
     conn.execute("UPDATE businesses SET city = 'Northgate' WHERE city = 'Eastport'")
@@ -129,8 +129,8 @@ def test_the_index_is_cached_outside_the_database_and_rebuilt_when_it_changes(tm
     conn.close()
     st = db.stat()  # the cache is keyed by size and mtime: make sure a coarse clock cannot hide the change
     os.utime(db, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    fresh = values.value_index(db, cache)
-    assert fresh is not index and values.index_path_for(db, cache).stat().st_mtime_ns != built
+    fresh = value_index.value_index(db, cache)
+    assert fresh is not index and value_index.index_path_for(db, cache).stat().st_mtime_ns != built
     assert fresh.lookup("restaurants in Eastport", 3) == {}
     assert fresh.lookup("restaurants in Northgate", 3) == {("businesses", "city"): ["Northgate"]}
     assert sorted(p.name for p in cache.iterdir()) == [name, name + ".lock"]
@@ -177,11 +177,11 @@ def test_the_flag_is_part_of_every_stages_run_identity(tmp_path):
     for identity in (run_defining_config(Config(output_dir=str(tmp_path)), "train_sft.py"),
                      {k: v for k, v in run_defining_config(Config(), "train_sft.py").items() if k != "value_hints"}):
         run = {"run_id": "r1", "stage": "sft", "config": identity}
-        (out / runs.RUN_FILE).write_text(json.dumps(run))
-        (checkpoint / runs.RUN_FILE).write_text(json.dumps({**run, "step": 2}))
+        (out / run_folders.RUN_FILE).write_text(json.dumps(run))
+        (checkpoint / run_folders.RUN_FILE).write_text(json.dumps({**run, "step": 2}))
         with pytest.raises(errors.UserError, match=r"other settings \(value_hints: 0 -> 3\)"):
-            runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True, value_hints=3), "run_info.json")
-        assert runs.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True), "run_info.json") == str(checkpoint)
+            run_folders.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True, value_hints=3), "run_info.json")
+        assert run_folders.prepare_output_dir(out, Config(output_dir=str(tmp_path), resume=True), "run_info.json") == str(checkpoint)
 
 
 def stray_files(folder) -> list[str]:
@@ -198,7 +198,7 @@ def test_database_paths_with_uri_characters_are_indexed(make_db, tmp_path):
         db.parent.mkdir(exist_ok=True)
         make_db(script, name)
         listing = sorted(os.listdir(db.parent))
-        index = values.value_index(db, cache)
+        index = value_index.value_index(db, cache)
         assert index.lookup("Teams from Northport?", 3) == {("team", "city"): ["Northport"]}, name
         assert sorted(os.listdir(db.parent)) == listing  # nothing opened or created beside it
         assert stray_files(cache) == []
@@ -207,14 +207,14 @@ def test_database_paths_with_uri_characters_are_indexed(make_db, tmp_path):
     for name, content in (("bad%20file.sqlite", b"not a database, " * 100), ("empty.sqlite", b"")):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(errors.UserError, match="--value_hints: cannot index|not a database"):
-            values.value_index(tmp_path / name, cache)
+            value_index.value_index(tmp_path / name, cache)
         assert stray_files(cache) == []
     with pytest.raises(errors.UserError, match="no database file"):
-        values.value_index(tmp_path / "missing%20.sqlite", cache)
+        value_index.value_index(tmp_path / "missing%20.sqlite", cache)
 
 
 def test_a_column_indexes_at_most_its_most_frequent_values(make_db, tmp_path, monkeypatch):
-    monkeypatch.setattr(values, "MAX_VALUES_PER_COLUMN", 50)
+    monkeypatch.setattr(value_index, "MAX_VALUES_PER_COLUMN", 50)
     rows = [(f"https://example.org/page/{i}", "Rare" if i % 2 else "Common") for i in range(300)]
     rows += [("https://example.org/popular", "Common")] * 3 + [("https://example.org/liked", "Common")] * 2
     db = make_db("CREATE TABLE pages (url TEXT, kind TEXT);")
@@ -222,7 +222,7 @@ def test_a_column_indexes_at_most_its_most_frequent_values(make_db, tmp_path, mo
     conn.executemany("INSERT INTO pages VALUES (?, ?)", rows)
     conn.commit()
     conn.close()
-    stored = values.value_index(db, tmp_path / "cache").all_values()
+    stored = value_index.value_index(db, tmp_path / "cache").all_values()
     urls = stored[("pages", "url")]
     # The most frequent first, then ties by value: deterministic, and the cap holds.
     assert len(urls) == 50 and {"https://example.org/popular", "https://example.org/liked"} <= set(urls)
@@ -236,9 +236,9 @@ def test_a_column_indexes_at_most_its_most_frequent_values(make_db, tmp_path, mo
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from sql_rlvr import value_index as values
+from sql_rlvr import value_index
 db, cache, ready, me = sys.argv[1:]
-real = values.build_index
+real = value_index.build_index
 def build(*args):
     print("BUILT", flush=True)
     for _ in range(1000):
@@ -247,9 +247,9 @@ def build(*args):
         time.sleep(0.01)
     time.sleep(0.5)  # the other one is now waiting for the lock (or, without one, building too)
     real(*args)
-values.build_index = build
+value_index.build_index = build
 (Path(ready) / me).touch()
-print(json.dumps(sorted(values.value_index(db, cache).all_values().items())), flush=True)
+print(json.dumps(sorted(value_index.value_index(db, cache).all_values().items())), flush=True)
 """
 
 
@@ -272,12 +272,12 @@ def test_one_process_builds_an_index_while_the_others_wait_for_it(make_db, tmp_p
 def test_a_killed_builder_blocks_nobody_and_leaves_no_temporary_file(make_db, tmp_path):
     db = make_db("CREATE TABLE team (name TEXT, city TEXT); INSERT INTO team VALUES ('Harbour Hawks', 'Northport');")
     cache, marker = tmp_path / "cache", tmp_path / "building"
-    hang = ("import sys, time, pathlib\nfrom sql_rlvr import value_index as values\n"
+    hang = ("import sys, time, pathlib\nfrom sql_rlvr import value_index\n"
             "def hang(*args):\n"
             "    pathlib.Path(sys.argv[2]).touch()\n"
             "    time.sleep(60)\n"
-            "values.indexed_column = hang  # called mid-build, with the lock held and the temporary file open\n"
-            "values.value_index(sys.argv[1], sys.argv[3])\n")
+            "value_index.indexed_column = hang  # called mid-build, with the lock held and the temporary file open\n"
+            "value_index.value_index(sys.argv[1], sys.argv[3])\n")
     child = subprocess.Popen([sys.executable, "-c", hang, str(db), str(marker), str(cache)], cwd=ROOT)
     try:
         for _ in range(3000):
@@ -290,6 +290,6 @@ def test_a_killed_builder_blocks_nobody_and_leaves_no_temporary_file(make_db, tm
         child.wait()
     assert stray_files(cache)  # what the killed builder left: its temporary file
     start = time.monotonic()
-    index = values.value_index(db, cache)
+    index = value_index.value_index(db, cache)
     assert time.monotonic() - start < 10 and index.lookup("Teams from Northport?", 3)
     assert stray_files(cache) == []
