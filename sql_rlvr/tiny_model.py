@@ -15,7 +15,9 @@ from typing import Sequence
 from config import MINI_SPIDER_DIR, REPO_DIR
 from sql_rlvr.benchmarks import Spider
 
-TINY_MODEL_DIR = REPO_DIR / ".cache" / "tiny-qwen3"
+# Where it is built: the repository's cache, or SQL_RLVR_TINY_MODEL_DIR (a test that must see a first build
+# uses its own folder, never deleting the one that concurrent test processes are reading).
+TINY_MODEL_DIR = Path(os.environ.get("SQL_RLVR_TINY_MODEL_DIR") or REPO_DIR / ".cache" / "tiny-qwen3")
 TINY_MODEL_VERSION = "6"  # bump when the recipe below changes, so caches rebuild
 
 

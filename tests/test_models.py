@@ -122,18 +122,20 @@ def test_each_process_loads_onto_its_own_device_and_nothing_goes_to_cuda_without
 def test_a_seed_gives_the_same_run_whether_the_tiny_model_was_built_now_or_cached(tmp_path):
     # Building the tiny model inside the training process used to consume random state: the first run
     # after a clone logged other losses than every later one (9.1295 vs 9.1230 at step 2).
-    from sql_rlvr import tiny_model
     from sql_rlvr import training
+
+    own = tmp_path / "tiny"  # built here first: the shared cache stays for the processes reading it
 
     def losses(name: str) -> list[float]:
         out = tmp_path / name
-        result = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(out), "--sft_max_steps", "3",
-                            "--save_steps", "100")
+        result = subprocess.run([sys.executable, "train_sft.py", "--preset", "smoke", "--output_dir", str(out),
+                                 "--sft_max_steps", "3", "--save_steps", "100"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=600, env={**os.environ, "SQL_RLVR_TINY_MODEL_DIR": str(own)})
         assert result.returncode == 0, result.stderr[-3000:]
         return [r["loss"] for r in training.read_metrics(out / "sft" / "metrics.jsonl") if "loss" in r]
 
-    shutil.rmtree(tiny_model.TINY_MODEL_DIR, ignore_errors=True)
+    assert not own.exists()
     built_now = losses("fresh")
-    assert (tiny_model.TINY_MODEL_DIR / "config.json").exists()
+    assert (own / "config.json").exists()
     cached = losses("cached")
     assert len(built_now) == 3 and built_now == cached

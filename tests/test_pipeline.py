@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -287,15 +288,14 @@ def test_logs_written_to_a_file_put_each_line_on_its_own(tmp_path):
     import subprocess
     import sys
 
-    from sql_rlvr import tiny_model
     from conftest import ROOT
 
-    shutil.rmtree(tiny_model.TINY_MODEL_DIR, ignore_errors=True)  # the first run after a clone builds it
     log = tmp_path / "sft.log"
-    with open(log, "w") as fh:
+    with open(log, "w") as fh:  # the first run after a clone builds the model (here in its own folder)
         done = subprocess.run([sys.executable, "train_sft.py", "--preset", "smoke", "--output_dir", str(tmp_path),
                                "--sft_max_steps", "3", "--save_steps", "100"], cwd=ROOT, stdout=fh,
-                              stderr=subprocess.STDOUT, timeout=600)
+                              stderr=subprocess.STDOUT, timeout=600,
+                              env={**os.environ, "SQL_RLVR_TINY_MODEL_DIR": str(tmp_path / "tiny")})
     assert done.returncode == 0, log.read_text()[-3000:]
     lines = log.read_bytes().decode().split("\n")  # read_text() would turn a bar's \r into line breaks
     assert lines[0].strip(), lines[:3]
