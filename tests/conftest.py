@@ -35,9 +35,10 @@ MARKERS = {
 }
 # Fixtures that train with the hf backend: every test that uses one (directly or through another) trains.
 HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke"}
-# Under pytest-xdist (`--dist loadgroup`), the tests of one trained run share a worker, so the run is
-# trained once: the first fixture named here that a test uses is its group.
-SHARED_RUNS = ("agentic", "bird_smoke", "unsloth_smoke", "smoke_sft")
+# Under pytest-xdist (`--dist loadgroup`), the tests of one module-scoped trained run share a worker, so
+# the run is made once: the first fixture named here that a test uses is its group. The session's smoke
+# SFT (smoke_sft) is shared by every worker through a lock instead.
+SHARED_RUNS = ("agentic", "bird_smoke", "unsloth_smoke", "smoke", "filtered", "runs", "mix_grpo")
 
 
 def pytest_configure(config) -> None:
@@ -133,9 +134,19 @@ def smoke_sft(tmp_path_factory) -> Path:
     """The `sft` folder of one finished `train_sft.py --preset smoke` run, trained once per session (the
     slowest step of the suite). Tests that only need a finished SFT adapter copy it (copy_sft); never
     write into it."""
-    out = tmp_path_factory.mktemp("smoke-sft")
-    result = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(out))
-    assert result.returncode == 0, f"sft failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    import fcntl
+    import os
+
+    # One run for all pytest-xdist workers of this session (their base folders share a parent): the first
+    # to get here trains, the others wait for it and read the same folder.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "smoke-sft"
+    with open(shared / "smoke-sft.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "sft" / "run_info.json").exists():
+            result = run_script("train_sft.py", "--preset", "smoke", "--output_dir", str(out), "--overwrite")
+            assert result.returncode == 0, f"sft failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return out / "sft"
 
 
