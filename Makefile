@@ -88,13 +88,14 @@ test-fast: lint
 	$(PY) $(PYTEST) -n 2 -m "not slow" tests
 
 # The CPU set's lane: the hf training steps the other lane cannot take on CPU, and the `both_lanes` checks;
-# two workers, the tests of one shared trained run on one worker (tests/conftest.py, SHARED_RUNS).
+# two workers, each test file on one of them (its module-scoped trained run made once), the session's smoke
+# SFT trained once for both (tests/conftest.py, smoke_sft).
 test-cpu-set: $(VENV)/.unsloth-cpu
-	SQL_RLVR_REQUIREMENTS=requirements-cpu.txt $(PY) $(PYTEST) -n 2 --dist loadgroup -m "hf_training or both_lanes" tests
+	SQL_RLVR_REQUIREMENTS=requirements-cpu.txt $(PY) $(PYTEST) -n 2 --dist loadscope -m "hf_training or both_lanes" tests
 
 # The whole suite on the CPU set in one lane (trl 1.16; the unsloth tests on a version unsloth does not accept).
 test-cpu-set-all: $(VENV)/.unsloth-cpu
-	$(PY) $(PYTEST) -n 2 --dist loadgroup tests
+	$(PY) $(PYTEST) -n 2 --dist loadscope tests
 
 test-gpu-set: $(GPU_VENV)/.gpu-set
 	SQL_RLVR_REQUIREMENTS=requirements.txt $(GPU_PY) $(PYTEST) tests

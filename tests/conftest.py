@@ -35,10 +35,6 @@ MARKERS = {
 }
 # Fixtures that train with the hf backend: every test that uses one (directly or through another) trains.
 HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke"}
-# Under pytest-xdist (`--dist loadgroup`), the tests of one module-scoped trained run share a worker, so
-# the run is made once: the first fixture named here that a test uses is its group. The session's smoke
-# SFT (smoke_sft) is shared by every worker through a lock instead.
-SHARED_RUNS = ("agentic", "bird_smoke", "unsloth_smoke", "smoke", "filtered", "runs", "mix_grpo")
 
 
 def pytest_configure(config) -> None:
@@ -59,14 +55,10 @@ def trl_trains_on_cpu() -> bool:
     return torch.cuda.is_available()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if HF_TRAINING_FIXTURES & set(item.fixturenames):
             item.add_marker("hf_training")
-        group = next((name for name in SHARED_RUNS if name in item.fixturenames), None)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
         if item.get_closest_marker("hf_training") or item.get_closest_marker("unsloth"):
             item.add_marker("slow")
     if not trl_trains_on_cpu():
