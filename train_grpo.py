@@ -186,16 +186,35 @@ def refuse_unchanged(path: Path, sft_digest: str | None) -> None:
         raise UserError(f"the GRPO adapter in {path} is still the base model (every lora_B weight is zero): {why}")
 
 
+def save_and_report(trainer, cfg, out: Path, start_dir: Path | None, info: dict, resume_from: str | None,
+                    start: float) -> None:
+    """curves.png, then the adapter and run_info.json (refused when the run changed nothing), and the summary."""
+    sft_digest = adapter_digest(start_dir) if start_dir else None
+    training.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
+    run_folders.save_adapter(trainer, out, {
+        "stage": "grpo", "base_model": cfg.model_name, "grpo_start": cfg.grpo_start,
+        **({"sft_adapter": str(start_dir), "sft_adapter_sha256": sft_digest} if start_dir else {}),
+        "global_step": trainer.state.global_step, **info, "seconds": round(time.time() - start, 1),
+        "config": cfg.to_dict(),
+    }, check=functools.partial(refuse_unchanged, sft_digest=sft_digest))
+    if trainer.is_world_process_zero():
+        changed = (f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})"
+                   if start_dir else f"a new adapter on the base model (sha256 {adapter_digest(out)[:12]})")
+        print(training.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
+                                       (f"backend={info['backend']}", changed),
+                                       resumed_at=run_folders.checkpoint_step(resume_from)))
+
+
 def main() -> None:
     cfg, _ = parse_config(script="train_grpo.py")
-    sft_dir, out = Path(cfg.output_dir) / "sft", Path(cfg.output_dir) / "grpo"
-    from_sft = cfg.grpo_start == "sft"  # else a new LoRA on the base model: no SFT adapter, none required
-    start_dir = sft_dir if from_sft else None
-    start_digest = finished_sft_digest(sft_dir) if from_sft else None
+    out = Path(cfg.output_dir) / "grpo"
+    # --grpo_start sft: the finished SFT adapter; base: a new LoRA on the base model, no SFT adapter required.
+    start_dir = Path(cfg.output_dir) / "sft" if cfg.grpo_start == "sft" else None
+    start_digest = finished_sft_digest(start_dir) if start_dir else None
     # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes
     # (--grpo_start is too, through the config: a run from the base model never resumes from the SFT adapter).
     resume_from = run_folders.prepare_output_dir(out, cfg, "run_info.json",
-                                                 {"sft_adapter_sha256": start_digest} if from_sft else {})
+                                                 {"sft_adapter_sha256": start_digest} if start_dir else {})
 
     datasets = utils.open_training_datasets(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
@@ -204,7 +223,7 @@ def main() -> None:
     backend = utils.pick_backend(cfg)
     use_vllm_engine = backend == "unsloth" and cfg.fast_inference  # unsloth's colocated vLLM for rollouts
     model, tokenizer = utils.load_model(cfg, backend, adapter=start_dir, trainable=True, fast_inference=use_vllm_engine)
-    origin = sft_dir if from_sft else f"the base model, a new LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha})"
+    origin = start_dir or f"the base model, a new LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha})"
     print(f"[grpo] backend={backend} starting from {origin}: {utils.count_trainable(model):,} trainable parameters")
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -231,26 +250,14 @@ def main() -> None:
         if cfg.eval_steps > 0:  # on --benchmark's dev split, whatever the training mix
             dev = datasets[cfg.benchmark] if cfg.benchmark in datasets else utils.open_dataset(cfg)
             DevEXCallback(cfg, dev, backend, tokenizer, out, tool, template_kwargs).add_to(trainer)
-        trainer_args = training.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
+        info = {"backend": backend, "prompts": len(rows), **row_counts,
+                "trainer_args": training.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values()),
+                **({"pass_rate_filter": filtering} if filtering else {})}
         trainer.add_callback(run_folders.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
         show_progress(trainer, reward, tool)
         start = time.time()
         trainer.train(resume_from_checkpoint=resume_from)
-
-    sft_digest = adapter_digest(sft_dir) if from_sft else None
-    training.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
-    run_folders.save_adapter(trainer, out, {
-        "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "grpo_start": cfg.grpo_start,
-        **({"sft_adapter": str(sft_dir), "sft_adapter_sha256": sft_digest} if from_sft else {}),
-        "global_step": trainer.state.global_step, "prompts": len(rows),
-        **row_counts, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
-        "trainer_args": trainer_args, **({"pass_rate_filter": filtering} if filtering else {}),
-    }, check=functools.partial(refuse_unchanged, sft_digest=sft_digest))
-    if trainer.is_world_process_zero():
-        changed = (f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})"
-                   if from_sft else f"a new adapter on the base model (sha256 {adapter_digest(out)[:12]})")
-        print(training.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
-                                       (f"backend={backend}", changed), resumed_at=run_folders.checkpoint_step(resume_from)))
+    save_and_report(trainer, cfg, out, start_dir, info, resume_from, start)
 
 
 if __name__ == "__main__":
