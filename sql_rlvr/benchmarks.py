@@ -747,7 +747,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         table=dict(names=BIRD_DIFFICULTIES + ("total",), title="EX", percent=True, width=20),
         write_eval_files=scoring.write_bird_files, official_command=_bird_command),
     "folder": Benchmark(
-        name="folder", title="the --data_dir folder",
+        name="folder", title="--data_dir folder",
         open=lambda cfg, split="dev": Folder.open(cfg.data_dir, max(cfg.sql_timeout_s, scoring.GOLD_TIMEOUT_S)),
         eval_splits=("dev",), rule="spider", label_key="hardness", levels=HARDNESS_LEVELS,
         eval_strata=("db_id", SUBSET_HARDNESS), difficulty_from_data=False,

@@ -206,7 +206,7 @@ def test_folder_is_a_benchmark_whose_data_dir_defines_its_runs(tmp_path):
         spec.check_options(Config(benchmark="folder", ts_db_dir="x"))
     with pytest.raises(UserError, match="--keep_distinct is Spider's"):
         benchmarks.get("bird").check_options(Config(benchmark="bird", keep_distinct=True))
-    with pytest.raises(UserError, match="not a the --data_dir folder split"):
+    with pytest.raises(UserError, match="not a --data_dir folder split: use one of dev"):
         spec.check_eval_split("test")
 
 
