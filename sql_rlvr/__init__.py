@@ -26,5 +26,6 @@ them.
   sandbox           read-only, time-limited SQLite (execute_sql), the worker processes that make the limit hard
   hardness          Spider's official hardness levels
   extract           extract_sql: the SQL in a model's answer
+  progress          progress lines a log file shows (done of how many, rate, time left); tqdm's bar on a terminal
   errors            UserError, StageFinished, DataError
 """
