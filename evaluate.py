@@ -16,8 +16,9 @@ Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
 prediction, match, hardness, error) and metrics.json (execution accuracy overall and by hardness,
 the model, the adapter and its hash, the config); with --num_samples also pred_greedy.txt and
-candidates.jsonl (pred.txt then holds the voted prediction). Score-only writes results.jsonl and
-metrics.json beside --results. Execution match follows Spider's official evaluator
+candidates.jsonl (pred.txt then holds the voted prediction). Score-only writes the per-example
+--results (default results.jsonl) and its metrics beside it, named after it (metrics.json for
+results.jsonl, R.metrics.json for R.jsonl). Execution match follows Spider's official evaluator
 (test-suite-sql-eval, default flags or --keep_distinct) exactly, except that a prediction over
 --sql_timeout_s is wrong where the official one hangs.
 With --benchmark bird (sql_rlvr/benchmarks.py): BIRD's rule (also for voting), predict_dev.json / dev_gold.sql,
@@ -73,6 +74,15 @@ def vote_metrics(records: list[dict], k: int, spec) -> dict:
             "pass_at_k": reach["all"]["ex"], f"pass_at_k_{spec.metrics_key}": reach}
 
 
+def score_only_metrics_path(results: Path) -> Path:
+    """Score-only's metrics, named after its --results file: metrics.json beside results.jsonl (the default),
+    R.metrics.json beside any other R.jsonl, so that several scorings share a folder (e.g. with and
+    without --keep_distinct)."""
+    if results.name == "results.jsonl":
+        return results.with_name("metrics.json")
+    return results.with_name(results.name.removesuffix(".jsonl") + ".metrics.json")
+
+
 def score_only(cfg: Config, args: argparse.Namespace) -> None:
     missing = [flag for flag in ("pred", "gold", "db_dir") if not getattr(args, flag)]
     if missing:
@@ -90,7 +100,7 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
     if any(Path(args.db_dir).glob("*/*.perturb.sql")):
         benchmarks.ensure_test_suite_built(Path(args.db_dir), Path(args.db_dir).parent / "database")
     results = Path(args.results) if args.results else Path(pred_files[0]).with_name("results.jsonl")
-    metrics_path = results.with_name("metrics.json")
+    metrics_path = score_only_metrics_path(results)
     if metrics_path.exists():
         try:
             previous = json.loads(metrics_path.read_text())
@@ -100,8 +110,8 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
                 and any(key.startswith("by_") for key in previous)):
             raise UserError(f"{metrics_path} holds a generation run's metrics: pass --results in another folder")
         if not cfg.overwrite:  # the rule of every stage and of generation: nothing written is replaced silently
-            raise UserError(f"{metrics_path} already holds scores; pass --overwrite to replace them, or --results "
-                            "in another folder")
+            raise UserError(f"{metrics_path} already holds scores; pass --overwrite to replace them, or another "
+                            f"--results file (each has its own metrics; these are {results.name}'s)")
     start = time.time()
     if len(pred_lists) == 1:
         records = scoring.score_predictions(pred_lists[0], golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers,
@@ -460,9 +470,16 @@ def ex_table_key(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
 
 
 def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
-    """An evaluation folder or its metrics.json -> (metrics, per-question records or [], metrics path)."""
+    """An evaluation folder or its metrics.json -> (metrics, per-question records or [], metrics path). A
+    folder without metrics.json may hold one score-only run's R.metrics.json (several: name the file)."""
     path = Path(path_arg)
-    if path.is_dir():
+    if path.is_dir() and not (path / "metrics.json").exists():
+        named = sorted(path.glob("*.metrics.json"))
+        if len(named) > 1:
+            raise UserError(f"{path} holds several score-only metrics ({', '.join(p.name for p in named)}): pass "
+                            "one of them")
+        path = named[0] if named else path / "metrics.json"
+    elif path.is_dir():
         path = path / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
@@ -575,7 +592,8 @@ def main() -> None:
                        "candidates in the order given")
     extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line (--benchmark bird: or BIRD's dev.json)")
     extra.add_argument("--db_dir", help="--score_only: folder of <db_id>/<db_id>.sqlite")
-    extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred)")
+    extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred); "
+                       "the metrics beside them, named after them (metrics.json, or R.metrics.json for R.jsonl)")
     extra.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                        help="compare two evaluations: their folders or metrics.json files (no model is loaded)")
     extra.add_argument("--export", choices=["merged"], help="merge the adapter into a 16-bit checkpoint "
