@@ -184,6 +184,13 @@ class Config:
                              "removed). Spider only: refused with --benchmark bird")
     ts_db_dir: str = _f("", "evaluate.py: a test-suite database folder (<dir>/<db_id>/*.sqlite); also report test-suite "
                         "accuracy (ts). Spider only: refused with --benchmark bird")
+    eval_file: list = _f([], "evaluate.py: question files in Spider's format (question, or Spider-Syn's SpiderSynQuestion; "
+                         "query; db_id), comma-separated, evaluated instead of dev on Spider's databases, the model "
+                         "loaded once: each into eval/<adapter>/<file name>/, then one table (docs/data.md)")
+    eval_tables: str = _f("", "evaluate.py --eval_file: a set's own tables.json, merged over Spider's by db_id "
+                          "(Spider-DK's spider_dk_tables.json)")
+    eval_db_dir: str = _f("", "evaluate.py --eval_file: a set's own databases (<dir>/<db_id>/<db_id>.sqlite), looked "
+                          "up before Spider's (Spider-DK's three modified ones)")
     eval_steps: int = _f(0, "GRPO: greedy execution accuracy on a fixed dev subset every N steps, logged as eval/ex (0 = off)")
     eval_subset_size: int = _f(100, "GRPO --eval_steps: dev questions in that subset (seeded, stratified by database and "
                                "hardness; BIRD: difficulty)")
@@ -408,7 +415,8 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
      ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers",
       "progress_every_s")),
     ("evaluation", _EVAL, ("max_eval_examples", "eval_batch_size", "eval_temperature", "adapter", "export_dtype",
-                            "eval_split", "num_samples", "sample_temperature", "keep_distinct", "ts_db_dir")),
+                            "eval_split", "num_samples", "sample_temperature", "keep_distinct", "ts_db_dir",
+                            "eval_file", "eval_tables", "eval_db_dir")),
     ("logging and checkpoints", _SFT + _GRPO, ("logging_steps", "save_steps", "save_total_limit", "wandb_project")),
 ]
 # Fields that do not change what a run computes: a resumed run may change them.
