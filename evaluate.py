@@ -521,6 +521,14 @@ def evaluate_files(cfg: Config, spec: benchmarks.Benchmark, adapter: Path | None
     files = question_files.open_question_files(cfg)
     pending = []
     for qf in files:
+        held = Path(cfg.output_dir) / "eval" / label / qf.name / "metrics.json"
+        try:  # a file named test.json meets --eval_split test's folder: never read one as the other
+            other = json.loads(held.read_text()).get("eval_file", "a split") if held.exists() else None
+        except (OSError, ValueError, AttributeError):
+            other = "something unreadable"
+        if other is not None and other != str(qf.path.resolve()) and not cfg.overwrite:
+            raise UserError(f"{held.parent} holds an evaluation of {other}, not of {qf.path}: rename the file, or pass "
+                            "--overwrite to replace it")
         try:
             pending.append((qf, evaluation_folder(cfg, adapter, label, qf.name)))
         except StageFinished as finished:  # --resume: this file is done; its row comes from its metrics.json

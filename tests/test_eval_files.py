@@ -89,6 +89,14 @@ def test_bad_flags_and_files_are_refused_before_any_model_loads(tmp_path):
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
     assert f"--eval_file {tmp_path / 'missing.json'}: no such file" in out.stderr
     assert not (tmp_path / "o").exists()
+    # a folder holding another file's evaluation (or a split's: test.json meets --eval_split test) is never
+    # taken for this one's, not even by --resume
+    held = tmp_path / "o" / "eval" / "base" / "syn_dev" / "metrics.json"
+    held.parent.mkdir(parents=True)
+    held.write_text(json.dumps({"eval_file": "/elsewhere/syn_dev.json", "adapter_sha256": None}))
+    out = run_script("evaluate.py", "--preset", "smoke", "--adapter", "none", "--output_dir", str(tmp_path / "o"),
+                     "--eval_file", str(SYN), "--resume")
+    assert out.returncode == 2 and "holds an evaluation of /elsewhere/syn_dev.json, not of" in out.stderr
 
 
 # ---------------------------------------------------------------- the tiny model end to end
