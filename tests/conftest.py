@@ -7,6 +7,7 @@ test lanes (docs/install.md, "Tests"):
                    a GPU; the CPU set (trl 1.16) runs those, and the `both_lanes` checks again
 """
 
+import os
 import shutil
 import signal
 import sqlite3
@@ -109,9 +110,54 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+ENTRY_SCRIPTS = ("train_sft.py", "train_grpo.py", "evaluate.py")
+# SQL_RLVR_TESTS_SUBPROCESS=1: every run_script in a fresh interpreter, as a user runs it (slower: each pays the
+# torch/transformers/TRL imports, 6 CPU-seconds).
+IN_PROCESS = os.environ.get("SQL_RLVR_TESTS_SUBPROCESS", "") in ("", "0")
+
+
 def run_script(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run an entry script as a user would: `python <script> <args>` from the repo root."""
+    """Run an entry script as a user would, `python <script> <args>` from the repo root: its exit code, stdout
+    and stderr. In this test process (run_in_process) where a fresh interpreter is not what is tested; in one
+    for the unsloth backend (importing unsloth patches transformers, TRL and PEFT for good)."""
+    if IN_PROCESS and args and args[0] in ENTRY_SCRIPTS and Path(cwd) == ROOT and not any("unsloth" in a for a in args):
+        return run_in_process(*args)
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
+    """`python <script> <args>` inside this process, as its __main__: sys.argv set, stdout and stderr captured,
+    SystemExit as the exit code, an uncaught exception printed as a traceback with exit code 1. What a test
+    reads of a run is the same; what it saves is the interpreter's start and the imports (the tests share them).
+    Global state a script leaves behind is the test process's: torch's thread count, environment variables
+    the scripts set by default only (setdefault), and Python's warnings shown once per place."""
+    import contextlib
+    import io
+    import runpy
+    import traceback
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, cwd = sys.argv, os.getcwd()
+    code = 0
+    try:
+        sys.argv = [script, *args]
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(ROOT / script), run_name="__main__")
+            except SystemExit as exc:
+                if isinstance(exc.code, int) or exc.code is None:
+                    code = exc.code or 0
+                else:  # sys.exit("message"): printed, exit code 1
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+    return subprocess.CompletedProcess([sys.executable, script, *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_trainer_args_follow_config(run_info: dict, mapping: dict[str, str]) -> None:
