@@ -75,6 +75,12 @@ class Config:
                              "(tool execute_sql, in its chat template's tool format) before its final answer, whose SQL "
                              "is rewarded, scored and voted (0 = one direct answer). N > 0 raises the default "
                              "max_completion_length and max_seq_length by N x TOOL_CALL_TOKENS (docs/agentic.md)")
+    reasoning: bool = _f(False, "reason before the SQL: an instruct model is asked to reason step by step and give the "
+                         "final query in a ```sql block; a thinking template (one that opens <think> itself, or "
+                         "Qwen3's hybrid one, then switched on) reasons in its think block and answers after it. The "
+                         "final answer's SQL is rewarded, scored and voted; an answer that never reaches one is 'no "
+                         "answer' (-2.0, wrong). SFT then trains on --sft_traces. Raises the default "
+                         "max_completion_length and max_seq_length by REASONING_TOKENS (docs/reasoning.md)")
     tool_max_rows: int = _f(10, "agentic mode: rows of a query result shown to the model (with the column names and "
                             "the row count)")
     tool_timeout_s: float = _f(5.0, "agentic mode: time limit per tool call, seconds (not --sql_timeout_s: "
@@ -318,6 +324,13 @@ BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
 TOOL_CALL_TOKENS = 256
 
 
+# The reasoning mode's room (--reasoning true), in Qwen tokens: with no explicit --max_completion_length /
+# --max_seq_length both grow by this, so the default answer budget is 256 + 768 = 1024 tokens. Chosen from
+# measured lengths (bench/reasoning_levers.py on Spider dev; docs/reasoning.md): a real 0.5B coder's reasoned
+# answers on Spider dev; the leaders give 2048 (OmniSQL, SQL-R1) to 4096 (Think2SQL) on harder BIRD questions.
+REASONING_TOKENS = 768
+
+
 # Config field -> the trainer argument it sets. run_info.json records these arguments as the built
 # trainer holds them (after unsloth and TRL have had their say); the tests check they equal the
 # config on both backends.
@@ -385,7 +398,7 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
     ("shared by every script", SCRIPTS,
      ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
       "resume", "backend", "seed", "torch_threads", "schema_sample_values", "value_hints", "max_seq_length",
-      "load_in_4bit", "max_tool_calls", "tool_max_rows", "tool_timeout_s")),
+      "load_in_4bit", "reasoning", "max_tool_calls", "tool_max_rows", "tool_timeout_s")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("train_benchmarks", "use_train_others", "max_train_examples",
                                                  "gradient_checkpointing", "optim", "weight_decay", "max_grad_norm")),
     ("LoRA (later stages read it from the adapter)", _SFT,
@@ -559,9 +572,10 @@ def parse_config(argv: list[str] | None = None, script: str = "sql-rlvr",
             setattr(cfg, name, _converter(fields[name])(raw))
         except ValueError as exc:
             raise ConfigError(f"--{name}: {exc}") from None
-    if cfg.max_tool_calls > 0:  # room for the calls and their results, unless the command line sizes it
+    # Room for the calls and their results, and for reasoning, unless the command line sizes it.
+    extra = cfg.max_tool_calls * TOOL_CALL_TOKENS + (REASONING_TOKENS if cfg.reasoning else 0)
+    if extra > 0:
         given = {a.split("=")[0][2:] for a in argv if a.startswith("--")}
-        extra = cfg.max_tool_calls * TOOL_CALL_TOKENS
         for name in ("max_completion_length", "max_seq_length"):
             if name not in given:
                 setattr(cfg, name, getattr(cfg, name) + extra)

@@ -21,6 +21,9 @@ from sql_rlvr.sql_tool import SQLTool
 
 def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
+    if cfg.reasoning:
+        raise UserError("SFT with --reasoning true trains on reasoning traces, which this version cannot read yet: "
+                        "train SFT without --reasoning, or start GRPO from the base model (docs/reasoning.md)")
     # Data first: a missing dataset fails in a second, before any model is loaded.
     datasets = utils.open_training_datasets(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
@@ -36,7 +39,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     # The agentic mode (--max_tool_calls N) passes token ids with a completion mask instead: its tool
     # results sit between the model's turns and must carry no loss.
     # The model's own template is checked first: the labels must be exactly the SQL + end of turn.
-    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic=cfg.max_tool_calls > 0)
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic=cfg.max_tool_calls > 0,
+                                                    reasoning=cfg.reasoning)
     # The agentic mode: each example becomes a trajectory (agent.sft_trajectory) whose call this tool runs.
     tool = SQLTool.from_config(cfg) if cfg.max_tool_calls > 0 else None
     rows, lengths, used, skipped = [], [], [], []
@@ -44,7 +48,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
         for ex in examples:
             dataset = datasets[ex["benchmark"]]  # its own schema and prompt extras (BIRD: evidence, descriptions)
             messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
-                                            ex["question"], ex["query"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+                                            ex["question"], ex["query"], evidence=ex.get("evidence", ""), tokenizer=tokenizer,
+                                            reasoning=cfg.reasoning)
             if tool is not None:
                 # Pre-tokenized, as GRPO and evaluation build a conversation: the loss on the model's turns only.
                 ids, mask, _ = agent.sft_trajectory(tokenizer, messages[:-1], ex["query"],
