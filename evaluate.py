@@ -261,8 +261,9 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
     options = dict(max_new_tokens=cfg.max_completion_length, batch_size=cfg.eval_batch_size,
                    fast_inference=cfg.fast_inference)
     greedy = [""] * len(prompts)
-    for i, text in zip(fits, utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
-                                            temperature=cfg.eval_temperature, **options)):
+    texts, lengths = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
+                                    temperature=cfg.eval_temperature, return_lengths=True, **options)
+    for i, text in zip(fits, texts):
         greedy[i] = text
     k = cfg.num_samples
     samples: list[list[str]] = [[""] * k for _ in prompts]
@@ -272,9 +273,8 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
                                  **options)
         for j, i in enumerate(fits):
             samples[i] = sampled[j * k:(j + 1) * k]
-    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0 for text in greedy]
     return Answers(greedy, samples, backend, len(prompts) - len(fits), time.time() - start, think_opener=opener,
-                   completion_tokens=[lengths[i] for i in fits])
+                   completion_tokens=lengths)
 
 
 def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], chats: list[list[dict]],

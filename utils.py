@@ -627,18 +627,22 @@ def answer_text(tokenizer, ids, stop: list[int]) -> str:
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
              progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
-             seed: int | None = None, fast_inference: bool = True) -> list[str]:
+             seed: int | None = None, fast_inference: bool = True, return_lengths: bool = False) -> list[str] | tuple:
     """Answers for rendered prompts, always with the adapter when there is one (see generate_ids): the
-    text of each answer up to its stop token."""
+    text of each answer up to its stop token. `return_lengths`: (texts, each answer's generated tokens
+    before its stop token)."""
     if not prompts:  # every prompt over the length limit: nothing to generate (a tokenizer call on [] raises)
-        return []
+        return ([], []) if return_lengths else []
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     stop = stop_token_ids(model, tokenizer)
     generated = generate_ids(model, tokenizer, prompt_ids, backend, adapter_dir=adapter_dir,
                              max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
                              progress=progress, num_return_sequences=num_return_sequences, top_p=top_p, top_k=top_k,
                              seed=seed, fast_inference=fast_inference)
-    return [answer_text(tokenizer, ids, stop) for ids in generated]
+    texts = [answer_text(tokenizer, ids, stop) for ids in generated]
+    if return_lengths:
+        return texts, [next((i for i, t in enumerate(ids) if t in stop), len(ids)) for ids in generated]
+    return texts
 
 
 def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *, adapter_dir: str | os.PathLike | None,

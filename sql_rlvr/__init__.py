@@ -25,6 +25,6 @@ them.
   sql_tool          the execute_sql tool of the agentic mode
   sandbox           read-only, time-limited SQLite (execute_sql), the worker processes that make the limit hard
   hardness          Spider's official hardness levels
-  extract           extract_sql: the SQL in a model's answer
+  extract           extract_sql: the SQL in a model's answer; final_sql: the final query of a reasoned one
   errors            UserError, StageFinished, DataError
 """

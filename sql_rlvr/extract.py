@@ -141,9 +141,9 @@ def final_sql(text: str | None, reasoning: bool = False, opened: str = "") -> st
     Without `reasoning`, extract_sql(text). With it (--reasoning true) the answer is reasoning, then the
     final query: after a think block (`<think>...</think>`, the thinking templates') whatever query
     follows it; otherwise the last closed ```sql block. None means the reasoning never reached a final
-    query (a think block never closed, no closed block: cut at the length limit, or none given), which
-    is "no answer", never a query picked out of the reasoning. An empty `text` is "" (an empty answer).
-    `opened`: what the generation prompt ended with when the template opens the think block itself
+    query (a think block never closed, no closed block, a block opened after the last closed one: cut at
+    the length limit, or none given), which is "no answer", never a draft picked out of the reasoning.
+    An empty `text` is "" (an empty answer). `opened`: what the generation prompt ended with when the template opens the think block itself
     ("<think>\n", utils.think_opener), so that `text` starts inside it.
     """
     if not reasoning:
@@ -155,8 +155,11 @@ def final_sql(text: str | None, reasoning: bool = False, opened: str = "") -> st
         return None  # a think block that never ended
     if "</think>" in text:
         return extract_sql(text.rsplit("</think>", 1)[1]) or None
-    for block in reversed(_CLOSED_FENCE.findall(text)):
-        sql = _last_query(block)
+    blocks = list(_CLOSED_FENCE.finditer(text))
+    if not blocks or "```" in text[blocks[-1].end():]:
+        return None  # no closed block, or cut inside a block after the last closed one: the final one never ended
+    for block in reversed(blocks):
+        sql = _last_query(block.group(1))
         if sql:
             return _clean(sql)
     return None

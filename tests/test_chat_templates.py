@@ -318,3 +318,32 @@ def test_agentic_sft_loss_on_the_real_template_leaves_out_the_tool_result(family
         shown = str(result[0][0]) if result else "(0 rows)"
         assert shown in tokenizer.decode(ids).split(sql, 1)[1]  # the real result is in the conversation ...
         assert "rows" not in learned.replace(sql, "")  # ... and its count line never in the loss
+
+
+THINKING = dict(QWEN, plain=["<think>", "</think>"])
+
+
+@pytest.mark.parametrize("family, spec, kwargs, opener", [
+    ("qwen3_instruct_2507", QWEN, {}, ""),  # the default base model: reasoning as plain text before the block
+    ("qwen2_5", QWEN, {}, ""),
+    ("qwen3", THINKING, {"enable_thinking": True}, ""),  # hybrid, thinking on: the model opens <think> itself
+    ("qwen3_5_think", THINKING, {"enable_thinking": True}, "<think>\n"),  # the template opens it in the prompt
+])
+def test_reasoned_answers_survive_the_real_template(family, spec, kwargs, opener, make_family):
+    # --reasoning true: what the model writes under each template (a think block where it has one) must be
+    # rendered back verbatim after the generation prompt, and its final query read after the think block.
+    tokenizer = load_tokenizer(make_family(family, spec))
+    stops = tokenizer.convert_tokens_to_ids(spec["stops"])
+    assert utils.check_chat_template(tokenizer, family, stops, reasoning=True) == kwargs
+    assert utils.chat_template_kwargs(tokenizer, reasoning=True) == kwargs
+    assert utils.think_opener(tokenizer, kwargs) == opener
+    prompt = utils.render_prompt(tokenizer, utils.build_messages(_SCHEMA, "How many?", reasoning=True), kwargs)
+    assert utils.REASONING_SYSTEM_PROMPT in prompt and prompt.endswith(opener or "assistant\n")
+    answer = utils.check_answer("SELECT count(*) FROM singer", opener, bool(kwargs.get("enable_thinking")))
+    assert ("<think>" in opener + answer) == bool(kwargs)
+    assert extract.final_sql(answer, True, opener) == "SELECT count(*) FROM singer"
+    # the default mode on the same template: thinking off, as before
+    assert utils.chat_template_kwargs(tokenizer) == ({"enable_thinking": False} if kwargs else {})
+
+
+_SCHEMA = 'CREATE TABLE "singer" ("singer_id" INTEGER PRIMARY KEY, "name" TEXT)'
