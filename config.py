@@ -130,6 +130,9 @@ class Config:
     max_grad_norm: float = _f(1.0, "gradient clipping norm, SFT and GRPO (transformers' and TRL's default)")
 
     # --- GRPO ---
+    grpo_start: str = _f("sft", "sft | base: what GRPO trains. sft = the SFT adapter (<output_dir>/sft); base = a new "
+                         "LoRA on the base model (--lora_r, --lora_alpha, --lora_dropout, --lora_target_modules), no "
+                         "SFT stage needed (Arctic-Text2SQL-R1's recipe: GRPO straight from an instruct model)")
     grpo_learning_rate: float = _f(5e-6, "GRPO learning rate")
     grpo_max_steps: int = _f(500, "GRPO optimizer steps")
     grpo_prompts_per_step: int = _f(4, "distinct prompts per optimizer step, over all devices")
@@ -159,7 +162,8 @@ class Config:
     vllm_server_host: str = _f("127.0.0.1", "--vllm_mode server: host of `trl vllm-serve`")
     vllm_server_port: int = _f(8000, "--vllm_mode server: port of `trl vllm-serve`")
     grpo_skip_empty_gold: bool = _f(True, "leave out GRPO prompts whose gold result is empty: an empty answer would match them for free")
-    grpo_filter_samples: int = _f(0, "GRPO: before training, the SFT adapter answers every training prompt K times "
+    grpo_filter_samples: int = _f(0, "GRPO: before training, the SFT adapter (--grpo_start base: the base model) "
+                                  "answers every training prompt K times "
                                   "(the rollouts' temperature, top_p, top_k) and prompts whose K answers all match are "
                                   "left out: a group that always matches has zero advantage and teaches nothing. Pass "
                                   "counts go to grpo/prompt_pass_rates.jsonl, which --resume reuses (0 = off: every "
@@ -202,6 +206,8 @@ class Config:
         """Reject inconsistent settings now, in one line, rather than deep inside a trainer."""
         if self.backend not in ("auto", "unsloth", "hf"):
             raise ConfigError(f"--backend must be auto, unsloth or hf, not {self.backend!r}")
+        if self.grpo_start not in ("sft", "base"):
+            raise ConfigError(f"--grpo_start must be sft or base, not {self.grpo_start!r}")
         if self.vllm_mode not in ("colocate", "server"):
             raise ConfigError(f"--vllm_mode must be colocate or server, not {self.vllm_mode!r}")
         if self.grpo_loss_type not in ("dapo", "grpo", "bnpo", "dr_grpo", "cispo"):  # in both TRL 1.15 and 1.16
@@ -401,11 +407,11 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
       "load_in_4bit", "reasoning", "max_tool_calls", "tool_max_rows", "tool_timeout_s")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("train_benchmarks", "use_train_others", "max_train_examples",
                                                  "gradient_checkpointing", "optim", "weight_decay", "max_grad_norm")),
-    ("LoRA (later stages read it from the adapter)", _SFT,
+    ("LoRA (SFT, and GRPO with --grpo_start base; later stages read it from the adapter)", _SFT + _GRPO,
      ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")),
     ("SFT", _SFT, ("sft_learning_rate", "sft_epochs", "sft_max_steps", "sft_batch_size", "sft_grad_accum",
                    "sft_warmup_ratio", "sft_lr_scheduler_type", "sft_loss_type")),
-    ("GRPO", _GRPO, ("grpo_learning_rate", "grpo_max_steps", "grpo_prompts_per_step", "num_generations",
+    ("GRPO", _GRPO, ("grpo_start", "grpo_learning_rate", "grpo_max_steps", "grpo_prompts_per_step", "num_generations",
                      "grpo_grad_accum", "temperature", "beta", "max_prompt_length", "vllm_mode", "vllm_server_host",
                      "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",
                      "grpo_lr_scheduler_type", "grpo_loss_type", "epsilon", "epsilon_high", "mask_truncated_completions",
@@ -438,6 +444,9 @@ def fields_for(script: str) -> list[str]:
 # Each benchmark's own data fields: a run on one never depends on the other's (a changed BIRD_DIR does
 # not block resuming a Spider run), unless a training stage trains on both (--train_benchmarks).
 BENCHMARK_DATA_FIELDS = {"spider": ("spider_dir",), "bird": ("bird_dir", "bird_column_descriptions")}
+# The new LoRA's shape: GRPO reads it from the config only with --grpo_start base (from the SFT adapter, it takes
+# the adapter's), so only then is it part of GRPO's run.
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 
 
 def run_defining_config(cfg: Config, script: str) -> dict:
@@ -446,6 +455,8 @@ def run_defining_config(cfg: Config, script: str) -> dict:
     trains = "train_benchmarks" in fields
     used = {cfg.benchmark, *(cfg.training_benchmarks() if trains else ())}
     unused = {name for bench, names in BENCHMARK_DATA_FIELDS.items() if bench not in used for name in names}
+    if script == "train_grpo.py" and cfg.grpo_start != "base":
+        unused |= set(LORA_FIELDS)
     identity = {name: getattr(cfg, name) for name in fields if name not in NOT_RUN_DEFINING | unused}
     if trains:
         # The --benchmark alone, however it is spelled, is the run it was before the flag existed.

@@ -2,8 +2,10 @@
 
     python train_grpo.py                     # after train_sft.py, same --output_dir
     python train_grpo.py --preset smoke
+    python train_grpo.py --grpo_start base   # a new LoRA on the base model: no SFT stage
 
-Reads <output_dir>/sft, saves the further-trained adapter under <output_dir>/grpo. Each log line
+Reads <output_dir>/sft (with --grpo_start base: nothing; a new LoRA from --lora_r and the other LoRA
+fields), saves the trained adapter under <output_dir>/grpo. Each log line
 carries the reward mean/std and the fraction of each outcome (match / partial / wrong / invalid /
 empty, plus parse failures and timeouts), reported by the reward through TRL's `log_metric` so they
 are averaged over all processes; a few sample answers follow each line, and TRL's completion log
@@ -37,7 +39,7 @@ def finished_sft_digest(sft_dir: Path) -> str:
     """The digest of the finished SFT adapter GRPO starts from; one line when there is none."""
     if not (sft_dir / "run_info.json").exists():
         raise UserError(f"no finished SFT adapter in {sft_dir}: run `python train_sft.py` with the same "
-                        "--output_dir (and --preset) first")
+                        "--output_dir (and --preset) first, or pass --grpo_start base to start from the base model")
     utils.read_adapter_config(sft_dir)  # a finished marker without a readable adapter: one line, not a traceback
     return adapter_digest(sft_dir)
 
@@ -168,19 +170,52 @@ def show_progress(trainer, reward: utils.SQLExecutionReward, tool: SQLTool | Non
     training.readable_progress(trainer, "grpo", shown, mix=True, every_log=True, after=sample_lines(reward))
 
 
-def refuse_unchanged(path: Path, sft_digest: str) -> None:
-    """Before run_info.json: a GRPO run that changed nothing must never count as finished."""
-    if adapter_digest(path) == sft_digest:
-        raise UserError(f"the GRPO adapter in {path} is identical to the SFT adapter: no update happened "
-                        "(every group scored the same? see frac_reward_zero_std in metrics.jsonl)")
+def refuse_unchanged(path: Path, sft_digest: str | None) -> None:
+    """Before run_info.json: a GRPO run that changed nothing must never count as finished. From the SFT adapter
+    (its digest): the same weights. From the base model (None): every lora_B weight still zero, as a new LoRA
+    starts, so it answers as the base model whatever lora_A holds (weight decay moves lora_A without a gradient)."""
+    why = "no update happened (every group scored the same? see frac_reward_zero_std in metrics.jsonl)"
+    if sft_digest is not None:
+        if adapter_digest(path) == sft_digest:
+            raise UserError(f"the GRPO adapter in {path} is identical to the SFT adapter: {why}")
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(path / "adapter_model.safetensors"), framework="pt") as fh:
+        moved = any(bool(fh.get_tensor(k).any()) for k in fh.keys() if "lora_B" in k or "lora_embedding_B" in k)
+    if not moved:
+        raise UserError(f"the GRPO adapter in {path} is still the base model (every lora_B weight is zero): {why}")
+
+
+def save_and_report(trainer, cfg, out: Path, start_dir: Path | None, info: dict, resume_from: str | None,
+                    start: float) -> None:
+    """curves.png, then the adapter and run_info.json (refused when the run changed nothing), and the summary."""
+    sft_digest = adapter_digest(start_dir) if start_dir else None
+    training.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
+    run_folders.save_adapter(trainer, out, {
+        "stage": "grpo", "base_model": cfg.model_name, "grpo_start": cfg.grpo_start,
+        **({"sft_adapter": str(start_dir), "sft_adapter_sha256": sft_digest} if start_dir else {}),
+        "global_step": trainer.state.global_step, **info, "seconds": round(time.time() - start, 1),
+        "config": cfg.to_dict(),
+    }, check=functools.partial(refuse_unchanged, sft_digest=sft_digest))
+    if trainer.is_world_process_zero():
+        changed = (f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})"
+                   if start_dir else f"a new adapter on the base model (sha256 {adapter_digest(out)[:12]})")
+        print(training.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
+                                       (f"backend={info['backend']}", changed),
+                                       resumed_at=run_folders.checkpoint_step(resume_from)))
 
 
 def main() -> None:
     cfg, _ = parse_config(script="train_grpo.py")
-    sft_dir, out = Path(cfg.output_dir) / "sft", Path(cfg.output_dir) / "grpo"
-    start_digest = finished_sft_digest(sft_dir)
-    # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes.
-    resume_from = run_folders.prepare_output_dir(out, cfg, "run_info.json", {"sft_adapter_sha256": start_digest})
+    out = Path(cfg.output_dir) / "grpo"
+    # --grpo_start sft: the finished SFT adapter; base: a new LoRA on the base model, no SFT adapter required.
+    start_dir = Path(cfg.output_dir) / "sft" if cfg.grpo_start == "sft" else None
+    start_digest = finished_sft_digest(start_dir) if start_dir else None
+    # The SFT adapter it starts from is part of the run: a checkpoint trained from another one never resumes
+    # (--grpo_start is too, through the config: a run from the base model never resumes from the SFT adapter).
+    resume_from = run_folders.prepare_output_dir(out, cfg, "run_info.json",
+                                                 {"sft_adapter_sha256": start_digest} if start_dir else {})
 
     datasets = utils.open_training_datasets(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
@@ -188,8 +223,9 @@ def main() -> None:
 
     backend = utils.pick_backend(cfg)
     use_vllm_engine = backend == "unsloth" and cfg.fast_inference  # unsloth's colocated vLLM for rollouts
-    model, tokenizer = utils.load_model(cfg, backend, adapter=sft_dir, trainable=True, fast_inference=use_vllm_engine)
-    print(f"[grpo] backend={backend} starting from {sft_dir}: {utils.count_trainable(model):,} trainable parameters")
+    model, tokenizer = utils.load_model(cfg, backend, adapter=start_dir, trainable=True, fast_inference=use_vllm_engine)
+    origin = start_dir or f"the base model, a new LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha})"
+    print(f"[grpo] backend={backend} starting from {origin}: {utils.count_trainable(model):,} trainable parameters")
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -207,10 +243,10 @@ def main() -> None:
     filtering = {}
     # The reward's and the tool's worker processes stop when this block ends, however it ends.
     with contextlib.closing(reward), (contextlib.closing(tool) if tool else contextlib.nullcontext()):
-        if cfg.grpo_filter_samples > 0:  # leave out the prompts the SFT adapter already answers right every time
+        if cfg.grpo_filter_samples > 0:  # leave out the prompts the start model already answers right every time
             rows, filtering = pass_rate_filter(cfg, out, rows, model=model, tokenizer=tokenizer, backend=backend,
                                                reward=reward, tool=tool, template_kwargs=template_kwargs, args=args,
-                                               sft_dir=sft_dir, sft_digest=start_digest, resuming=resume_from is not None)
+                                               sft_dir=start_dir, sft_digest=start_digest, resuming=resume_from is not None)
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=tokenizer, **tool_environment(cfg, tool), callbacks=[
                                   training.metrics_callback(out / "metrics.jsonl", resume=resume_from is not None)])
@@ -218,24 +254,14 @@ def main() -> None:
         if cfg.eval_steps > 0:  # on --benchmark's dev split, whatever the training mix
             dev = datasets[cfg.benchmark] if cfg.benchmark in datasets else utils.open_dataset(cfg)
             DevEXCallback(cfg, dev, backend, tokenizer, out, tool, template_kwargs).add_to(trainer)
-        trainer_args = training.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values())
+        info = {"backend": backend, "prompts": len(rows), **row_counts,
+                "trainer_args": training.effective_trainer_args(trainer, GRPO_TRAINER_ARGS.values()),
+                **({"pass_rate_filter": filtering} if filtering else {})}
         trainer.add_callback(run_folders.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
         show_progress(trainer, reward, tool)
         start = time.time()
         trainer.train(resume_from_checkpoint=resume_from)
-
-    sft_digest = adapter_digest(sft_dir)
-    training.plot_metrics(out / "metrics.jsonl", out / "curves.png", "grpo")  # rank 0; also explains a refusal below
-    run_folders.save_adapter(trainer, out, {
-        "stage": "grpo", "base_model": cfg.model_name, "backend": backend, "sft_adapter": str(sft_dir),
-        "sft_adapter_sha256": sft_digest, "global_step": trainer.state.global_step, "prompts": len(rows),
-        **row_counts, "seconds": round(time.time() - start, 1), "config": cfg.to_dict(),
-        "trainer_args": trainer_args, **({"pass_rate_filter": filtering} if filtering else {}),
-    }, check=functools.partial(refuse_unchanged, sft_digest=sft_digest))
-    if trainer.is_world_process_zero():
-        changed = f"the adapter changed from the SFT one (sha256 {sft_digest[:12]} -> {adapter_digest(out)[:12]})"
-        print(training.training_summary("grpo", out, trainer.state.global_step, time.time() - start,
-                                       (f"backend={backend}", changed), resumed_at=run_folders.checkpoint_step(resume_from)))
+    save_and_report(trainer, cfg, out, start_dir, info, resume_from, start)
 
 
 if __name__ == "__main__":

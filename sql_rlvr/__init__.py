@@ -6,7 +6,7 @@ line of root utils.py may also import utils. Exact imports: docs/architecture.md
 them.
 
   dev_check         GRPO's --eval_steps check: DevEXCallback, greedy dev EX logged as eval/ex
-  pass_rate_filter  GRPO's --grpo_filter_samples: prompts the SFT adapter always answers right left out,
+  pass_rate_filter  GRPO's --grpo_filter_samples: prompts the model GRPO starts from always answers right left out,
                     prompt_pass_rates.jsonl, its reuse by --resume
   training          what SFT and GRPO share around TRL: trainer arguments, metrics.jsonl, progress lines,
                     curves.png, the memory probe, wandb

@@ -1,8 +1,9 @@
 """GRPO's pass-rate filter (--grpo_filter_samples K): before training, each prompt is answered K times by
-the SFT adapter, as the rollouts will answer it, and scored by the reward; a prompt whose K answers all
-match is left out (its group would have zero reward spread, so zero advantage: it only costs rollouts).
-The counts go to <output_dir>/grpo/prompt_pass_rates.jsonl, one record per prompt (db_id, question,
-gold_sql, passes, k, sft_adapter_sha256), which --resume reuses instead of sampling again.
+the model GRPO starts from (the SFT adapter, or with --grpo_start base the base model), as the rollouts will
+answer it, and scored by the reward; a prompt whose K answers all match is left out (its group would have
+zero reward spread, so zero advantage: it only costs rollouts). The counts go to
+<output_dir>/grpo/prompt_pass_rates.jsonl, one record per prompt (db_id, question, gold_sql, passes, k,
+sft_adapter_sha256: null for the base model), which --resume reuses instead of sampling again.
 
 A module of its own, not a part of train_grpo.py: it is a stage of its own before training, with its own
 sampling, its own file and its own --resume rule; train_grpo.py calls pass_rate_filter and nothing else.
@@ -32,12 +33,13 @@ def prompt_key(row: dict) -> tuple[str, str, str]:
 
 
 def pass_rate_filter(cfg: Config, out: Path, rows: list[dict], *, model, tokenizer, backend: str,
-                     reward: SQLExecutionReward, tool: SQLTool | None, template_kwargs: dict, sft_dir: Path,
-                     sft_digest: str, resuming: bool, args) -> tuple[list[dict], dict]:
+                     reward: SQLExecutionReward, tool: SQLTool | None, template_kwargs: dict, sft_dir: Path | None,
+                     sft_digest: str | None, resuming: bool, args) -> tuple[list[dict], dict]:
     """--grpo_filter_samples K: (the rows left for GRPO, the counts for run_info.json). A new run samples
     and writes <out>/prompt_pass_rates.jsonl (one record per prompt) before training starts; --resume
     reuses that file, so an interrupted run never samples again. `args`: the built GRPOConfig (device,
-    process index, world size)."""
+    process index, world size). `sft_dir` and `sft_digest`: the SFT adapter GRPO starts from, or None for
+    --grpo_start base (`model`'s new LoRA, its lora_B zero, answers as the base model)."""
     k = cfg.grpo_filter_samples
     path = out / run_folders.PASS_RATES_FILE
     keys = [prompt_key(row) for row in rows]
@@ -53,7 +55,7 @@ def pass_rate_filter(cfg: Config, out: Path, rows: list[dict], *, model, tokeniz
             run_folders.write_jsonl(path, [{"db_id": db_id, "question": question, "gold_sql": gold, "passes": passes, "k": k,
                                             "sft_adapter_sha256": sft_digest}
                                            for (db_id, question, gold), passes in zip(keys, counts)])
-    kept = leave_out_always_matched(rows, counts, k)
+    kept = leave_out_always_matched(rows, counts, k, "the SFT adapter" if sft_digest is not None else "the base model")
     histogram = [counts.count(n) for n in range(k + 1)]
     summary = {"k": k, "prompts_sampled": len(rows), "left_out_always_matched": histogram[k],
                "never_matched": histogram[0], "kept": len(kept), "prompts_by_passes": histogram, "reused": resuming,
@@ -70,11 +72,12 @@ def pass_rate_filter(cfg: Config, out: Path, rows: list[dict], *, model, tokeniz
 
 
 def pass_counts(cfg: Config, model, tokenizer, backend: str, rows: list[dict], reward: SQLExecutionReward,
-                adapter_dir: Path, template_kwargs: dict, rank: int = 0, world: int = 1,
+                adapter_dir: Path | None, template_kwargs: dict, rank: int = 0, world: int = 1,
                 tool: SQLTool | None = None) -> tuple[list[int], int]:
-    """For each row, how many of --grpo_filter_samples answers of the model (the SFT adapter, before any
-    GRPO step) match its gold result; and how many answers could not be scored (their worker process
-    died: scored as not matching), reported here rather than in GRPO's first step.
+    """For each row, how many of --grpo_filter_samples answers of the model (before any GRPO step: the SFT
+    adapter, or with adapter_dir None the base model, which a new LoRA answers as) match its gold result; and
+    how many answers could not be scored (their worker process died: scored as not matching), reported here
+    rather than in GRPO's first step.
 
     The prompts are rendered as GRPOTrainer renders them (the same chat template kwargs) and sampled as
     the rollouts are (temperature, top_p, top_k, max_completion_length): vLLM on unsloth with
@@ -124,9 +127,10 @@ def pass_counts(cfg: Config, model, tokenizer, backend: str, rows: list[dict], r
     return merged, sum(share[2] for share in shares)
 
 
-def reused_pass_counts(path: Path, keys: list[tuple[str, str, str]], k: int, sft_digest: str) -> list[int]:
+def reused_pass_counts(path: Path, keys: list[tuple[str, str, str]], k: int, sft_digest: str | None) -> list[int]:
     """The pass counts --resume reuses: `path` must hold one record per prompt of this run, in order
-    (`keys`: db_id, question, gold SQL), each of K answers of this SFT adapter; else a one-line refusal."""
+    (`keys`: db_id, question, gold SQL), each of K answers of this SFT adapter (None: of the base model);
+    else a one-line refusal."""
     again = "pass --overwrite to start the GRPO stage again"
     try:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -142,7 +146,8 @@ def reused_pass_counts(path: Path, keys: list[tuple[str, str, str]], k: int, sft
         raise UserError(f"--resume: {path} holds {'/'.join(ks) or 'no'} answers per prompt, not --grpo_filter_samples "
                         f"{k}: {again}")
     if {r.get("sft_adapter_sha256") for r in records} != {sft_digest}:
-        raise UserError(f"--resume: {path} was sampled from another SFT adapter than {sft_digest[:12]}: {again}")
+        start = f"another SFT adapter than {sft_digest[:12]}" if sft_digest else "an SFT adapter, not the base model"
+        raise UserError(f"--resume: {path} was sampled from {start}: {again}")
     if [(r.get("db_id"), r.get("question"), r.get("gold_sql")) for r in records] != keys:
         raise UserError(f"--resume: {path} was sampled for another set of prompts ({len(records)}; this run has "
                         f"{len(keys)}): {again}")
@@ -152,12 +157,13 @@ def reused_pass_counts(path: Path, keys: list[tuple[str, str, str]], k: int, sft
     return counts
 
 
-def leave_out_always_matched(rows: list[dict], counts: list[int], k: int) -> list[dict]:
+def leave_out_always_matched(rows: list[dict], counts: list[int], k: int, model: str = "the SFT adapter") -> list[dict]:
     """The rows GRPO trains on: those whose K sampled answers did not all match (a group that always
-    matches has zero reward spread, so zero advantage: it only costs rollouts). None left: one line."""
+    matches has zero reward spread, so zero advantage: it only costs rollouts). None left: one line
+    (`model`: who answered, the SFT adapter or the base model)."""
     kept = [row for row, passes in zip(rows, counts) if passes < k]
     if not kept:
-        raise UserError(f"--grpo_filter_samples {k}: the SFT adapter answered each of the {len(rows)} training prompts "
+        raise UserError(f"--grpo_filter_samples {k}: {model} answered each of the {len(rows)} training prompts "
                         f"right {k} times out of {k}, so no prompt is left for GRPO to learn from; train on harder or "
                         "more questions, or pass --grpo_filter_samples 0")
     return kept

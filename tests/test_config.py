@@ -98,7 +98,7 @@ def test_recipe_settings_are_checked_when_the_config_loads():
 
 @pytest.mark.parametrize("script, own, others", [
     ("train_sft.py", ["--sft_learning_rate", "--lora_r", "--save_steps"], ["--num_generations", "--sql_timeout_s", "--adapter"]),
-    ("train_grpo.py", ["--num_generations", "--reward_exact", "--sql_timeout_s"], ["--sft_learning_rate", "--lora_r", "--eval_batch_size"]),
+    ("train_grpo.py", ["--num_generations", "--reward_exact", "--sql_timeout_s", "--grpo_start", "--lora_r"], ["--sft_learning_rate", "--sft_batch_size", "--eval_batch_size"]),
     ("evaluate.py", ["--adapter", "--eval_batch_size", "--sql_timeout_s"], ["--sft_learning_rate", "--num_generations", "--save_steps"]),
 ])
 def test_help_shows_the_scripts_own_flags_then_its_fields_by_section(script, own, others):

@@ -153,9 +153,15 @@ def test_a_pass_rate_file_that_is_not_this_runs_is_refused_in_one_line(tmp_path)
     path = tmp_path / run_folders.PASS_RATES_FILE
     run_folders.write_jsonl(path, good)
     assert pass_rate_filter.reused_pass_counts(path, keys, 3, "a" * 64) == [3, 1]
+    base = [{**r, "sft_adapter_sha256": None} for r in good]  # sampled from the base model (--grpo_start base)
+    run_folders.write_jsonl(path, base)
+    assert pass_rate_filter.reused_pass_counts(path, keys, 3, None) == [3, 1]
+    run_folders.write_jsonl(path, good)
     cases = [
         (good, keys, 4, "a" * 64, "holds 3 answers per prompt, not --grpo_filter_samples 4"),
         (good, keys, 3, "b" * 64, "was sampled from another SFT adapter than bbbbbbbbbbbb"),
+        (good, keys, 3, None, "was sampled from an SFT adapter, not the base model"),  # --grpo_start base's resume
+        ([{**r, "sft_adapter_sha256": None} for r in good], keys, 3, "a" * 64, "another SFT adapter than aaaaaaaaaaaa"),
         (good, keys[::-1], 3, "a" * 64, "was sampled for another set of prompts (2; this run has 2)"),
         ([{**good[0], "passes": 5}, good[1]], keys, 3, "a" * 64, "a pass count outside 0..3"),
         (None, keys, 3, "a" * 64, "is missing"),

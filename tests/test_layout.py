@@ -126,3 +126,13 @@ def test_every_module_opens_by_saying_what_it_holds_and_stays_within_its_room():
         assert ast.get_docstring(ast.parse(text)), f"{path_of(name).relative_to(ROOT)} has no module docstring"
         lines = text.count("\n")
         assert lines <= MAX_LINES, f"{name}.py has {lines} lines: split it by concern (docs/architecture.md)"
+
+
+def test_each_entry_scripts_main_reads_top_to_bottom_in_one_screen():
+    # A newcomer reads main() as the recipe of its stage (nanoGPT's train.py, TRL's scripts/grpo.py): helpers
+    # hold the details, main() stays short enough to follow in one read.
+    for name in ENTRY_SCRIPTS:
+        tree = ast.parse(path_of(name).read_text())
+        main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+        length = main.end_lineno - main.lineno + 1
+        assert length <= 60, f"{name}.py's main() has {length} lines: move a step's details into a helper"

@@ -77,6 +77,28 @@ def test_unsloth_grpo_trains_the_sft_adapter(unsloth_smoke):
     assert "[grpo] backend=unsloth" in runs["grpo"].stdout and "[grpo] step 1/4  reward " in runs["grpo"].stdout
 
 
+def test_unsloth_grpo_from_the_base_model_trains_a_new_lora(unsloth_smoke, tmp_path):
+    # --grpo_start base on unsloth: its own new LoRA (get_peft_model), no sft/ folder. The base is the smoke GRPO
+    # adapter merged (the fixture's export), standing in for an instruct model that writes SQL: the tiny model
+    # alone earns the same reward for every answer, so GRPO from it could not train. The pass-rate filter samples
+    # the base model through the new LoRA (lora_B zero) on unsloth's generation path.
+    from safetensors.torch import load_file
+
+    out, _ = unsloth_smoke
+    base = out / "merged" / "grpo"
+    result = run("train_grpo.py", *UNSLOTH, "--model_name", str(base), "--grpo_start", "base", "--output_dir",
+                 str(tmp_path), "--grpo_filter_samples", "2", "--num_completions_to_log", "0")
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert not (tmp_path / "sft").exists()
+    info = json.loads((tmp_path / "grpo" / "run_info.json").read_text())
+    assert info["backend"] == "unsloth" and info["grpo_start"] == "base" and info["global_step"] == 4
+    assert "sft_adapter_sha256" not in info and info["pass_rate_filter"]["prompts_sampled"] == 48
+    assert "[grpo] backend=unsloth starting from the base model, a new LoRA (r=16, alpha=32)" in result.stdout
+    assert utils.read_adapter_config(tmp_path / "grpo")["r"] == 16
+    weights = load_file(str(tmp_path / "grpo" / "adapter_model.safetensors"))
+    assert any(bool(t.any()) for name, t in weights.items() if "lora_B" in name)  # trained from lora_B = 0
+
+
 def test_unsloth_trainers_get_the_configs_settings(unsloth_smoke):
     # unsloth's rewritten configs have their own defaults (adamw_8bit, weight decay, warm-up, ...); on CPU it
     # rewrites optim: what the built trainers hold must still be the config.
