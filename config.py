@@ -27,6 +27,7 @@ from typing import Any
 REPO_DIR = Path(__file__).resolve().parent
 MINI_SPIDER_DIR = REPO_DIR / "data" / "mini_spider"
 MINI_BIRD_DIR = REPO_DIR / "data" / "mini_bird"
+EXAMPLE_FOLDER_DIR = REPO_DIR / "data" / "example_folder"  # --benchmark folder's shipped example (--preset smoke)
 TINY_MODEL_NAME = "tiny"  # resolved to a ~140k-parameter Qwen3 built locally (sql_rlvr/tiny_model.py)
 
 try:  # .env is optional; python-dotenv is in both requirement sets, but config must never crash on it
@@ -53,8 +54,10 @@ class Config:
     # --- paths ---
     model_name: str = _f("unsloth/Qwen3-4B-Instruct-2507", "base model: hub name or local folder ('tiny' = the local test model)")
     spider_dir: str = _f(os.environ.get("SPIDER_DIR", "data/spider"), "Spider release folder (train_spider.json, dev.json, tables.json, database/); env SPIDER_DIR")
-    benchmark: str = _f("spider", "spider | bird: which benchmark's files, prompt extras, match rule and output formats (sql_rlvr/benchmarks.py)")
+    benchmark: str = _f("spider", "spider | bird | folder (your own data, --data_dir): which benchmark's files, prompt extras, match rule and output formats (sql_rlvr/benchmarks.py)")
     bird_dir: str = _f(os.environ.get("BIRD_DIR", "data/bird"), "BIRD release folder (train/, dev/, mini_dev_sqlite.json); env BIRD_DIR")
+    data_dir: str = _f("", "--benchmark folder: your own data's folder: train.json, dev.json (question, query or SQL, db_id, "
+                       "evidence), <db_id>.sqlite or <db_id>/<db_id>.sqlite, tables.json optional (docs/data.md)")
     output_dir: str = _f("outputs", "every artifact of a run goes under this folder (sft/, grpo/, eval/)")
     overwrite: bool = _f(False, "redo a stage: clears its old checkpoints, metrics and adapter (or evaluation) first")
     resume: bool = _f(False, "continue a stage from its newest checkpoint; a finished stage says so and exits 0")
@@ -91,7 +94,7 @@ class Config:
                                 "(BIRD: difficulty) (0 = all)")
     bird_column_descriptions: bool = _f(False, "BIRD: add each column's description from database_description/*.csv to the schema prompt")
     train_benchmarks: list = _f([], "SFT and GRPO: the benchmarks whose train splits they draw from, comma-separated "
-                                "(spider,bird; empty = --benchmark alone). Each example keeps its own prompt extras, "
+                                "(spider,bird,folder; empty = --benchmark alone). Each example keeps its own prompt extras, "
                                 "database and match rule; evaluation stays on --benchmark")
 
     # --- model and LoRA ---
@@ -242,11 +245,12 @@ class Config:
             raise ConfigError("--top_p must be in (0, 1] and --top_k >= 0 (0 = off)")
         if self.export_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"--export_dtype must be bfloat16, float16 or float32, not {self.export_dtype!r}")
-        if self.benchmark not in ("spider", "bird"):  # each one's splits and options: sql_rlvr/benchmarks.py
-            raise ConfigError(f"--benchmark must be spider or bird, not {self.benchmark!r}")
-        unknown = [name for name in self.train_benchmarks if name not in ("spider", "bird")]
+        if self.benchmark not in BENCHMARK_DATA_FIELDS:  # each one's splits and options: sql_rlvr/benchmarks.py
+            raise ConfigError(f"--benchmark must be spider, bird or folder, not {self.benchmark!r}")
+        unknown = [name for name in self.train_benchmarks if name not in BENCHMARK_DATA_FIELDS]
         if unknown or len(set(self.train_benchmarks)) != len(self.train_benchmarks):
-            raise ConfigError(f"--train_benchmarks names spider and/or bird, each once, not {','.join(self.train_benchmarks)}")
+            raise ConfigError(f"--train_benchmarks names spider, bird and/or folder, each once, not "
+                              f"{','.join(self.train_benchmarks)}")
         if self.num_samples < 0:
             raise ConfigError("--num_samples must be >= 0 (0 = greedy only)")
         if self.num_samples > 0 and self.sample_temperature <= 0:
@@ -364,6 +368,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         model_name=TINY_MODEL_NAME,
         spider_dir=str(MINI_SPIDER_DIR),
         bird_dir=str(MINI_BIRD_DIR),
+        data_dir=str(EXAMPLE_FOLDER_DIR),
         output_dir="outputs/smoke",
         backend="hf",
         torch_threads=1,  # measured: a 2-layer model gains nothing from more threads and loses 3-4x on a busy CPU
@@ -402,7 +407,7 @@ SCRIPTS = ("train_sft.py", "train_grpo.py", "evaluate.py")
 _SFT, _GRPO, _EVAL = ("train_sft.py",), ("train_grpo.py",), ("evaluate.py",)
 SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scripts, fields)
     ("shared by every script", SCRIPTS,
-     ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "output_dir", "overwrite",
+     ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "data_dir", "output_dir", "overwrite",
       "resume", "backend", "seed", "torch_threads", "schema_sample_values", "value_hints", "max_seq_length",
       "load_in_4bit", "reasoning", "max_tool_calls", "tool_max_rows", "tool_timeout_s")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("train_benchmarks", "use_train_others", "max_train_examples",
@@ -443,7 +448,7 @@ def fields_for(script: str) -> list[str]:
 
 # Each benchmark's own data fields: a run on one never depends on the other's (a changed BIRD_DIR does
 # not block resuming a Spider run), unless a training stage trains on both (--train_benchmarks).
-BENCHMARK_DATA_FIELDS = {"spider": ("spider_dir",), "bird": ("bird_dir", "bird_column_descriptions")}
+BENCHMARK_DATA_FIELDS = {"spider": ("spider_dir",), "bird": ("bird_dir", "bird_column_descriptions"), "folder": ("data_dir",)}
 # The new LoRA's shape: GRPO reads it from the config only with --grpo_start base (from the SFT adapter, it takes
 # the adapter's), so only then is it part of GRPO's run.
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")

@@ -11,6 +11,8 @@ official evaluator's files, score them.
     python evaluate.py --compare RUN_A RUN_B           # evaluation folders or their metrics.json
     python evaluate.py --adapter grpo --export merged  # save a merged 16-bit checkpoint instead
     python evaluate.py --benchmark bird --adapter grpo --eval_split mini_dev   # BIRD (sql_rlvr/benchmarks.py)
+    python evaluate.py --benchmark folder --data_dir DIR --adapter grpo   # your own data (docs/data.md)
+    python evaluate.py --ask "How many singers are older than 30?" --db PATH.sqlite --adapter grpo   # sql_rlvr/ask.py
 
 Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
@@ -39,6 +41,7 @@ from typing import Any
 
 import utils
 from sql_rlvr import agent, benchmarks, run_folders, scoring
+from sql_rlvr.ask import ask
 from sql_rlvr.extract import final_sql
 from sql_rlvr.errors import StageFinished, UserError
 from sql_rlvr.export import export_merged
@@ -626,8 +629,15 @@ def main() -> None:
                        help="compare two evaluations: their folders or metrics.json files (no model is loaded)")
     extra.add_argument("--export", choices=["merged"], help="merge the adapter into a 16-bit checkpoint "
                        "under <output_dir>/merged/<adapter> instead of evaluating")
+    extra.add_argument("--ask", metavar="QUESTION", help="answer one question on --db with the model: print its SQL "
+                       "and the first rows of the result (sql_rlvr/ask.py); nothing is written")
+    extra.add_argument("--db", metavar="PATH", help="--ask: any SQLite database (its schema is read from the file)")
     cfg, args = parse_config(script="evaluate.py", extra=extra)
-    if args.compare:
+    if args.db and args.ask is None:
+        raise UserError('--db is the database of --ask: pass --ask "QUESTION" too')
+    if args.ask is not None:
+        ask(cfg, args.ask, args.db, resolve_adapter(cfg)[0])
+    elif args.compare:
         compare(*args.compare)
     elif args.score_only:
         score_only(cfg, args)

@@ -5,6 +5,8 @@ In layers: a module imports only modules listed below it and root config.py, and
 line of root utils.py may also import utils. Exact imports: docs/architecture.md; tests/test_layout.py checks
 them.
 
+  ask               evaluate.py --ask "QUESTION" --db PATH.sqlite: one question on any SQLite database, its
+                    SQL and the first rows of the result printed
   dev_check         GRPO's --eval_steps check: DevEXCallback, greedy dev EX logged as eval/ex
   pass_rate_filter  GRPO's --grpo_filter_samples: prompts the model GRPO starts from always answers right left out,
                     prompt_pass_rates.jsonl, its reuse by --resume
@@ -17,7 +19,7 @@ them.
                     where the two modes part (the template checks, the prompts, the answers)
   (root utils.py)   data, prompts, model loading and generation; the execution reward, re-exported
   tiny_model        the hub-free tiny Qwen3 of the tests and --preset smoke
-  benchmarks        the Spider and BIRD readers and their Benchmark descriptions
+  benchmarks        the Spider, BIRD and your own folder's readers and their Benchmark descriptions
   execution_reward  the reward of one answer, GRPO's batched reward (SQLExecutionReward), the gold checks
   scoring           the official match rules, their file formats, batch scoring, voting, the score tables
   schema            the schema text of the prompt

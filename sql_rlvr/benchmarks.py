@@ -1,5 +1,5 @@
-"""The benchmarks sql-rlvr trains and evaluates on, Spider and BIRD: how each release folder is read,
-and a `Benchmark` description of everything else that differs between them.
+"""The benchmarks sql-rlvr trains and evaluates on, Spider, BIRD and your own data (a folder): how each
+is read, and a `Benchmark` description of everything else that differs between them.
 
 A `Benchmark` names its evaluation splits, its match rule (scoring.MATCH_RULES: for the metric,
 voting's groups and GRPO's +5 alike), where the difficulty labels come from (and the strata of seeded
@@ -15,8 +15,13 @@ samples), the file formats of its official evaluator, and the options only that 
              bird-bench/mini_dev evaluation/evaluation_ex.py: set(pred) == set(gold) on the raw rows,
              with sqlite3's strict UTF-8 text; difficulty from the data; predict_dev.json and
              dev_gold.sql; eval splits dev, mini_dev; voting groups equal row sets (1 == 1.0).
+    folder   your own data (Folder: --data_dir with train.json, dev.json, <db_id>.sqlite or
+             <db_id>/<db_id>.sqlite, tables.json optional); the schema read from each database;
+             records whose gold query fails on its database left out; Spider's match rule, hardness,
+             pred.txt / gold.txt and --keep_distinct; eval split dev.
 
-Imports config, errors, schema, scoring, hardness and value_index; never utils (which builds on this module).
+Imports config, errors, schema, scoring, hardness, sandbox and value_index; never utils (which builds on
+this module).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from config import Config
 from sql_rlvr import scoring
 from sql_rlvr.errors import DataError, UserError
 from sql_rlvr.hardness import HARDNESS_LEVELS
+from sql_rlvr.sandbox import execute_sql
 from sql_rlvr.schema import SchemaTable, read_schema, render_schema, tables_from_json
 from sql_rlvr.value_index import value_index
 
@@ -433,6 +439,190 @@ class Bird:
 
 
 # ======================================================================
+# your own data: a folder of train.json, dev.json and SQLite databases (--benchmark folder --data_dir DIR)
+
+
+class FolderDataError(DataError):
+    pass
+
+
+FOLDER_HOWTO = (
+    "--data_dir names a folder holding train.json and dev.json (lists of records with question, query (or SQL), "
+    "db_id, optional evidence) and each database as <db_id>.sqlite or <db_id>/<db_id>.sqlite; tables.json is "
+    "optional (docs/data.md, \"Your own data\")"
+)
+FOLDER_SPLITS = {"train": "train.json", "dev": "dev.json"}
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
+GOLD_FAILURES_SHOWN = 3  # left-out records named in the line that counts them
+
+
+def is_sqlite_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file that starts as every SQLite 3 database does (an empty one does not)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def find_databases(root: Path) -> dict[str, Path]:
+    """{db_id: file} for <root>/<db_id>.sqlite and <root>/<db_id>/<db_id>.sqlite; one line when a db_id has both."""
+    flat = {p.stem: p for p in root.glob("*.sqlite") if p.is_file()}
+    nested = {p.stem: p for p in root.glob("*/*.sqlite") if p.is_file() and p.stem == p.parent.name}
+    both = sorted(set(flat) & set(nested))
+    if both:
+        raise FolderDataError(f"{root} holds both {flat[both[0]]} and {nested[both[0]]}: keep one database per db_id")
+    return {**flat, **nested}
+
+
+def gold_failure(db_path: Path, gold_sql: str, timeout_s: float) -> str | None:
+    """Why a gold query gives no result to compare with on its database (an error, a refusal, a time-out
+    or a result over the sandbox's bounds), as the reward and the scorer would run it; None when it runs."""
+    result = execute_sql(db_path, scoring.match_rule("spider").prepare(gold_sql, False), timeout_s)
+    return None if result.ok else f"{result.kind}: {result.error}"
+
+
+@dataclass
+class Folder:
+    """Your own data (--benchmark folder): train.json and dev.json, each database as <db_id>.sqlite or
+    <db_id>/<db_id>.sqlite, tables.json optional. Read through the same interface as Spider.
+
+    Records get `query` (BIRD's `SQL` when it has no `query`), `evidence` ("" when absent) and keep the rest.
+    The schema is read from each database (types, primary and foreign keys; keys also from tables.json when
+    there is one): the same text in SFT, GRPO, evaluation and --ask. A record whose gold query fails or runs
+    past `gold_timeout_s` on its database is left out, with a line that counts them and names the first few:
+    nothing could be compared with it, so no answer could earn a reward or a match on it.
+    """
+
+    root: Path
+    databases: dict[str, Path] = field(default_factory=dict)
+    tables: dict[str, dict] = field(default_factory=dict)
+    gold_timeout_s: float = scoring.GOLD_TIMEOUT_S
+    _examples: dict[str, list[dict]] = field(default_factory=dict, repr=False)
+    _schema_cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, gold_timeout_s: float = scoring.GOLD_TIMEOUT_S) -> "Folder":
+        if not str(root).strip():
+            raise FolderDataError(f"--benchmark folder needs --data_dir DIR: {FOLDER_HOWTO}")
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise FolderDataError(f"--data_dir {path} is not a folder: {FOLDER_HOWTO}")
+        ensure_databases_built(path)  # the shipped example keeps its databases as <db_id>/<db_id>.sql text
+        tables = {}
+        if (path / "tables.json").exists():
+            entries = _read_folder_json(path / "tables.json")
+            if not isinstance(entries, list) or not all(isinstance(t, dict) and isinstance(t.get("db_id"), str)
+                                                        for t in entries):
+                raise FolderDataError(f"{path / 'tables.json'} is not a list of Spider schemas with db_id")
+            tables = {t["db_id"]: t for t in entries}
+        return cls(root=path, databases=find_databases(path), tables=tables, gold_timeout_s=gold_timeout_s)
+
+    @classmethod
+    def for_database(cls, db_path: str | os.PathLike) -> "Folder":
+        """A folder of one database and no questions (--ask): its schema as the folder benchmark renders it."""
+        path = Path(db_path).expanduser()
+        if not path.is_file():
+            raise FolderDataError(f"no database file {path}")
+        if not is_sqlite_file(path):
+            raise FolderDataError(f"{path} is not a SQLite database")
+        return cls(root=path.parent, databases={path.stem: path})
+
+    @property
+    def tables_path(self) -> Path:
+        return self.root / "tables.json"
+
+    def db_path(self, db_id: str) -> Path:
+        if db_id not in self.databases:
+            raise FolderDataError(f"no database {db_id!r} in {self.root} (expected {db_id}.sqlite or "
+                                  f"{db_id}/{db_id}.sqlite)")
+        return self.databases[db_id]
+
+    def db_dir(self, split: str) -> Path:
+        """The folder of the databases (both layouts: scoring.db_files finds <db_id>.sqlite there too)."""
+        return self.root
+
+    def examples(self, split: str, use_train_others: bool = True) -> list[dict]:
+        """The records of `split` (train or dev) whose gold query runs on its database (see the class).
+        `use_train_others` is Spider's and is ignored."""
+        if split not in FOLDER_SPLITS:
+            raise FolderDataError(f"unknown split {split!r} of a --data_dir folder: use {', '.join(FOLDER_SPLITS)}")
+        if split not in self._examples:
+            self._examples[split] = self._checked(self.root / FOLDER_SPLITS[split])
+        return self._examples[split]
+
+    def _records(self, path: Path) -> list[tuple[int, dict]]:
+        """(index in the file, example) of each record of one file, checked: one line naming the file and the
+        record that is not one."""
+        data = _read_folder_json(path)
+        if not isinstance(data, list):
+            raise FolderDataError(f"{path} should hold a list of records (question, query, db_id)")
+        examples = []
+        for j, ex in enumerate(data):
+            where = f"{path} record {j}"
+            if not isinstance(ex, dict):
+                raise FolderDataError(f"{where} is not an object with question, query and db_id")
+            query = ex.get("query") if ex.get("query") is not None else ex.get("SQL")
+            for name, value in (("question", ex.get("question")), ("query (or SQL)", query), ("db_id", ex.get("db_id"))):
+                if not isinstance(value, str) or not value.strip():
+                    raise FolderDataError(f"{where} has no {name}")
+            db_id = ex["db_id"]
+            if db_id not in self.databases:
+                raise FolderDataError(f"{where}: db_id {db_id!r} has no database in {self.root} (expected "
+                                      f"{db_id}.sqlite or {db_id}/{db_id}.sqlite)")
+            if not is_sqlite_file(self.databases[db_id]):
+                raise FolderDataError(f"{where}: {self.databases[db_id]} is not a SQLite database")
+            evidence = ex.get("evidence")
+            examples.append((j, {**ex, "query": query, "evidence": evidence if isinstance(evidence, str) else ""}))
+        return examples
+
+    def _checked(self, path: Path) -> list[dict]:
+        """_records(path) less those whose gold query gives no result on its database, with a line saying so."""
+        records, kept, failed = self._records(path), [], []
+        for j, ex in records:
+            why = gold_failure(self.databases[ex["db_id"]], ex["query"], self.gold_timeout_s)
+            if why:
+                failed.append(f"record {j} ({ex['db_id']}): {' '.join(why.split())[:120]}")
+            else:
+                kept.append(ex)
+        if failed:
+            shown = "; ".join(failed[:GOLD_FAILURES_SHOWN]) + ("; ..." if len(failed) > GOLD_FAILURES_SHOWN else "")
+            print(f"[data] {path}: {len(failed)} of {len(records)} records left out, their gold query gives no "
+                  f"result on its database (limit {self.gold_timeout_s:g} s): {shown}")
+        if not kept:
+            raise FolderDataError(f"{path}: no record left whose gold query runs on its database")
+        return kept
+
+    def schema_tables(self, db_id: str, sample_values: int = 0) -> list[SchemaTable]:
+        """The schema's tables, read from the database (keys also from tables.json when it has the db_id)."""
+        key = (db_id, sample_values)
+        if key not in self._schema_cache:
+            tables = read_schema(self.db_path(db_id), sample_values, self.tables.get(db_id))
+            self._schema_cache[key] = (tables, render_schema(tables))
+        return self._schema_cache[key][0]
+
+    def schema(self, db_id: str, sample_values: int = 0) -> str:
+        """CREATE TABLE text for the prompt, read from the database."""
+        self.schema_tables(db_id, sample_values)
+        return self._schema_cache[(db_id, sample_values)][1]
+
+    def example_schema(self, example: dict, sample_values: int = 0, value_hints: int = 0) -> str:
+        """schema() plus up to `value_hints` stored values per column that match the question or its evidence."""
+        text = "\n".join(t for t in (example["question"], example.get("evidence") or "") if t)
+        return hinted_schema(self, example, text, sample_values, value_hints)
+
+
+def _read_folder_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise FolderDataError(f"missing {path}: {FOLDER_HOWTO}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FolderDataError(f"{path} is not valid JSON ({exc})") from None
+
+
+# ======================================================================
 # the benchmark descriptions
 
 
@@ -490,9 +680,10 @@ class Benchmark:
     def check_options(self, cfg: Config) -> None:
         """One line when cfg sets an option that only another benchmark's evaluator has."""
         defaults = Config()
+        mine = {option for option, _ in self.own_options}
         for other in BENCHMARKS.values():
             for option, what in other.own_options:
-                if other is not self and getattr(cfg, option) != getattr(defaults, option):
+                if option not in mine and getattr(cfg, option) != getattr(defaults, option):
                     raise UserError(f"--{option} is {other.title}'s ({what}): {self.title} has no such thing; "
                                     f"drop it, or use --benchmark {other.name}")
 
@@ -522,6 +713,16 @@ def _bird_command(pred: Path, gold: Path, db_dir: Path, out: Path) -> str:
             "   # in evaluation/ of a checkout of github.com/bird-bench/mini_dev (it imports func_timeout, psycopg2, pymysql)")
 
 
+def _folder_command(pred: Path, gold: Path, db_dir: Path, out: Path) -> str:
+    # test-suite-sql-eval reads <db>/<db_id>/<db_id>.sqlite and a tables.json, which your own folder may not have.
+    tables = db_dir / "tables.json"
+    if tables.exists() and not any(db_dir.glob("*.sqlite")):
+        return (f"python evaluation.py --gold {gold} --pred {pred} --db {db_dir} --table {tables} --etype exec"
+                "   # in a checkout of github.com/taoyds/test-suite-sql-eval")
+    return ("none for your own data without a tables.json and <db_id>/<db_id>.sqlite databases: the execution "
+            "match above is test-suite-sql-eval's (exec rules), as it would judge these files")
+
+
 SUBSET_HARDNESS = "hardness"  # a stratum key that is not a field: Spider's hardness of the gold query
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -545,10 +746,20 @@ BENCHMARKS: dict[str, Benchmark] = {
         # BIRD's own table shape (mini_dev `print_data`): simple / moderate / challenging / total, EX in percent.
         table=dict(names=BIRD_DIFFICULTIES + ("total",), title="EX", percent=True, width=20),
         write_eval_files=scoring.write_bird_files, official_command=_bird_command),
+    "folder": Benchmark(
+        name="folder", title="--data_dir folder",
+        open=lambda cfg, split="dev": Folder.open(cfg.data_dir, max(cfg.sql_timeout_s, scoring.GOLD_TIMEOUT_S)),
+        eval_splits=("dev",), rule="spider", label_key="hardness", levels=HARDNESS_LEVELS,
+        eval_strata=("db_id", SUBSET_HARDNESS), difficulty_from_data=False,
+        read_predictions=scoring.read_pred_file, read_gold=_spider_gold,
+        comparator=lambda cfg: "sql-rlvr execution match = Spider's (test-suite-sql-eval exec rules), "
+                               + ("--keep_distinct" if cfg.keep_distinct else "default flags"),
+        official_command=_folder_command,
+        own_options=(("keep_distinct", "test-suite-sql-eval's flag"),)),
 }
 
 
 def get(name: str) -> Benchmark:
     if name not in BENCHMARKS:
-        raise UserError(f"unknown benchmark {name!r}: use {' or '.join(BENCHMARKS)}")
+        raise UserError(f"unknown benchmark {name!r}: use {', '.join(BENCHMARKS)}")
     return BENCHMARKS[name]

@@ -374,15 +374,19 @@ def read_bird_gold(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list
 
 def db_files(db_dir: str | os.PathLike, db_id: str) -> list[str]:
     """The database files of `db_id`, as the official evaluator finds them: every file with '.sqlite'
-    in its name in <db_dir>/<db_id>/ (one in Spider's layout, several in the test-suite layout)."""
+    in its name in <db_dir>/<db_id>/ (one in Spider's layout, several in the test-suite layout); without
+    that folder, <db_dir>/<db_id>.sqlite (a --data_dir folder's other layout)."""
     folder = os.path.join(os.fspath(db_dir), db_id)
+    if not os.path.isdir(folder):
+        flat = folder + ".sqlite"
+        return [flat] if os.path.isfile(flat) else []
     return sorted(os.path.join(folder, name) for name in os.listdir(folder) if ".sqlite" in name)
 
 
 def check_db_dir(db_dir: str | os.PathLike, db_ids: Iterable[str]) -> None:
     """One line naming the db_ids with no database file under db_dir."""
     db_dir = os.fspath(db_dir)
-    missing = sorted({db for db in db_ids if not (os.path.isdir(os.path.join(db_dir, db)) and db_files(db_dir, db))})
+    missing = sorted({db for db in db_ids if not db_files(db_dir, db)})
     if missing:
         raise UserError(f"no database for {', '.join(missing[:5])} under {db_dir} (expected {db_dir}/<db_id>/<db_id>.sqlite)")
 

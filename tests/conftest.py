@@ -34,7 +34,7 @@ MARKERS = {
                   "configs, TRL's templates, parser and tool-loop tokens): the CPU set's lane runs it too",
 }
 # Fixtures that train with the hf backend: every test that uses one (directly or through another) trains.
-HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke"}
+HF_TRAINING_FIXTURES = {"smoke_sft", "agentic", "bird_smoke", "folder_smoke"}
 
 
 def pytest_configure(config) -> None:

@@ -265,7 +265,7 @@ def test_bird_defaults_apply_unless_set():
     assert cfg.max_seq_length == 1024 and cfg.bird_dir == str(MINI_BIRD_DIR)  # the preset's own value wins
     spider, _ = parse_config([])
     assert spider.benchmark == "spider" and spider.max_seq_length == 2048 and spider.sql_timeout_s == 2.0
-    with pytest.raises(ConfigError, match="spider or bird"):
+    with pytest.raises(ConfigError, match="spider, bird or folder"):
         parse_config(["--benchmark", "bard"])
 
 

@@ -54,7 +54,7 @@ def test_the_mix_is_part_of_a_training_runs_identity_and_not_of_evaluations():
         alone, _ = parse_config(["--preset", "smoke", *args])
         assert "train_benchmarks" not in run_defining_config(alone, "train_grpo.py")
         assert "bird_dir" not in run_defining_config(alone, "train_grpo.py")
-    with pytest.raises(ValueError, match="--train_benchmarks names spider and/or bird"):
+    with pytest.raises(ValueError, match="--train_benchmarks names spider, bird and/or folder"):
         parse_config([*MIX[:2], "--train_benchmarks", "spider,wikisql"])
 
 
