@@ -179,6 +179,10 @@ class Config:
     reward_partial_max: float = _f(2.5, "partial credit = this x F1 of result rows (must be < reward_exact)")
     sql_timeout_s: float = _f(2.0, "time limit per SQL query, seconds (made hard by the worker processes: a query stalled well past it has its worker killed)")
     reward_workers: int = _f(2, "processes that execute the gold queries (checked before GRPO) and the predicted SQL in parallel")
+    progress_every_s: float = _f(30.0, "seconds between progress lines (questions done of how many, rate, time left) "
+                                 "where stdout is not a terminal, e.g. a log file: evaluation's generation, GRPO's "
+                                 "pass-rate filter and --eval_steps check; a phase shorter than this prints none "
+                                 "(a terminal shows tqdm's bar)")
 
     # --- evaluation ---
     eval_batch_size: int = _f(16, "prompts per generation batch in evaluation")
@@ -193,6 +197,13 @@ class Config:
                              "removed). Spider only: refused with --benchmark bird")
     ts_db_dir: str = _f("", "evaluate.py: a test-suite database folder (<dir>/<db_id>/*.sqlite); also report test-suite "
                         "accuracy (ts). Spider only: refused with --benchmark bird")
+    eval_file: list = _f([], "evaluate.py: question files in Spider's format (question, or Spider-Syn's SpiderSynQuestion; "
+                         "query; db_id), comma-separated, evaluated instead of dev on Spider's databases, the model "
+                         "loaded once: each into eval/<adapter>/<file name>/, then one table (docs/data.md)")
+    eval_tables: str = _f("", "evaluate.py --eval_file: a set's own tables.json, merged over Spider's by db_id "
+                          "(Spider-DK's spider_dk_tables.json)")
+    eval_db_dir: str = _f("", "evaluate.py --eval_file: a set's own databases (<dir>/<db_id>/<db_id>.sqlite), looked "
+                          "up before Spider's (Spider-DK's three modified ones)")
     eval_steps: int = _f(0, "GRPO: greedy execution accuracy on a fixed dev subset every N steps, logged as eval/ex (0 = off)")
     eval_subset_size: int = _f(100, "GRPO --eval_steps: dev questions in that subset (seeded, stratified by database and "
                                "hardness; BIRD: difficulty)")
@@ -282,7 +293,8 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive")
         for name in ("torch_threads", "schema_sample_values", "value_hints", "max_train_examples", "max_eval_examples",
-                     "beta", "eval_temperature", "num_completions_to_log", "grpo_filter_samples", "max_tool_calls"):
+                     "beta", "eval_temperature", "num_completions_to_log", "grpo_filter_samples", "max_tool_calls",
+                     "progress_every_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 or more")
         if self.sft_max_steps == 0 or self.sft_max_steps < -1:
@@ -424,16 +436,19 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
                      "grpo_skip_empty_gold", "grpo_filter_samples")),
     ("reward", _GRPO, ("reward_exact", "reward_invalid", "reward_empty", "reward_partial_max")),
     ("generation and SQL execution", _GRPO + _EVAL,
-     ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers")),
+     ("max_completion_length", "gpu_memory_utilization", "fast_inference", "sql_timeout_s", "reward_workers",
+      "progress_every_s")),
     ("evaluation", _EVAL, ("max_eval_examples", "eval_batch_size", "eval_temperature", "adapter", "export_dtype",
-                            "eval_split", "num_samples", "sample_temperature", "keep_distinct", "ts_db_dir")),
+                            "eval_split", "num_samples", "sample_temperature", "keep_distinct", "ts_db_dir",
+                            "eval_file", "eval_tables", "eval_db_dir")),
     ("logging and checkpoints", _SFT + _GRPO, ("logging_steps", "save_steps", "save_total_limit", "wandb_project")),
 ]
 # Fields that do not change what a run computes: a resumed run may change them.
 NOT_RUN_DEFINING = {"output_dir", "overwrite", "resume", "torch_threads", "logging_steps", "save_steps",
                     "save_total_limit", "wandb_project", "num_completions_to_log", "reward_workers",
                     "gpu_memory_utilization", "vllm_server_host", "vllm_server_port",
-                    "eval_steps", "eval_subset_size"}  # dev EX during GRPO only watches: greedy, no sampling
+                    "eval_steps", "eval_subset_size",  # dev EX during GRPO only watches: greedy, no sampling
+                    "progress_every_s"}
 
 
 def fields_for(script: str) -> list[str]:

@@ -13,13 +13,18 @@ official evaluator's files, score them.
     python evaluate.py --benchmark bird --adapter grpo --eval_split mini_dev   # BIRD (sql_rlvr/benchmarks.py)
     python evaluate.py --benchmark folder --data_dir DIR --adapter grpo   # your own data (docs/data.md)
     python evaluate.py --ask "How many singers are older than 30?" --db PATH.sqlite --adapter grpo   # sql_rlvr/ask.py
+    python evaluate.py --adapter grpo --eval_file syn.json,dk.json --eval_tables dk_tables.json --eval_db_dir dk_db
+                                                       # Spider-format files, one run (sql_rlvr/question_files.py)
 
 Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
 prediction, match, hardness, error) and metrics.json (execution accuracy overall and by hardness,
 the model, the adapter and its hash, the config); with --num_samples also pred_greedy.txt and
-candidates.jsonl (pred.txt then holds the voted prediction). Score-only writes results.jsonl and
-metrics.json beside --results. Execution match follows Spider's official evaluator
+candidates.jsonl (pred.txt then holds the voted prediction). With --eval_file, the same under
+eval/<adapter>/<file name>/ for each file, then one table, a row per file. Score-only writes the
+per-example --results (default results.jsonl) and its metrics beside it, named after it (metrics.json
+for results.jsonl, R.metrics.json for R.jsonl). Without a terminal (a log file), progress lines come
+every --progress_every_s seconds. Execution match follows Spider's official evaluator
 (test-suite-sql-eval, default flags or --keep_distinct) exactly, except that a prediction over
 --sql_timeout_s is wrong where the official one hangs.
 With --benchmark bird (sql_rlvr/benchmarks.py): BIRD's rule (also for voting), predict_dev.json / dev_gold.sql,
@@ -30,6 +35,7 @@ EX by difficulty; --eval_split mini_dev scores BIRD's mini-dev (under eval/<adap
 from config import Config, parse_config  # first: it stops Python < 3.11 in one line
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,11 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import utils
-from sql_rlvr import agent, benchmarks, run_folders, scoring
+from sql_rlvr import agent, benchmarks, question_files, run_folders, scoring
 from sql_rlvr.ask import ask
 from sql_rlvr.extract import final_sql
 from sql_rlvr.errors import StageFinished, UserError
 from sql_rlvr.export import export_merged
+from sql_rlvr.progress import Report
 from sql_rlvr.sql_tool import SQLTool
 
 
@@ -76,6 +83,15 @@ def vote_metrics(records: list[dict], k: int, spec) -> dict:
             "pass_at_k": reach["all"]["ex"], f"pass_at_k_{spec.metrics_key}": reach}
 
 
+def score_only_metrics_path(results: Path) -> Path:
+    """Score-only's metrics, named after its --results file: metrics.json beside results.jsonl (the default),
+    R.metrics.json beside any other R.jsonl, so that several scorings share a folder (e.g. with and
+    without --keep_distinct)."""
+    if results.name == "results.jsonl":
+        return results.with_name("metrics.json")
+    return results.with_name(results.name.removesuffix(".jsonl") + ".metrics.json")
+
+
 def score_only(cfg: Config, args: argparse.Namespace) -> None:
     missing = [flag for flag in ("pred", "gold", "db_dir") if not getattr(args, flag)]
     if missing:
@@ -93,7 +109,7 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
     if any(Path(args.db_dir).glob("*/*.perturb.sql")):
         benchmarks.ensure_test_suite_built(Path(args.db_dir), Path(args.db_dir).parent / "database")
     results = Path(args.results) if args.results else Path(pred_files[0]).with_name("results.jsonl")
-    metrics_path = results.with_name("metrics.json")
+    metrics_path = score_only_metrics_path(results)
     if metrics_path.exists():
         try:
             previous = json.loads(metrics_path.read_text())
@@ -103,8 +119,8 @@ def score_only(cfg: Config, args: argparse.Namespace) -> None:
                 and any(key.startswith("by_") for key in previous)):
             raise UserError(f"{metrics_path} holds a generation run's metrics: pass --results in another folder")
         if not cfg.overwrite:  # the rule of every stage and of generation: nothing written is replaced silently
-            raise UserError(f"{metrics_path} already holds scores; pass --overwrite to replace them, or --results "
-                            "in another folder")
+            raise UserError(f"{metrics_path} already holds scores; pass --overwrite to replace them, or another "
+                            f"--results file (each has its own metrics; these are {results.name}'s)")
     start = time.time()
     if len(pred_lists) == 1:
         records = scoring.score_predictions(pred_lists[0], golds, args.db_dir, cfg.sql_timeout_s, cfg.reward_workers,
@@ -191,11 +207,14 @@ class Answers:
         return cfg.reasoning and final_sql(text, True, self.think_opener) is None
 
 
-def evaluation_folder(cfg: Config, adapter: Path | None, label: str) -> Path:
-    """eval/<adapter>/ (eval/<adapter>/<split>/ off dev), refused when it already holds an evaluation unless
-    --overwrite; --resume accepts a finished one of this very adapter (a rerun chain), and says so."""
+def evaluation_folder(cfg: Config, adapter: Path | None, label: str, name: str = "") -> Path:
+    """eval/<adapter>/ (eval/<adapter>/<split>/ off dev; eval/<adapter>/<name>/ for the question file `name`),
+    refused when it already holds an evaluation unless --overwrite; --resume accepts a finished one of this
+    very adapter (a rerun chain), and says so."""
     out = Path(cfg.output_dir) / "eval" / label
-    if cfg.eval_split != "dev":
+    if name:
+        out = out / name
+    elif cfg.eval_split != "dev":
         out = out / cfg.eval_split  # eval/<adapter>/test/ (Spider), eval/<adapter>/mini_dev/ (BIRD)
     if (out / "metrics.json").exists() and not cfg.overwrite:
         if cfg.resume:  # evaluation has no checkpoints: --resume (as in a rerun chain) accepts a finished one
@@ -237,27 +256,49 @@ def check_test_suites(cfg: Config, examples: list[dict]) -> None:
         raise UserError(f"--ts_db_dir: {exc}") from None
 
 
-def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], note: str) -> Answers:
-    """Step 1: load the model (with the adapter) and answer every question greedily, plus --num_samples
-    sampled candidates in one call; a prompt over the length limit gets no answer (scored wrong). With
-    --max_tool_calls N each answer is a conversation with the database (generate_with_tools)."""
+@dataclass
+class Generator:
+    """The model evaluation answers with, loaded once (however many question files a run evaluates)."""
+
+    backend: str
+    model: Any
+    tokenizer: Any
+    template_kwargs: dict
+
+
+def load_generator(cfg: Config, adapter: Path | None) -> Generator:
+    """The model (with the adapter), its chat template checked for the mode (--max_tool_calls)."""
     backend = utils.pick_backend(cfg)
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False,
                                         fast_inference=backend == "unsloth" and cfg.fast_inference)
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, cfg.max_tool_calls > 0)
+    return Generator(backend, model, tokenizer, template_kwargs)
+
+
+def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], note: str,
+                     generator: Generator | None = None, what: str = "") -> Answers:
+    """Step 1: load the model (with the adapter; `generator`: one already loaded) and answer every
+    question greedily, plus --num_samples sampled candidates in one call; a prompt over the length limit
+    gets no answer (scored wrong). With --max_tool_calls N each answer is a conversation with the
+    database (generate_with_tools). `what`: the questions' name in the log (the split, or a file's)."""
+    generator = generator or load_generator(cfg, adapter)
+    backend, model, tokenizer, template_kwargs = (generator.backend, generator.model, generator.tokenizer,
+                                                  generator.template_kwargs)
     agentic = cfg.max_tool_calls > 0
     template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic, cfg.reasoning)
     opener = utils.think_opener(tokenizer, template_kwargs) if cfg.reasoning else ""
+    what = what or cfg.eval_split
     # Rendered texts, or in the agentic mode chats offered the tool (their length counts its description).
     limit = cfg.max_seq_length - cfg.max_completion_length
     chats = [utils.render_prompt_for(dataset, ex, cfg) for ex in examples]
     prompts, lengths, fits = agent.model_prompts(tokenizer, chats, template_kwargs, agentic, limit)
     mode = f"; agentic, up to {cfg.max_tool_calls} queries per question" if agentic else ""
-    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {cfg.eval_split} examples={len(examples)}"
+    print(f"[eval] backend={backend} adapter={adapter or 'none (base model)'} {what} examples={len(examples)}"
           f"{note}{mode}; {utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): "
           f"{len(prompts) - len(fits)}")
     if agentic:
         answers = generate_with_tools(cfg, adapter, dataset, examples, prompts, fits, backend, model, tokenizer,
-                                      template_kwargs)
+                                      template_kwargs, what)
         answers.think_opener = opener
         return answers
     start = time.time()
@@ -265,7 +306,8 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
                    fast_inference=cfg.fast_inference)
     greedy = [""] * len(prompts)
     texts, lengths = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
-                                    temperature=cfg.eval_temperature, return_lengths=True, **options)
+                                    temperature=cfg.eval_temperature, return_lengths=True,
+                                    progress=Report(f"[eval] {what}: greedy answers", cfg.progress_every_s), **options)
     for i, text in zip(fits, texts):
         greedy[i] = text
     k = cfg.num_samples
@@ -273,6 +315,7 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
     if k > 0:  # candidates c1..cK, sampled in one call besides the greedy one (c0)
         sampled = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
                                  temperature=cfg.sample_temperature, num_return_sequences=k, top_p=0.95, seed=cfg.seed,
+                                 progress=Report(f"[eval] {what}: {k} sampled answers each", cfg.progress_every_s),
                                  **options)
         for j, i in enumerate(fits):
             samples[i] = sampled[j * k:(j + 1) * k]
@@ -281,7 +324,8 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
 
 
 def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], chats: list[list[dict]],
-                        fits: list[int], backend: str, model: Any, tokenizer: Any, template_kwargs: dict) -> Answers:
+                        fits: list[int], backend: str, model: Any, tokenizer: Any, template_kwargs: dict,
+                        what: str = "") -> Answers:
     """generate_answers in the agentic mode: the same greedy and sampled answers of the questions whose
     chat `fits`, each the final turn of a conversation in which the model ran up to --max_tool_calls
     queries on the question's own database."""
@@ -289,15 +333,18 @@ def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, example
     tool = SQLTool.from_config(cfg)
     options = dict(tool=tool, max_calls=cfg.max_tool_calls, template_kwargs=template_kwargs, adapter_dir=adapter,
                    max_new_tokens=cfg.max_completion_length, max_seq_length=cfg.max_seq_length,
-                   batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference, progress=False)
+                   batch_size=cfg.eval_batch_size, fast_inference=cfg.fast_inference)
     chosen = [chats[i] for i in fits]
     db_paths = [str(dataset.db_path(examples[i]["db_id"])) for i in fits]  # the original databases, as written
     k = cfg.num_samples
     try:
         greedy_t = agent.answer_with_tools(model, tokenizer, backend, chosen, db_paths,
-                                           temperature=cfg.eval_temperature, **options)
+                                           temperature=cfg.eval_temperature, **options,
+                                           progress=Report(f"[eval] {what}: greedy answers", cfg.progress_every_s))
         sampled_t = (agent.answer_with_tools(model, tokenizer, backend, chosen, db_paths, temperature=cfg.sample_temperature,
-                                             num_return_sequences=k, top_p=0.95, seed=cfg.seed, **options)
+                                             num_return_sequences=k, top_p=0.95, seed=cfg.seed, **options,
+                                             progress=Report(f"[eval] {what}: {k} sampled answers each",
+                                                             cfg.progress_every_s))
                      if k > 0 else [])
     finally:
         tool.close()
@@ -382,15 +429,18 @@ def score_answer_files(cfg: Config, spec: benchmarks.Benchmark, pred_path: Path,
 
 def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | None, dataset: Any,
            examples: list[dict], subset: dict | None, answers: Answers, files: tuple[Path, Path, list[str], list[dict]],
-           scored: tuple[list[dict], list[dict], list[tuple[str, str]]], db_dir: Path) -> None:
+           scored: tuple[list[dict], list[dict], list[tuple[str, str]]], db_dir: Path, source: dict | None = None) -> None:
     """Step 4: predictions.jsonl (a record per question), metrics.json (EX by level, voting, test suites,
-    what was evaluated), the score table, and the official evaluator's command on the same files."""
+    what was evaluated; `source`: a question file's own entries), the score table, and the official
+    evaluator's command on the same files."""
     pred_path, gold_path, preds, votes = files
     records, ts_records, golds = scored
     k = cfg.num_samples
     dev_indices = subset["indices"] if subset else range(len(examples))
     for record, ex, answer, pred, dev_index in zip(records, examples, answers.greedy, preds, dev_indices):
         record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred, dev_index=dev_index)
+        if "file_index" in ex:  # --eval_file: the record's place in its file
+            record["file_index"] = ex["file_index"]
     greedy = [answers.sql(cfg, a) for a in answers.greedy]
     if cfg.reasoning:  # the greedy answer's reasoning never reached a final query: wrong, counted on its own
         for record, answer in zip(records, answers.greedy):
@@ -422,6 +472,7 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         # greedy answers of the questions that fit: their length, and (--reasoning true) those with no final query
         "completion_tokens": length_stats(answers.completion_tokens or []),
         "no_answer": sum(r.get("no_answer", False) for r in records),
+        **(source or {}),  # --eval_file: the file, its tables and databases, gold queries left out
     }
     extra_rows = []
     if k > 0:
@@ -473,6 +524,10 @@ def evaluate(cfg: Config) -> None:
     spec.check_eval_split(cfg.eval_split)
     spec.check_options(cfg)
     adapter, label = resolve_adapter(cfg)
+    if cfg.eval_file or cfg.eval_tables or cfg.eval_db_dir:
+        evaluate_files(cfg, spec, adapter, label)
+        print(f"[eval] done in {time.time() - start:.0f} s")
+        return
     out = evaluation_folder(cfg, adapter, label)
     dataset = utils.open_dataset(cfg, cfg.eval_split)
     examples, subset = eval_examples(cfg, spec, dataset)
@@ -485,6 +540,102 @@ def evaluate(cfg: Config) -> None:
     scored = score_answer_files(cfg, spec, files[0], files[1], db_dir, examples)
     report(cfg, spec, out, adapter, dataset, examples, subset, answers, files, scored, db_dir)
     print(f"[eval] done in {time.time() - start:.0f} s (generation {answers.seconds:.0f} s)")
+
+
+@dataclass
+class FileRun:
+    """One --eval_file question file in a run: its folder, its questions, and its own config (--ts_db_dir
+    dropped where its databases are not Spider dev's)."""
+
+    qf: question_files.QuestionFile
+    out: Path
+    cfg: Config
+    examples: list[dict]
+    subset: dict | None
+
+
+def evaluate_files(cfg: Config, spec: benchmarks.Benchmark, adapter: Path | None, label: str) -> None:
+    """--eval_file: each question file evaluated as dev is (generate, write, score, report), each into
+    eval/<adapter>/<file name>/, the model loaded once; then one table, a row per file. Every check of
+    every file comes first; --resume leaves out the files already evaluated."""
+    files = question_files.open_question_files(cfg)
+    pending = []
+    for qf in files:
+        held = Path(cfg.output_dir) / "eval" / label / qf.name / "metrics.json"
+        try:  # a file named test.json meets --eval_split test's folder: never read one as the other
+            other = json.loads(held.read_text()).get("eval_file", "a split") if held.exists() else None
+        except (OSError, ValueError, AttributeError):
+            other = "something unreadable"
+        if other is not None and other != str(qf.path.resolve()) and not cfg.overwrite:
+            raise UserError(f"{held.parent} holds an evaluation of {other}, not of {qf.path}: rename the file, or pass "
+                            "--overwrite to replace it")
+        try:
+            pending.append((qf, evaluation_folder(cfg, adapter, label, qf.name)))
+        except StageFinished as finished:  # --resume: this file is done; its row comes from its metrics.json
+            print(finished)
+    runs = []
+    for qf, out in pending:
+        qf.prepare(out)  # the merged database folder and tables, where the set brings its own
+        failed = question_files.leave_out_failing_golds(qf, cfg)
+        if failed:
+            shown = "; ".join(f"record {f['file_index']} ({f['db_id']}): {f['error']}" for f in failed[:3])
+            print(f"[eval] {qf.name}: {len(failed)} of {qf.size} gold queries fail on their database and are left out "
+                  f"(the official evaluator stops at them): {shown}{'; ...' if len(failed) > 3 else ''}")
+        file_cfg = cfg
+        if cfg.ts_db_dir and qf.own_databases():
+            print(f"[eval] {qf.name}: no test-suite accuracy: its databases {', '.join(qf.own_databases())} come from "
+                  "--eval_db_dir, and Spider's test suites cover Spider dev's")
+            file_cfg = dataclasses.replace(cfg, ts_db_dir="")
+        examples, subset = eval_examples(file_cfg, spec, qf)
+        check_test_suites(file_cfg, examples)
+        runs.append(FileRun(qf, out, file_cfg, examples, subset))
+    generator = load_generator(cfg, adapter) if runs else None
+    for run in runs:
+        qf, run_cfg = run.qf, run.cfg
+        note = (f" (seeded sample of {run.subset['of']}, seed {run.subset['seed']}, by database and "
+                f"{spec.eval_strata[-1]})" if run.subset else "")
+        answers = generate_answers(run_cfg, adapter, qf, run.examples, note, generator, what=qf.name)
+        db_dir = qf.db_dir()
+        files_written = write_answer_files(run_cfg, spec, run.out, run.examples, answers, db_dir)
+        scored = score_answer_files(run_cfg, spec, files_written[0], files_written[1], db_dir, run.examples)
+        source = {"split": None, "eval_file": str(qf.path.resolve()), "file_questions": qf.size,
+                  "gold_left_out": qf.gold_failures, "own_databases": qf.own_databases(),
+                  "eval_tables": str(Path(cfg.eval_tables).resolve()) if cfg.eval_tables else None,
+                  "eval_db_dir": str(Path(cfg.eval_db_dir).resolve()) if cfg.eval_db_dir else None}
+        report(run_cfg, spec, run.out, adapter, qf, run.examples, run.subset, answers, files_written, scored, db_dir,
+               source)
+    print(files_table([(qf.name, Path(cfg.output_dir) / "eval" / label / qf.name) for qf in files], label))
+
+
+def files_table(rows: list[tuple[str, Path]], label: str) -> str:
+    """The table papers print: a row per question file, execution accuracy (EX, of the greedy answers),
+    test-suite accuracy (TS) and voted EX (--num_samples) in columns, '-' where a file has none."""
+    metrics = {}
+    for name, folder in rows:
+        try:
+            metrics[name] = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics[name] = {}
+    has = {key: any(isinstance(m.get(key), (int, float)) for m in metrics.values()) for key in ("ts", "ex_vote")}
+    header = ["file", "questions", "EX"] + (["TS"] if has["ts"] else []) + (["voted EX"] if has["ex_vote"] else [])
+    width = max([len(h) for h in header] + [len(name) for name, _ in rows]) + 2
+
+    def cell(value: Any) -> str:
+        return f"{value:>10.3f}" if isinstance(value, (int, float)) else f"{'-':>10}"
+
+    lines = [f"[eval] {len(rows)} question file{'s' if len(rows) > 1 else ''}, adapter {label}: EX of the greedy "
+             "answers" + (", TS of pred.txt (the vote's with --num_samples)" if has["ts"] else "")
+             + (", voted EX among greedy + sampled" if has["ex_vote"] else ""),
+             f"{header[0]:<{width}}" + "".join(f"{h:>10}" for h in header[1:])]
+    for name, folder in rows:
+        m = metrics[name]
+        values = [m.get("examples"), m.get("ex_greedy", m.get("ex"))]
+        values += [m.get("ts")] if has["ts"] else []
+        values += [m.get("ex_vote")] if has["ex_vote"] else []
+        count = f"{values[0]:>10}" if isinstance(values[0], int) else f"{'-':>10}"
+        lines.append(f"{name:<{width}}{count}" + "".join(cell(v) for v in values[1:]))
+    lines.append(f"(each file's folder, files and metrics.json: {rows[0][1].parent}/<file>/)")
+    return "\n".join(lines)
 
 
 def ex_table_key(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
@@ -500,9 +651,16 @@ def ex_table_key(metrics: Any) -> tuple[str, tuple[str, ...]] | None:
 
 
 def load_run(path_arg: str) -> tuple[dict, list[dict], Path]:
-    """An evaluation folder or its metrics.json -> (metrics, per-question records or [], metrics path)."""
+    """An evaluation folder or its metrics.json -> (metrics, per-question records or [], metrics path). A
+    folder without metrics.json may hold one score-only run's R.metrics.json (several: name the file)."""
     path = Path(path_arg)
-    if path.is_dir():
+    if path.is_dir() and not (path / "metrics.json").exists():
+        named = sorted(path.glob("*.metrics.json"))
+        if len(named) > 1:
+            raise UserError(f"{path} holds several score-only metrics ({', '.join(p.name for p in named)}): pass "
+                            "one of them")
+        path = named[0] if named else path / "metrics.json"
+    elif path.is_dir():
         path = path / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
@@ -624,7 +782,8 @@ def main() -> None:
                        "candidates in the order given")
     extra.add_argument("--gold", help="--score_only: gold, 'SQL<TAB>db_id' a line (--benchmark bird: or BIRD's dev.json)")
     extra.add_argument("--db_dir", help="--score_only: folder of <db_id>/<db_id>.sqlite")
-    extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred)")
+    extra.add_argument("--results", help="--score_only: per-example JSON lines (default: results.jsonl beside --pred); "
+                       "the metrics beside them, named after them (metrics.json, or R.metrics.json for R.jsonl)")
     extra.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                        help="compare two evaluations: their folders or metrics.json files (no model is loaded)")
     extra.add_argument("--export", choices=["merged"], help="merge the adapter into a 16-bit checkpoint "

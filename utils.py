@@ -12,8 +12,8 @@ and generation, and the execution-based SQLite reward.
 
 Heavy libraries (torch, transformers, peft, TRL, unsloth, vllm) are imported inside functions only:
 unsloth must be imported before the others when it is used.
-Imports config and, of sql_rlvr, benchmarks, errors, execution_reward, hardness and tiny_model; none of
-them imports utils.
+Imports config and, of sql_rlvr, benchmarks, errors, execution_reward, hardness, progress and tiny_model;
+none of them imports utils.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from sql_rlvr.errors import DataError, UserError
 # and the prompt: the entry scripts take all three from utils.
 from sql_rlvr.execution_reward import RewardValues, SQLExecutionReward, checked_gold_rows, sql_reward  # noqa: F401
 from sql_rlvr.hardness import spider_hardness
+from sql_rlvr.progress import Report, as_report, vllm_tqdm
+from sql_rlvr.progress import bar as progress_bar
 
 
 # ======================================================================
@@ -626,7 +628,7 @@ def answer_text(tokenizer, ids, stop: list[int]) -> str:
 
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
-             progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
+             progress: bool | Report = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
              seed: int | None = None, fast_inference: bool = True, return_lengths: bool = False) -> list[str] | tuple:
     """Answers for rendered prompts, always with the adapter when there is one (see generate_ids): the
     text of each answer up to its stop token. `return_lengths`: (texts, each answer's generated tokens
@@ -647,7 +649,7 @@ def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir:
 
 def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *, adapter_dir: str | os.PathLike | None,
                  max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
-                 progress: bool = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
+                 progress: bool | Report = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
                  seed: int | Sequence[int] | None = None, fast_inference: bool = True) -> list[list[int]]:
     """The generated token ids of each prompt (token ids, as TRL's rollouts pass them), ending with the
     stop token when the model stopped (an answer cut at max_new_tokens has none).
@@ -659,8 +661,11 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
     answers of prompt i are [i*n, (i+1)*n)); top_p, top_k (0 = off) and seed apply to sampling.
     `seed`: one for the call, or one per prompt (vLLM seeds each request's sampler with its own; the
     hf path draws the batch from one stream, seeded with the first).
+    `progress`: False, True or a progress.Report: tqdm's bar on a terminal, lines at a steady pace in a log
+    (sql_rlvr/progress.py), counting prompts answered.
     """
     n = num_return_sequences
+    report = as_report(progress)
     if not prompt_ids:
         return []
     stop = stop_token_ids(model, tokenizer)  # the model's own end-of-turn tokens, not only tokenizer.eos
@@ -677,8 +682,10 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
         # Token ids, as the hf path and TRL's vLLM rollouts pass them: vLLM tokenizes a text prompt with
         # add_special_tokens=True, which puts a second BOS before templates that open with one (Llama 3, Gemma).
         token_prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
-        # use_tqdm: vLLM's LLM.generate shows a bar by default (each --eval_steps check would print one).
-        outputs = model.fast_generate(token_prompts, sampling_params=params, lora_request=lora_request, use_tqdm=progress)
+        # use_tqdm: vLLM's LLM.generate shows its own bar by default (each --eval_steps check would print one);
+        # given our tqdm, the bar where a terminal shows it and the lines of a log.
+        outputs = model.fast_generate(token_prompts, sampling_params=params, lora_request=lora_request,
+                                      use_tqdm=vllm_tqdm(report, n))
         answers = []
         for out in outputs:
             for o in out.outputs[:n]:
@@ -691,7 +698,6 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
         return answers
 
     import torch
-    from tqdm.auto import tqdm
 
     if backend == "unsloth":
         from unsloth import FastLanguageModel
@@ -705,8 +711,8 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
     if seed is not None:
         torch.manual_seed(seed[0] if isinstance(seed, Sequence) else seed)
     batch_size = max(1, batch_size // n)  # n sequences per prompt: about the same rows per forward pass
-    batches = range(0, len(prompt_ids), batch_size)
-    for start in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+    shown = progress_bar(report, len(prompt_ids))
+    for start in range(0, len(prompt_ids), batch_size):
         batch = tokenizer.pad({"input_ids": [list(ids) for ids in prompt_ids[start:start + batch_size]]},
                               padding=True, return_tensors="pt").to(device)
         # Sampling from the given temperature, top_p and top_k alone, as vLLM does with its SamplingParams: never the
@@ -718,6 +724,10 @@ def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *,
                                  eos_token_id=stop, **sampling)
         new_tokens = out[:, batch["input_ids"].shape[1]:]
         answers.extend(_through_stop(row, stop) for row in new_tokens.tolist())
+        if shown is not None:
+            shown.update(len(batch["input_ids"]))
+    if shown is not None:
+        shown.close()
     return answers
 
 

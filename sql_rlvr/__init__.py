@@ -18,6 +18,8 @@ them.
   agent             the agentic mode (--max_tool_calls N): the conversation, its tokens, multi-turn generation;
                     where the two modes part (the template checks, the prompts, the answers)
   (root utils.py)   data, prompts, model loading and generation; the execution reward, re-exported
+  question_files    evaluate.py --eval_file: Spider-format question files (Spider-Syn, -DK, -Realistic) on
+                    Spider's databases, with a set's own tables and databases merged over Spider's
   tiny_model        the hub-free tiny Qwen3 of the tests and --preset smoke
   benchmarks        the Spider, BIRD and your own folder's readers and their Benchmark descriptions
   execution_reward  the reward of one answer, GRPO's batched reward (SQLExecutionReward), the gold checks
@@ -28,5 +30,6 @@ them.
   sandbox           read-only, time-limited SQLite (execute_sql), the worker processes that make the limit hard
   hardness          Spider's official hardness levels
   extract           extract_sql: the SQL in a model's answer; final_sql: the final query of a reasoned one
+  progress          progress lines a log file shows (done of how many, rate, time left); tqdm's bar on a terminal
   errors            UserError, StageFinished, DataError
 """

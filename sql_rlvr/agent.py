@@ -17,7 +17,7 @@
 A call beyond the budget is not run (its result says so); the result of the call that uses up the
 budget ends with sql_tool.LAST_CALL_NOTE, so the turn after it is the answer. A malformed call (unknown
 tool, wrong arguments) uses none of the budget, in GRPO and evaluation alike. Imports config, errors,
-sql_tool and utils; TRL and transformers inside functions only (unsloth comes first when used).
+progress, sql_tool and utils; TRL and transformers inside functions only (unsloth comes first when used).
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import utils
 from sql_rlvr.extract import opens_tool_call
 from sql_rlvr.errors import UserError
+from sql_rlvr.progress import Report, as_report, duration, lines_wanted
 from sql_rlvr.sql_tool import LAST_CALL_NOTE, TOOL_NAME, SQLTool, ToolCall
 
 
@@ -257,23 +259,26 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
                       tool: SQLTool, max_calls: int, template_kwargs: dict, adapter_dir, max_new_tokens: int,
                       max_seq_length: int, temperature: float = 0.0, num_return_sequences: int = 1,
                       top_p: float = 1.0, top_k: int = 0, seed: int | None = None, batch_size: int = 16,
-                      fast_inference: bool = True, progress: bool = False) -> list[Trajectory]:
+                      fast_inference: bool = True, progress: bool | Report = False) -> list[Trajectory]:
     """The trajectories of each prompt (prompt-major, `num_return_sequences` per prompt), generated as
     GRPO's rollouts are: every turn of every open conversation in one batch, a turn's calls run on its
     own database, their results appended as tokens, and the next turn generated; at most `max_calls`
     calling turns, then one last turn. `max_new_tokens` bounds all turns and results together (GRPO's
     max_completion_length); a conversation whose results would pass it, or `max_seq_length`, ends
-    there without an answer, as in TRL's loop."""
+    there without an answer, as in TRL's loop. `progress` (a progress.Report): each turn's generation
+    reports as utils.generate_ids does, labelled with the turn, and in a log, once the conversations
+    have run that long, a line after each turn (how many ended, how many query on)."""
     n = num_return_sequences
+    report, start = as_report(progress), time.time()
     # The parser needs the template's response format on the tokenizer (TRL's GRPOTrainer sets it too).
     check_tool_template(tokenizer, getattr(tokenizer, "name_or_path", "") or "the model", template_kwargs)
     stop = utils.stop_token_ids(model, tokenizer)
     first = [prompt_ids(tokenizer, m, template_kwargs) for m in messages]
     options = dict(adapter_dir=adapter_dir, batch_size=batch_size, fast_inference=fast_inference, top_p=top_p,
-                   top_k=top_k, temperature=temperature, progress=progress)
+                   top_k=top_k, temperature=temperature)
     turns = utils.generate_ids(model, tokenizer, first, backend, max_new_tokens=max_new_tokens, num_return_sequences=n,
                                seed=None if seed is None else [turn_seed(seed, 0, q * n) for q in range(len(first))],
-                               **options)
+                               progress=report.sub(", turn 1") if report else False, **options)
     trajectories = [Trajectory() for _ in turns]
     envs = [SQLEnvironment(tool, max_calls) for _ in turns]
     contexts = [list(first[i // n]) for i in range(len(turns))]  # prompt + everything after it so far
@@ -315,8 +320,13 @@ def answer_with_tools(model, tokenizer, backend: str, messages: list[list[dict]]
             # One continuation per conversation; the longest budget for the batch, each cut to its own after.
             # Each conversation its own seed: vLLM seeds each request's sampler with it, so siblings whose turns
             # so far coincide would otherwise sample the same continuation from here on.
+            if report and lines_wanted() and time.time() - start >= report.every_s:
+                print(f"{report.label}: after turn {round_ + 1}, {len(turns) - len(next_open)}/{len(turns)} "
+                      f"conversations ended, {len(next_open)} query on ({duration(time.time() - start)} so far)",
+                      flush=True)
             more = utils.generate_ids(model, tokenizer, next_prompts, backend, max_new_tokens=max(budgets),
                                       seed=None if seed is None else [turn_seed(seed, round_ + 1, i) for i in next_open],
+                                      progress=report.sub(f", turn {round_ + 2}", "conversations") if report else False,
                                       **options)
             latest = {i: ids[:budget] for i, ids, budget in zip(next_open, more, budgets)}
         open_ = next_open

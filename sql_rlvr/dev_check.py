@@ -8,7 +8,7 @@ same prompts, the same scorer), so that the last eval/ex equals evaluate.py's EX
 
 Imports transformers when it is imported (DevEXCallback is a TrainerCallback): train_grpo.py imports it
 after the model is loaded, so that unsloth, when used, is imported first. Of ours: agent, benchmarks,
-config, extract, scoring, sql_tool and utils.
+config, extract, progress, scoring, sql_tool and utils.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import utils
 from config import Config
 from sql_rlvr import agent, benchmarks, scoring
 from sql_rlvr.extract import final_sql
+from sql_rlvr.progress import Report
 from sql_rlvr.sql_tool import SQLTool
 
 
@@ -73,7 +74,8 @@ class DevEXCallback(TrainerCallback):
             return
         start = time.time()
         with utils.inference_mode(model, self.tokenizer, self.backend, self.cfg.fast_inference):
-            generated = self.answers(model)
+            generated = self.answers(model, Report(f"[grpo] step {state.global_step}: eval/ex answers",
+                                                   self.cfg.progress_every_s, bar=False))
         texts = [""] * len(self.examples)  # a prompt over the limit: no answer
         for i, text in zip(self.fits, generated):
             texts[i] = text
@@ -95,22 +97,24 @@ class DevEXCallback(TrainerCallback):
             state.log_history[-1]["eval/ex"] = self.ex
         self.ex = None
 
-    def answers(self, model) -> list[str]:
-        """The greedy answers of the prompts that fit, from the model as it is now."""
+    def answers(self, model, report: Report | None = None) -> list[str]:
+        """The greedy answers of the prompts that fit, from the model as it is now; `report`: its progress
+        lines in a log (sql_rlvr/progress.py; never a bar under the trainer's)."""
         if self.backend != "unsloth" or not self.cfg.fast_inference:
             # The live PeftModel itself; adapter_dir only names it (and checks it has LoRA).
-            return self.generate(model, self.out)
+            return self.generate(model, self.out, report)
         live = Path(tempfile.mkdtemp(prefix=".eval-adapter-", dir=self.out))
         try:
             model.save_pretrained(str(live))
-            return self.generate(model, live)
+            return self.generate(model, live, report)
         finally:
             shutil.rmtree(live, ignore_errors=True)
 
-    def generate(self, model, adapter_dir: Path) -> list[str]:
+    def generate(self, model, adapter_dir: Path, report: Report | None = None) -> list[str]:
         cfg = self.cfg
         return agent.answers(model, self.tokenizer, self.backend, [self.prompts[i] for i in self.fits],
                              [self.db_paths[i] for i in self.fits], tool=self.tool, max_calls=cfg.max_tool_calls,
                              template_kwargs=self.template_kwargs, max_seq_length=cfg.max_seq_length,
                              adapter_dir=adapter_dir, max_new_tokens=cfg.max_completion_length, temperature=0.0,
-                             batch_size=cfg.eval_batch_size, progress=False, fast_inference=cfg.fast_inference)
+                             batch_size=cfg.eval_batch_size, progress=report or False,
+                             fast_inference=cfg.fast_inference)

@@ -9,8 +9,8 @@ A module of its own, not a part of train_grpo.py: it is a stage of its own befor
 sampling, its own file and its own --resume rule; train_grpo.py calls pass_rate_filter and nothing else.
 Each GRPO row names its prompt by its own db_id, question and gold_sql (prompt_key).
 
-Imports agent, config, errors, execution_reward, run_folders, sql_tool and utils; torch.distributed inside
-a function (several processes gather their counts).
+Imports agent, config, errors, execution_reward, progress, run_folders, sql_tool and utils; torch.distributed
+inside a function (several processes gather their counts).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from config import Config
 from sql_rlvr import agent, run_folders
 from sql_rlvr.errors import UserError
 from sql_rlvr.execution_reward import SQLExecutionReward
+from sql_rlvr.progress import Report, progress_line
 from sql_rlvr.sql_tool import SQLTool
 
 
@@ -91,13 +92,17 @@ def pass_counts(cfg: Config, model, tokenizer, backend: str, rows: list[dict], r
     prompts, _, _ = agent.model_prompts(tokenizer, [rows[i]["prompt"] for i in mine], template_kwargs,
                                         tool is not None, cfg.max_prompt_length)
     rollout_rows = max(k, cfg.grpo_prompts_per_step * cfg.num_generations // world)  # what one rollout generates at once
-    chunk = max(rollout_rows // k, -(-len(mine) // 10))  # about ten progress lines
+    chunk = max(rollout_rows // k, -(-len(mine) // 10))  # at most about ten chunks
     share = f" (this process's share of {len(rows)})" if world > 1 else ""
     counts: list[int] = []
     start, failures = time.time(), reward.worker_failures
+    said = start
     with utils.inference_mode(model, tokenizer, backend, cfg.fast_inference):
         for first in range(0, len(mine), chunk):
             batch = mine[first:first + chunk]
+            # A long chunk's generation reports too (a log's lines at --progress_every_s; no bar under the trainer's).
+            report = Report(f"[grpo] pass rates, prompts {first + 1}-{first + len(batch)} of {len(mine)}",
+                            cfg.progress_every_s, bar=False, unit="prompts") if rank == 0 else False
             # Seeded per chunk (by its first prompt's index), so that chunks do not replay one random stream.
             answers = agent.answers(model, tokenizer, backend, prompts[first:first + chunk],
                                     [rows[i]["db_path"] for i in batch], tool=tool, max_calls=cfg.max_tool_calls,
@@ -105,14 +110,16 @@ def pass_counts(cfg: Config, model, tokenizer, backend: str, rows: list[dict], r
                                     adapter_dir=adapter_dir, max_new_tokens=cfg.max_completion_length,
                                     temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                     num_return_sequences=k, seed=cfg.seed + batch[0], batch_size=rollout_rows,
-                                    progress=False, fast_inference=cfg.fast_inference)
+                                    progress=report, fast_inference=cfg.fast_inference)
             scored = reward.score(answers, [rows[i]["gold_sql"] for i in batch for _ in range(k)],
                                   [rows[i]["db_path"] for i in batch for _ in range(k)],
                                   [rows[i].get("rule") for i in batch for _ in range(k)])  # each row's own rule
             counts += [sum(outcome == "match" for _, outcome, _ in scored[j * k:(j + 1) * k]) for j in range(len(batch))]
-            if rank == 0:
-                print(f"[grpo] pass rates: {len(counts)}/{len(mine)} prompts x {k} answers sampled and scored"
-                      f"{share} ({time.time() - start:.0f} s)", flush=True)
+            # A line at the pace of --progress_every_s (and the last one): prompts done, rate, time left.
+            if rank == 0 and (time.time() - said >= cfg.progress_every_s or len(counts) == len(mine)):
+                said = time.time()
+                print(progress_line(f"[grpo] pass rates{share}", len(counts), len(mine), said - start,
+                                    f"prompts x {k} answers sampled and scored"), flush=True)
     failed = reward.worker_failures - failures
     if world == 1:
         return counts, failed

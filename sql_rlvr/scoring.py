@@ -489,7 +489,7 @@ def _failed_record(item: tuple, error: str) -> dict:
 
 
 def _run_items(worker: Callable, items: list[tuple], db_dir: str, timeout_s: float, workers: int,
-               keep_distinct: bool, rule: MatchRule) -> list[dict]:
+               keep_distinct: bool, rule: MatchRule, keep_gold_errors: bool = False) -> list[dict]:
     """Run items (index, sql, gold_sql, db_id) through `worker` in a WorkerPool, grouped by database;
     records in input order.
 
@@ -521,7 +521,7 @@ def _run_items(worker: Callable, items: list[tuple], db_dir: str, timeout_s: flo
     for n, record in zip(order, done):  # the chunks hold the items in `order`, a result per item
         records[n] = record
     failed_gold = [r for r in records if r["outcome"] == "gold_error"]
-    if failed_gold:
+    if failed_gold and not keep_gold_errors:
         first = failed_gold[0]
         raise UserError(f"{len({r['index'] for r in failed_gold})} gold queries fail to execute; first: line "
                         f"{first['index'] + 1} ({first['db_id']}): {first['error']}")
@@ -530,7 +530,7 @@ def _run_items(worker: Callable, items: list[tuple], db_dir: str, timeout_s: flo
 
 def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: str | os.PathLike,
                       timeout_s: float = 2.0, workers: int = 2, keep_distinct: bool = False,
-                      rule: str = "spider") -> list[dict]:
+                      rule: str = "spider", keep_gold_errors: bool = False) -> list[dict]:
     """Execution match of each prediction against its gold, with the official evaluator's verdicts
     (`rule`: the benchmark's match rule, "spider" or "bird"; see MATCH_RULES).
 
@@ -539,14 +539,16 @@ def score_predictions(preds: list[str], golds: list[tuple[str, str]], db_dir: st
     only when right on all of them). keep_distinct: the official --keep_distinct. The one intended
     difference from the official evaluator: a prediction over `timeout_s` is wrong (the official one hangs).
     Workers are processes, so the limit is hard: a prediction stalled inside one SQLite call is stopped
-    by killing its worker (see sandbox.WorkerPool).
+    by killing its worker (see sandbox.WorkerPool). A gold query that fails is a UserError, unless
+    `keep_gold_errors`: then its record says outcome "gold_error" (a question file's check of its golds).
     """
     if len(preds) != len(golds):
         raise UserError(f"{len(preds)} predictions but {len(golds)} gold queries: they must pair one to one")
     db_dir = os.fspath(db_dir)
     check_db_dir(db_dir, (db for _, db in golds))
     items = [(i, p, g, db) for i, (p, (g, db)) in enumerate(zip(preds, golds))]
-    records = _run_items(_score_chunk, items, db_dir, timeout_s, workers, keep_distinct, match_rule(rule))
+    records = _run_items(_score_chunk, items, db_dir, timeout_s, workers, keep_distinct, match_rule(rule),
+                         keep_gold_errors)
     for record in records:
         record.pop("sql", None), record.pop("key", None)  # a failed item's record carries them
     return records

@@ -245,6 +245,13 @@ def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_
         def fast_generate(self, prompts, sampling_params, lora_request, use_tqdm=True):  # vLLM's default: a bar
             calls.append((prompts, sampling_params, lora_request))
             bars.append(use_tqdm)
+            if callable(use_tqdm):  # driven as vLLM's LLM._run_engine drives a tqdm it is given
+                bar = use_tqdm(total=len(prompts), desc="Processed prompts", dynamic_ncols=True, postfix="speed")
+                for _ in prompts:
+                    assert bar.format_dict["elapsed"] >= 0
+                    bar.postfix = "speed"
+                    bar.update(sampling_params["n"])  # a finished request counts its n outputs
+                bar.close()
             return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=answer_ids)] * sampling_params["n"])
                     for _ in prompts]
 
@@ -259,9 +266,9 @@ def test_vllm_generation_gets_the_prompt_tokens_and_the_models_stop_tokens(make_
     assert lora_request == ("lora_request", "ADAPTER")  # never the base model by accident
     assert eot in params["stop_token_ids"] and (params["n"], params["seed"], params["temperature"]) == (2, 3, 0.8)
     assert answers == ["SELECT count(*) FROM t"] * 2
-    # progress=False (the --eval_steps checks during GRPO) turns vLLM's own bar off too
+    # vLLM gets our bar (sql_rlvr/progress.py: tqdm's on a terminal, lines in a log); progress=False turns it off
     utils.generate(Model(), tokenizer, [prompt], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8, progress=False)
-    assert bars == [True, False]
+    assert callable(bars[0]) and bars[1] is False
     # every prompt over the length limit: nothing to generate, no call at all
     assert utils.generate(Model(), tokenizer, [], "unsloth", adapter_dir="ADAPTER", max_new_tokens=8) == [] and len(calls) == 2
 

@@ -215,7 +215,7 @@ def test_score_only_reads_a_flat_folder(tmp_path):
     (tmp_path / "pred.txt").write_text("SELECT count(*) FROM pet\nSELECT name FROM pet\n")
     (tmp_path / "gold.txt").write_text("SELECT count(*) FROM pet\tpets\nSELECT name FROM pet WHERE kind = 'cat'\tpets\n")
     out = run_script("evaluate.py", "--score_only", "--benchmark", "folder", "--pred", str(tmp_path / "pred.txt"),
-                     "--gold", str(tmp_path / "gold.txt"), "--db_dir", str(root), "--results", str(tmp_path / "R"))
+                     "--gold", str(tmp_path / "gold.txt"), "--db_dir", str(root), "--results", str(tmp_path / "results.jsonl"))
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["ex"] == 0.5 and "Spider's" in metrics["comparator"]

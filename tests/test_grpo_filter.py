@@ -46,7 +46,8 @@ def filtered(tmp_path_factory, smoke_sft):
     """One finished `train_grpo.py --grpo_filter_samples 4` run (tests that change it work on a copy)."""
     out = tmp_path_factory.mktemp("filtered")
     copy_sft(smoke_sft, out)
-    result = run_script("train_grpo.py", *FLAGS, *STEPS, "--output_dir", str(out))
+    # --progress_every_s 0: every progress line a log file would get at its pace (not run-defining: --resume agrees)
+    result = run_script("train_grpo.py", *FLAGS, *STEPS, "--output_dir", str(out), "--progress_every_s", "0")
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return out, result
 
@@ -73,6 +74,10 @@ def test_every_prompt_is_sampled_k_times_and_the_counts_add_up(filtered):
             f"(left out), {never} never matched, {len(records) - always - never} in between; {len(records) - always} "
             "prompts for GRPO") in result.stdout
     assert re.search(rf"\[grpo\] pass rates: {len(records)}/{len(records)} prompts x {K} answers", result.stdout)
+    # a log's progress lines: each chunk's generation (prompts done, rate), each chunk's scores (time left)
+    assert re.search(r"^\[grpo\] pass rates, prompts 1-\d+ of 48: \d+/\d+ prompts, .*done in", result.stdout, re.M)
+    assert re.search(r"^\[grpo\] pass rates: \d+/48 prompts x 4 answers sampled and scored \(\d+%\), .* left",
+                     result.stdout, re.M)
 
 
 def test_prompts_always_answered_right_are_not_in_the_trainers_dataset(filtered):

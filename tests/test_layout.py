@@ -108,7 +108,8 @@ def test_the_lower_layers_import_nothing_above_them():
     # What each module's docstring promises: the sandbox and the scorer start fast in worker processes,
     # and benchmarks.py no longer imports utils (it used to, both ways). value_index.py (--value_hints) sits
     # below the prompt code that calls it.
-    allowed = {"errors": set(), "config": set(), "hardness": set(), "extract": set(), "sandbox": {"errors"},
+    allowed = {"errors": set(), "config": set(), "hardness": set(), "extract": set(), "progress": set(),
+               "sandbox": {"errors"},
                "scoring": {"errors", "hardness", "sandbox"}, "schema": {"errors", "sandbox"},
                "value_index": {"errors", "sandbox"}, "run_folders": {"config", "errors"},
                "execution_reward": {"extract", "config", "errors", "sandbox", "scoring"},

@@ -198,12 +198,13 @@ def test_grpo_eval_steps_logs_the_dev_ex_that_evaluate_reproduces(tmp_path, smok
     (data / "database").symlink_to(MINI_SPIDER_DIR / "database")
     copy_sft(smoke_sft, tmp_path)
     common = ["--preset", "smoke", "--output_dir", str(tmp_path), "--spider_dir", str(data)]
-    grpo = run_script("train_grpo.py", *common, "--eval_steps", "2", "--eval_subset_size", "12")
+    grpo = run_script("train_grpo.py", *common, "--eval_steps", "2", "--eval_subset_size", "12", "--progress_every_s", "0")
     assert grpo.returncode == 0, grpo.stderr[-3000:]
     logged = [r for r in training.read_metrics(tmp_path / "grpo" / "metrics.jsonl") if "eval/ex" in r]
     assert [r["step"] for r in logged] == [2, 4]
     assert all("reward" in r for r in logged)  # in the step's own log line, not a line of its own
     assert "eval/ex=" in grpo.stdout and "on 12 of 48 dev questions" in grpo.stdout
+    assert "[grpo] step 2: eval/ex answers: 12/12 questions, " in grpo.stdout  # a log's progress line (pace 0 s)
     # the callbacks after it (here the step printer) see it in the step's own line
     assert re.search(r"^\[grpo\] step 2/4  reward .* eval/ex [0-9.]+ ", grpo.stdout, re.M), grpo.stdout[-2000:]
     # evaluate.py on the saved adapter, same seeded subset (same function, same strata): the same EX as

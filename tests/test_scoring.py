@@ -242,3 +242,29 @@ def test_score_only_replaces_earlier_scores_only_with_overwrite_and_compare_name
     compared = run_script("evaluate.py", "--compare", str(pred), str(tmp_path))
     assert compared.returncode == 2 and "Traceback" not in compared.stderr
     assert f"{pred} is not an evaluation (not a JSON file)" in compared.stderr
+
+
+def test_score_only_metrics_are_named_after_each_results_file(tmp_path):
+    # The same predictions scored with and without --keep_distinct, side by side in one folder.
+    gold, pred = tmp_path / "gold.txt", tmp_path / "pred.txt"
+    gold.write_text("SELECT Country FROM author\tbookshop\n")
+    pred.write_text("SELECT DISTINCT Country FROM author\n")
+    args = ["evaluate.py", "--score_only", "--pred", str(pred), "--gold", str(gold),
+            "--db_dir", str(MINI_SPIDER_DIR / "database")]
+    plain = run_script(*args, "--results", str(tmp_path / "plain.jsonl"))
+    kept = run_script(*args, "--results", str(tmp_path / "distinct.jsonl"), "--keep_distinct")
+    assert plain.returncode == 0 and kept.returncode == 0, plain.stderr + kept.stderr
+    a = json.loads((tmp_path / "plain.metrics.json").read_text())
+    b = json.loads((tmp_path / "distinct.metrics.json").read_text())
+    assert (a["ex"], a["keep_distinct"], a["results_file"]) == (1.0, False, "plain.jsonl")
+    assert (b["ex"], b["keep_distinct"], b["results_file"]) == (0.0, True, "distinct.jsonl")
+    again = run_script(*args, "--results", str(tmp_path / "plain.jsonl"))
+    assert again.returncode == 2 and "plain.metrics.json already holds scores" in again.stderr
+    # --compare: two named metrics files; a folder holding several asks which
+    compared = run_script("evaluate.py", "--compare", str(tmp_path / "plain.metrics.json"),
+                          str(tmp_path / "distinct.metrics.json"))
+    assert compared.returncode == 0 and "broken by B (1)" in compared.stdout, compared.stderr
+    ambiguous = run_script("evaluate.py", "--compare", str(tmp_path), str(tmp_path / "plain.metrics.json"))
+    assert ambiguous.returncode == 2 and "distinct.metrics.json, plain.metrics.json): pass one of them" in ambiguous.stderr
+    # the default results file keeps its metrics.json
+    assert run_script(*args).returncode == 0 and (tmp_path / "metrics.json").exists()

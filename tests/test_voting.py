@@ -181,10 +181,11 @@ def test_compare_two_score_only_folders_with_vote_and_ts(tmp_path):
     assert score_only("--pred", b, "--pred", a, "--gold", gold, "--db_dir", MINI_SPIDER_DIR / "database",
                       "--results", tmp_path / "B" / "r.jsonl").returncode == 0  # a 1-1 tie goes to b, the first
     # a generation-style ts block in A's metrics shows as its own table
-    metrics_a = json.loads((tmp_path / "A" / "metrics.json").read_text())
+    # (score-only's metrics are named after --results: r.jsonl -> r.metrics.json; --compare finds it in the folder)
+    metrics_a = json.loads((tmp_path / "A" / "r.metrics.json").read_text())
     metrics_a.update(ts=metrics_a["ex"], ts_by_hardness=metrics_a["by_hardness"])
-    (tmp_path / "A" / "metrics.json").write_text(json.dumps(metrics_a))
-    out = run_script("evaluate.py", "--compare", str(tmp_path / "A"), str(tmp_path / "B" / "metrics.json"))
+    (tmp_path / "A" / "r.metrics.json").write_text(json.dumps(metrics_a))
+    out = run_script("evaluate.py", "--compare", str(tmp_path / "A"), str(tmp_path / "B" / "r.metrics.json"))
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "voted EX:" in text and "pass@k (k = - / 2):" in text and "test-suite accuracy (ts):" in text
