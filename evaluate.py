@@ -11,6 +11,8 @@ official evaluator's files, score them.
     python evaluate.py --compare RUN_A RUN_B           # evaluation folders or their metrics.json
     python evaluate.py --adapter grpo --export merged  # save a merged 16-bit checkpoint instead
     python evaluate.py --benchmark bird --adapter grpo --eval_split mini_dev   # BIRD (sql_rlvr/benchmarks.py)
+    python evaluate.py --self_traces traces.jsonl --num_samples 8 --reasoning true --adapter none
+                       # reasoning traces on the training questions, verified, for train_sft.py --sft_traces
 
 Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import utils
-from sql_rlvr import agent, benchmarks, run_folders, scoring
+from sql_rlvr import agent, benchmarks, run_folders, scoring, traces
 from sql_rlvr.extract import final_sql
 from sql_rlvr.errors import StageFinished, UserError
 from sql_rlvr.export import export_merged
@@ -626,6 +628,10 @@ def main() -> None:
                        help="compare two evaluations: their folders or metrics.json files (no model is loaded)")
     extra.add_argument("--export", choices=["merged"], help="merge the adapter into a 16-bit checkpoint "
                        "under <output_dir>/merged/<adapter> instead of evaluating")
+    extra.add_argument("--self_traces", metavar="OUT.jsonl", help="instead of evaluating: sample --num_samples answers "
+                       "with reasoning (--reasoning true) to every training question (--max_train_examples subsets "
+                       "them) from the model (--adapter), and write those whose final query gives the gold result to "
+                       "OUT.jsonl, the trace file train_sft.py --sft_traces reads (docs/reasoning.md)")
     cfg, args = parse_config(script="evaluate.py", extra=extra)
     if args.compare:
         compare(*args.compare)
@@ -633,6 +639,8 @@ def main() -> None:
         score_only(cfg, args)
     elif args.export:
         export_adapter(cfg)
+    elif args.self_traces:  # rejection sampling on the training questions (sql_rlvr/traces.py)
+        traces.write_self_traces(cfg, Path(args.self_traces), resolve_adapter(cfg)[0])
     else:
         evaluate(cfg)
 
