@@ -123,6 +123,14 @@ class Config:
     sft_lr_scheduler_type: str = _f("cosine", "SFT learning-rate schedule (transformers name): cosine decay to 0 over the run")
     sft_loss_type: str = _f("nll", "SFT loss: nll = mean token cross-entropy on the completion (TRL's and unsloth's choice, "
                             "passed so neither TRL version's default can change it)")
+    sft_traces: str = _f("", "--reasoning true: SFT's answers, a JSONL file of reasoning traces, one a line with the "
+                         "question's db_id, question and the whole completion (reasoning, then the final query). Only "
+                         "traces whose final query gives the gold result on the question's database are trained on; "
+                         "questions without one are left out. Make them with `evaluate.py --self_traces FILE` or bring "
+                         "a teacher's (docs/reasoning.md)")
+    traces_per_question: int = _f(1, "--sft_traces: at most this many verified traces per training question (the first "
+                                  "in the file). 1: each question weighs in the loss as in SFT on gold SQL, and the easy "
+                                  "questions, whose samples verify most often, do not outweigh the hard ones")
     # Passed explicitly to both trainers: unsloth's rewritten configs have their own defaults
     # (adamw_8bit, weight_decay 0.001, 10% warm-up), so leaving one out changes the run with the backend.
     optim: str = _f("adamw_torch_fused", "optimizer, SFT and GRPO: AdamW with torch's fused kernel (CUDA and CPU), the same "
@@ -297,6 +305,8 @@ class Config:
                      "progress_every_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 or more")
+        if self.traces_per_question < 1:
+            raise ConfigError("--traces_per_question must be 1 or more (verified traces trained per question)")
         if self.sft_max_steps == 0 or self.sft_max_steps < -1:
             raise ConfigError("--sft_max_steps must be positive, or -1 to train for --sft_epochs")
         if self.temperature <= 0:
@@ -427,7 +437,7 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
     ("LoRA (SFT, and GRPO with --grpo_start base; later stages read it from the adapter)", _SFT + _GRPO,
      ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")),
     ("SFT", _SFT, ("sft_learning_rate", "sft_epochs", "sft_max_steps", "sft_batch_size", "sft_grad_accum",
-                   "sft_warmup_ratio", "sft_lr_scheduler_type", "sft_loss_type")),
+                   "sft_warmup_ratio", "sft_lr_scheduler_type", "sft_loss_type", "sft_traces", "traces_per_question")),
     ("GRPO", _GRPO, ("grpo_start", "grpo_learning_rate", "grpo_max_steps", "grpo_prompts_per_step", "num_generations",
                      "grpo_grad_accum", "temperature", "beta", "max_prompt_length", "vllm_mode", "vllm_server_host",
                      "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",

@@ -15,6 +15,8 @@ official evaluator's files, score them.
     python evaluate.py --ask "How many singers are older than 30?" --db PATH.sqlite --adapter grpo   # sql_rlvr/ask.py
     python evaluate.py --adapter grpo --eval_file syn.json,dk.json --eval_tables dk_tables.json --eval_db_dir dk_db
                                                        # Spider-format files, one run (sql_rlvr/question_files.py)
+    python evaluate.py --self_traces traces.jsonl --num_samples 8 --reasoning true --adapter none
+                       # reasoning traces on the training questions, verified, for train_sft.py --sft_traces
 
 Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
@@ -46,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import utils
-from sql_rlvr import agent, benchmarks, question_files, run_folders, scoring
+from sql_rlvr import agent, benchmarks, question_files, run_folders, scoring, traces
 from sql_rlvr.ask import ask
 from sql_rlvr.extract import final_sql
 from sql_rlvr.errors import StageFinished, UserError
@@ -791,6 +793,10 @@ def main() -> None:
     extra.add_argument("--ask", metavar="QUESTION", help="answer one question on --db with the model: print its SQL "
                        "and the first rows of the result (sql_rlvr/ask.py); nothing is written")
     extra.add_argument("--db", metavar="PATH", help="--ask: any SQLite database (its schema is read from the file)")
+    extra.add_argument("--self_traces", metavar="OUT.jsonl", help="instead of evaluating: sample --num_samples answers "
+                       "with reasoning (--reasoning true) to every training question (--max_train_examples subsets "
+                       "them) from the model (--adapter), and write those whose final query gives the gold result to "
+                       "OUT.jsonl, the trace file train_sft.py --sft_traces reads (docs/reasoning.md)")
     cfg, args = parse_config(script="evaluate.py", extra=extra)
     if args.db and args.ask is None:
         raise UserError('--db is the database of --ask: pass --ask "QUESTION" too')
@@ -802,6 +808,8 @@ def main() -> None:
         score_only(cfg, args)
     elif args.export:
         export_adapter(cfg)
+    elif args.self_traces:  # rejection sampling on the training questions (sql_rlvr/traces.py)
+        traces.write_self_traces(cfg, Path(args.self_traces), resolve_adapter(cfg)[0])
     else:
         evaluate(cfg)
 

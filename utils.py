@@ -216,10 +216,12 @@ def render_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None 
 
 def render_prompt_for(dataset: Any, example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
     """The prompt chat of one example of `dataset` (Spider or BIRD, open_dataset), as training saw it (rendered
-    to text with `tokenizer`)."""
+    to text with `tokenizer`, and the template kwargs of cfg.reasoning: a hybrid template thinks then)."""
     messages = build_messages(dataset.example_schema(example, cfg.schema_sample_values, cfg.value_hints),
                               example["question"], evidence=example.get("evidence", ""), reasoning=cfg.reasoning)
-    return render_prompt(tokenizer, messages) if tokenizer is not None else messages
+    if tokenizer is None:
+        return messages
+    return render_prompt(tokenizer, messages, chat_template_kwargs(tokenizer, cfg.reasoning))
 
 
 # Chat templates of other base models (--model_name). Each must render the project's chat so that the

@@ -10,6 +10,8 @@ them.
   dev_check         GRPO's --eval_steps check: DevEXCallback, greedy dev EX logged as eval/ex
   pass_rate_filter  GRPO's --grpo_filter_samples: prompts the model GRPO starts from always answers right left out,
                     prompt_pass_rates.jsonl, its reuse by --resume
+  traces            --reasoning true: SFT's reasoning traces (--sft_traces: read, matched, verified by execution,
+                    written as the template renders them) and evaluate.py --self_traces (sample, verify, write)
   training          what SFT and GRPO share around TRL: trainer arguments, metrics.jsonl, progress lines,
                     curves.png, the memory probe, wandb
   export            evaluate.py --export merged: the adapter merged into its base, checked to answer alike

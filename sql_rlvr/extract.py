@@ -1,7 +1,8 @@
 """Reading a model's answer: the SQL in it (extract_sql), whatever shape the answer takes (a bare query,
 a fenced block, a label, a preamble, reasoning, a few-shot continuation).
 
-final_sql reads the reasoning mode's answers (the last ```sql block, or the query after a think block).
+final_sql reads the reasoning mode's answers (the last ```sql block, or the query after a think block);
+split_reasoning cuts one into its reasoning and its final answer (SFT on reasoning traces).
 Pure text work: imports only the standard library. The reward, evaluation and GRPO's dev checks all
 read answers through it, so they can never disagree on what an answer says.
 """
@@ -162,6 +163,26 @@ def final_sql(text: str | None, reasoning: bool = False, opened: str = "") -> st
         sql = _last_query(block.group(1))
         if sql:
             return _clean(sql)
+    return None
+
+
+def split_reasoning(text: str | None) -> tuple[str, str] | None:
+    """A reasoned answer as (reasoning, final answer), cut where final_sql reads its final query: around its
+    think block (the reasoning without its `<think>`, the answer after `</think>`), or before the last closed
+    ```sql block that holds a query (the answer from that block on). None when final_sql reads no final
+    query, or the answer holds more than one think block or text before its `<think>`: SFT on reasoning
+    traces (sql_rlvr/traces.py) trains only answers that a chat template renders as they are written."""
+    if not text or not final_sql(text, True):
+        return None
+    if "</think>" in text:
+        head, answer = text.rsplit("</think>", 1)
+        stripped = head.lstrip()
+        if "</think>" in head or head.count("<think>") > int(stripped.startswith("<think>")):
+            return None
+        return stripped.removeprefix("<think>"), answer
+    for match in reversed(list(_CLOSED_FENCE.finditer(text))):
+        if _last_query(match.group(1)):
+            return text[:match.start()], text[match.start():]
     return None
 
 
