@@ -78,6 +78,12 @@ class Config:
                              "(tool execute_sql, in its chat template's tool format) before its final answer, whose SQL "
                              "is rewarded, scored and voted (0 = one direct answer). N > 0 raises the default "
                              "max_completion_length and max_seq_length by N x TOOL_CALL_TOKENS (docs/agentic.md)")
+    reasoning: bool = _f(False, "reason before the SQL: an instruct model is asked to reason step by step and give the "
+                         "final query in a ```sql block; a thinking template (one that opens <think> itself, or "
+                         "Qwen3's hybrid one, then switched on) reasons in its think block and answers after it. The "
+                         "final answer's SQL is rewarded, scored and voted; an answer that never reaches one is 'no "
+                         "answer' (-2.0, wrong). SFT then trains on --sft_traces. Raises the default "
+                         "max_completion_length and max_seq_length by REASONING_TOKENS (docs/reasoning.md)")
     tool_max_rows: int = _f(10, "agentic mode: rows of a query result shown to the model (with the column names and "
                             "the row count)")
     tool_timeout_s: float = _f(5.0, "agentic mode: time limit per tool call, seconds (not --sql_timeout_s: "
@@ -117,6 +123,14 @@ class Config:
     sft_lr_scheduler_type: str = _f("cosine", "SFT learning-rate schedule (transformers name): cosine decay to 0 over the run")
     sft_loss_type: str = _f("nll", "SFT loss: nll = mean token cross-entropy on the completion (TRL's and unsloth's choice, "
                             "passed so neither TRL version's default can change it)")
+    sft_traces: str = _f("", "--reasoning true: SFT's answers, a JSONL file of reasoning traces, one a line with the "
+                         "question's db_id, question and the whole completion (reasoning, then the final query). Only "
+                         "traces whose final query gives the gold result on the question's database are trained on; "
+                         "questions without one are left out. Make them with `evaluate.py --self_traces FILE` or bring "
+                         "a teacher's (docs/reasoning.md)")
+    traces_per_question: int = _f(1, "--sft_traces: at most this many verified traces per training question (the first "
+                                  "in the file). 1: each question weighs in the loss as in SFT on gold SQL, and the easy "
+                                  "questions, whose samples verify most often, do not outweigh the hard ones")
     # Passed explicitly to both trainers: unsloth's rewritten configs have their own defaults
     # (adamw_8bit, weight_decay 0.001, 10% warm-up), so leaving one out changes the run with the backend.
     optim: str = _f("adamw_torch_fused", "optimizer, SFT and GRPO: AdamW with torch's fused kernel (CUDA and CPU), the same "
@@ -291,6 +305,8 @@ class Config:
                      "progress_every_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 or more")
+        if self.traces_per_question < 1:
+            raise ConfigError("--traces_per_question must be 1 or more (verified traces trained per question)")
         if self.sft_max_steps == 0 or self.sft_max_steps < -1:
             raise ConfigError("--sft_max_steps must be positive, or -1 to train for --sft_epochs")
         if self.temperature <= 0:
@@ -338,6 +354,13 @@ BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
 # (bench/agentic.py measured them on Spider dev; docs/agentic.md). With --max_tool_calls N and no
 # explicit --max_completion_length / --max_seq_length, both grow by N x this.
 TOOL_CALL_TOKENS = 256
+
+
+# The reasoning mode's room (--reasoning true), in Qwen tokens: with no explicit --max_completion_length /
+# --max_seq_length both grow by this, so the default answer budget is 256 + 768 = 1024 tokens. Chosen from
+# measured lengths (bench/reasoning_levers.py on Spider dev; docs/reasoning.md): a real 0.5B coder's reasoned
+# answers on Spider dev; the leaders give 2048 (OmniSQL, SQL-R1) to 4096 (Think2SQL) on harder BIRD questions.
+REASONING_TOKENS = 768
 
 
 # Config field -> the trainer argument it sets. run_info.json records these arguments as the built
@@ -408,13 +431,13 @@ SECTIONS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [  # (title, scri
     ("shared by every script", SCRIPTS,
      ("model_name", "spider_dir", "benchmark", "bird_dir", "bird_column_descriptions", "data_dir", "output_dir", "overwrite",
       "resume", "backend", "seed", "torch_threads", "schema_sample_values", "value_hints", "max_seq_length",
-      "load_in_4bit", "max_tool_calls", "tool_max_rows", "tool_timeout_s")),
+      "load_in_4bit", "reasoning", "max_tool_calls", "tool_max_rows", "tool_timeout_s")),
     ("training (SFT and GRPO)", _SFT + _GRPO, ("train_benchmarks", "use_train_others", "max_train_examples",
                                                  "gradient_checkpointing", "optim", "weight_decay", "max_grad_norm")),
     ("LoRA (SFT, and GRPO with --grpo_start base; later stages read it from the adapter)", _SFT + _GRPO,
      ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")),
     ("SFT", _SFT, ("sft_learning_rate", "sft_epochs", "sft_max_steps", "sft_batch_size", "sft_grad_accum",
-                   "sft_warmup_ratio", "sft_lr_scheduler_type", "sft_loss_type")),
+                   "sft_warmup_ratio", "sft_lr_scheduler_type", "sft_loss_type", "sft_traces", "traces_per_question")),
     ("GRPO", _GRPO, ("grpo_start", "grpo_learning_rate", "grpo_max_steps", "grpo_prompts_per_step", "num_generations",
                      "grpo_grad_accum", "temperature", "beta", "max_prompt_length", "vllm_mode", "vllm_server_host",
                      "vllm_server_port", "num_completions_to_log", "top_p", "top_k", "grpo_warmup_ratio",
@@ -590,9 +613,10 @@ def parse_config(argv: list[str] | None = None, script: str = "sql-rlvr",
             setattr(cfg, name, _converter(fields[name])(raw))
         except ValueError as exc:
             raise ConfigError(f"--{name}: {exc}") from None
-    if cfg.max_tool_calls > 0:  # room for the calls and their results, unless the command line sizes it
+    # Room for the calls and their results, and for reasoning, unless the command line sizes it.
+    extra = cfg.max_tool_calls * TOOL_CALL_TOKENS + (REASONING_TOKENS if cfg.reasoning else 0)
+    if extra > 0:
         given = {a.split("=")[0][2:] for a in argv if a.startswith("--")}
-        extra = cfg.max_tool_calls * TOOL_CALL_TOKENS
         for name in ("max_completion_length", "max_seq_length"):
             if name not in given:
                 setattr(cfg, name, getattr(cfg, name) + extra)

@@ -15,6 +15,8 @@ official evaluator's files, score them.
     python evaluate.py --ask "How many singers are older than 30?" --db PATH.sqlite --adapter grpo   # sql_rlvr/ask.py
     python evaluate.py --adapter grpo --eval_file syn.json,dk.json --eval_tables dk_tables.json --eval_db_dir dk_db
                                                        # Spider-format files, one run (sql_rlvr/question_files.py)
+    python evaluate.py --self_traces traces.jsonl --num_samples 8 --reasoning true --adapter none
+                       # reasoning traces on the training questions, verified, for train_sft.py --sft_traces
 
 Writes under <output_dir>/eval/<adapter>/ (eval/<adapter>/test/ for --eval_split test): pred.txt and
 gold.txt in the official evaluator's formats, predictions.jsonl (question, gold, raw answer,
@@ -46,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import utils
-from sql_rlvr import agent, benchmarks, question_files, run_folders, scoring
+from sql_rlvr import agent, benchmarks, question_files, run_folders, scoring, traces
 from sql_rlvr.ask import ask
-from sql_rlvr.extract import extract_sql
+from sql_rlvr.extract import final_sql
 from sql_rlvr.errors import StageFinished, UserError
 from sql_rlvr.export import export_merged
 from sql_rlvr.progress import Report
@@ -193,6 +195,18 @@ class Answers:
     greedy_calls: list[list[dict]] | None = None
     sample_calls: list[list[list[dict]]] | None = None
     call_stats: dict | None = None  # agent.call_stats of the greedy answers (and candidates_... of all)
+    # --reasoning true: the "<think>" the prompt ended with (a thinking template: the answers start inside it)
+    think_opener: str = ""
+    completion_tokens: list[int] | None = None  # each greedy answer's length in tokens (tool results included)
+
+    def sql(self, cfg: Config, text: str) -> str:
+        """The SQL an answer gives, one line, as pred.txt holds it: its final query with --reasoning true
+        (no final query: "", scored wrong), else extract_sql's."""
+        return scoring.flatten_sql(final_sql(text, cfg.reasoning, self.think_opener) or "")
+
+    def no_answer(self, cfg: Config, text: str) -> bool:
+        """--reasoning true: the reasoning never reached a final query (cut by the length limit, or none given)."""
+        return cfg.reasoning and final_sql(text, True, self.think_opener) is None
 
 
 def evaluation_folder(cfg: Config, adapter: Path | None, label: str, name: str = "") -> Path:
@@ -273,6 +287,8 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
     backend, model, tokenizer, template_kwargs = (generator.backend, generator.model, generator.tokenizer,
                                                   generator.template_kwargs)
     agentic = cfg.max_tool_calls > 0
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic, cfg.reasoning)
+    opener = utils.think_opener(tokenizer, template_kwargs) if cfg.reasoning else ""
     what = what or cfg.eval_split
     # Rendered texts, or in the agentic mode chats offered the tool (their length counts its description).
     limit = cfg.max_seq_length - cfg.max_completion_length
@@ -283,16 +299,18 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
           f"{note}{mode}; {utils.length_report(lengths)}; over the {limit}-token prompt limit (scored wrong): "
           f"{len(prompts) - len(fits)}")
     if agentic:
-        return generate_with_tools(cfg, adapter, dataset, examples, prompts, fits, backend, model, tokenizer,
-                                   template_kwargs, what)
+        answers = generate_with_tools(cfg, adapter, dataset, examples, prompts, fits, backend, model, tokenizer,
+                                      template_kwargs, what)
+        answers.think_opener = opener
+        return answers
     start = time.time()
     options = dict(max_new_tokens=cfg.max_completion_length, batch_size=cfg.eval_batch_size,
                    fast_inference=cfg.fast_inference)
     greedy = [""] * len(prompts)
-    for i, text in zip(fits, utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
-                                            temperature=cfg.eval_temperature,
-                                            progress=Report(f"[eval] {what}: greedy answers", cfg.progress_every_s),
-                                            **options)):
+    texts, lengths = utils.generate(model, tokenizer, [prompts[i] for i in fits], backend, adapter_dir=adapter,
+                                    temperature=cfg.eval_temperature, return_lengths=True,
+                                    progress=Report(f"[eval] {what}: greedy answers", cfg.progress_every_s), **options)
+    for i, text in zip(fits, texts):
         greedy[i] = text
     k = cfg.num_samples
     samples: list[list[str]] = [[""] * k for _ in prompts]
@@ -303,7 +321,8 @@ def generate_answers(cfg: Config, adapter: Path | None, dataset: Any, examples: 
                                  **options)
         for j, i in enumerate(fits):
             samples[i] = sampled[j * k:(j + 1) * k]
-    return Answers(greedy, samples, backend, len(prompts) - len(fits), time.time() - start)
+    return Answers(greedy, samples, backend, len(prompts) - len(fits), time.time() - start, think_opener=opener,
+                   completion_tokens=lengths)
 
 
 def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, examples: list[dict], chats: list[list[dict]],
@@ -346,7 +365,8 @@ def generate_with_tools(cfg: Config, adapter: Path | None, dataset: Any, example
           f"{stats['answered_after_call']:.3f} (greedy)")
     return Answers([t.answer for t in greedy], [[t.answer for t in s] for s in samples], backend,
                    len(examples) - len(fits), time.time() - start, greedy_calls=[t.call_records() for t in greedy],
-                   sample_calls=[[t.call_records() for t in s] for s in samples], call_stats=stats)
+                   sample_calls=[[t.call_records() for t in s] for s in samples], call_stats=stats,
+                   completion_tokens=[greedy[i].completion_tokens for i in fits])
 
 
 def write_answer_files(cfg: Config, spec: benchmarks.Benchmark, out: Path, examples: list[dict], answers: Answers,
@@ -360,13 +380,13 @@ def write_answer_files(cfg: Config, spec: benchmarks.Benchmark, out: Path, examp
     # its voting files, which this run may not write again.
     for name in ("metrics.json", "pred_greedy.txt", "candidates.jsonl"):
         (out / name).unlink(missing_ok=True)
-    greedy = [scoring.flatten_sql(extract_sql(a)) for a in answers.greedy]
+    greedy = [answers.sql(cfg, a) for a in answers.greedy]
     pred_path, gold_path = out / "pred.txt", out / "gold.txt"
     scoring.write_gold_lines(gold_path, examples)
     votes: list[dict] = []
     preds = greedy
     if cfg.num_samples > 0:
-        candidates = [[g] + [scoring.flatten_sql(extract_sql(a)) for a in more]
+        candidates = [[g] + [answers.sql(cfg, a) for a in more]
                       for g, more in zip(greedy, answers.samples)]
         votes = scoring.vote_predictions(candidates, scoring.read_gold_file(gold_path), db_dir, cfg.sql_timeout_s,
                                          cfg.reward_workers, keep_distinct=cfg.keep_distinct, rule=spec.rule)
@@ -423,7 +443,10 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         record.update(question=ex["question"], gold=ex["query"], answer=answer, prediction=pred, dev_index=dev_index)
         if "file_index" in ex:  # --eval_file: the record's place in its file
             record["file_index"] = ex["file_index"]
-    greedy = [scoring.flatten_sql(extract_sql(a)) for a in answers.greedy]
+    greedy = [answers.sql(cfg, a) for a in answers.greedy]
+    if cfg.reasoning:  # the greedy answer's reasoning never reached a final query: wrong, counted on its own
+        for record, answer in zip(records, answers.greedy):
+            record["no_answer"] = answers.no_answer(cfg, answer)
     for record, v, g in zip(records, votes, greedy):
         record.update(chosen=v["chosen"], votes=v["votes"], executed=v["executed"], any_match=v["any_match"],
                       greedy_prediction=g, greedy_match=v["candidate_matches"][0])
@@ -447,6 +470,10 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         "config": cfg.to_dict(),
         "max_tool_calls": cfg.max_tool_calls,
         **(answers.call_stats or {}),  # the agentic mode: tool_calls_mean, answered_after_call
+        "reasoning": cfg.reasoning,
+        # greedy answers of the questions that fit: their length, and (--reasoning true) those with no final query
+        "completion_tokens": length_stats(answers.completion_tokens or []),
+        "no_answer": sum(r.get("no_answer", False) for r in records),
         **(source or {}),  # --eval_file: the file, its tables and databases, gold queries left out
     }
     extra_rows = []
@@ -463,6 +490,10 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         extra_rows.append(("test-suite (ts)", ts_summary))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
+    tokens = metrics["completion_tokens"]
+    if tokens["median"] is not None:
+        print(f"[eval] answers: {tokens['median']} tokens median, {tokens['p95']} p95 (limit {cfg.max_completion_length})"
+              + (f"; no final query (wrong): {metrics['no_answer']}" if cfg.reasoning else ""))
     if k > 0:
         print(f"execution = EX of the vote among {k + 1} candidates (greedy + {k} sampled at T={cfg.sample_temperature:g})")
     print(spec.format_table(summary, extra_rows))
@@ -477,6 +508,14 @@ def report(cfg: Config, spec: benchmarks.Benchmark, out: Path, adapter: Path | N
         print("  (test suites) " + official_command(pred_path.resolve(), gold_path.resolve(),
                                                     Path(cfg.ts_db_dir).resolve(), dataset.tables_path.resolve(),
                                                     cfg.keep_distinct))
+
+
+def length_stats(lengths: list[int]) -> dict:
+    """Median and 95th percentile (nearest rank) of answer lengths in tokens; None when there are none."""
+    if not lengths:
+        return {"median": None, "p95": None}
+    ordered = sorted(lengths)
+    return {"median": ordered[(len(ordered) - 1) // 2], "p95": ordered[min(len(ordered) - 1, -(-95 * len(ordered) // 100) - 1)]}
 
 
 def evaluate(cfg: Config) -> None:
@@ -693,6 +732,15 @@ def compare(path_a: str, path_b: str) -> None:
             diff = (f"{vb - va:>+10.3f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float))
                     else f"{'-':>10}")
             print(f"{title:<14}{cells[0]:>8}{cells[1]}{diff}")
+    if any("completion_tokens" in run for run in (a, b)):
+        print("\nanswers (greedy):")
+        rows = [("reasoning", lambda m: m.get("reasoning")), ("no answer", lambda m: m.get("no_answer")),
+                ("tokens median", lambda m: (m.get("completion_tokens") or {}).get("median")),
+                ("tokens p95", lambda m: (m.get("completion_tokens") or {}).get("p95"))]
+        for title, get in rows:
+            va, vb = get(a), get(b)
+            diff = (f"{vb - va:>+10}" if type(va) is int and type(vb) is int else f"{'-':>10}")
+            print(f"{title:<14}{str(va if va is not None else '-'):>8}{str(vb if vb is not None else '-'):>10}{diff}")
     if not rec_a or not rec_b:
         print("no per-question records beside both metrics files: cannot list flipped questions")
         return
@@ -745,6 +793,10 @@ def main() -> None:
     extra.add_argument("--ask", metavar="QUESTION", help="answer one question on --db with the model: print its SQL "
                        "and the first rows of the result (sql_rlvr/ask.py); nothing is written")
     extra.add_argument("--db", metavar="PATH", help="--ask: any SQLite database (its schema is read from the file)")
+    extra.add_argument("--self_traces", metavar="OUT.jsonl", help="instead of evaluating: sample --num_samples answers "
+                       "with reasoning (--reasoning true) to every training question (--max_train_examples subsets "
+                       "them) from the model (--adapter), and write those whose final query gives the gold result to "
+                       "OUT.jsonl, the trace file train_sft.py --sft_traces reads (docs/reasoning.md)")
     cfg, args = parse_config(script="evaluate.py", extra=extra)
     if args.db and args.ask is None:
         raise UserError('--db is the database of --ask: pass --ask "QUESTION" too')
@@ -756,6 +808,8 @@ def main() -> None:
         score_only(cfg, args)
     elif args.export:
         export_adapter(cfg)
+    elif args.self_traces:  # rejection sampling on the training questions (sql_rlvr/traces.py)
+        traces.write_self_traces(cfg, Path(args.self_traces), resolve_adapter(cfg)[0])
     else:
         evaluate(cfg)
 

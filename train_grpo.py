@@ -48,7 +48,7 @@ def execution_reward(cfg) -> utils.SQLExecutionReward:
     """GRPO's reward (sql_rlvr/execution_reward.py), its worker processes started."""
     reward = utils.SQLExecutionReward(cfg.sql_timeout_s, cfg.reward_workers, utils.RewardValues.from_config(cfg),
                                       num_samples=cfg.num_completions_to_log, rule=utils.benchmark_spec(cfg).rule,
-                                      tool_calls=cfg.max_tool_calls > 0)
+                                      tool_calls=cfg.max_tool_calls > 0, reasoning=cfg.reasoning)
     reward.start()
     return reward
 
@@ -59,12 +59,13 @@ def grpo_rows(cfg, datasets: dict, examples: list[dict], tokenizer,
     query, database and match rule (the reward judges each row by its own), and its db_id and question
     (with the gold query, the prompt's name in prompt_pass_rates.jsonl): (rows, prompt lengths, examples
     left out as longer than --max_prompt_length, the tool's description counted in the agentic mode)."""
-    template_kwargs = utils.chat_template_kwargs(tokenizer) if template_kwargs is None else template_kwargs
+    template_kwargs = utils.chat_template_kwargs(tokenizer, cfg.reasoning) if template_kwargs is None else template_kwargs
     rows, lengths, skipped = [], [], []
     for ex in examples:
         dataset = datasets[ex["benchmark"]]
         messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
-                                        ex["question"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+                                        ex["question"], evidence=ex.get("evidence", ""), tokenizer=tokenizer,
+                                        reasoning=cfg.reasoning)
         _, n_tokens = agent.model_prompt(tokenizer, messages, template_kwargs, agentic=cfg.max_tool_calls > 0)
         if n_tokens > cfg.max_prompt_length:
             skipped.append(ex)
@@ -231,7 +232,10 @@ def main() -> None:
     from sql_rlvr.dev_check import DevEXCallback  # a TrainerCallback: transformers only after unsloth
 
     # The same checks and template kwargs as SFT and evaluation: GRPO prompts render as evaluation's do.
-    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic=cfg.max_tool_calls > 0)
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic=cfg.max_tool_calls > 0,
+                                                    reasoning=cfg.reasoning)
+    if cfg.reasoning:  # a thinking template opens the think block in the prompt: the completions start inside it
+        reward.think_opener = utils.think_opener(tokenizer, template_kwargs)
     rows, row_counts = checked_rows(cfg, datasets, examples, tokenizer, template_kwargs, reward)
     passed = grpo_args(cfg, out, backend, template_kwargs)
     args = GRPOConfig(**passed)

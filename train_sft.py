@@ -2,6 +2,7 @@
 
     python train_sft.py                      # the real run (Qwen3-4B-Instruct-2507, CUDA + unsloth)
     python train_sft.py --preset smoke       # tiny model + shipped mini-Spider, seconds on a CPU
+    python train_sft.py --reasoning true --sft_traces traces.jsonl   # reasoning, then the SQL (docs/reasoning.md)
 
 Saves the adapter and tokenizer in PEFT format under <output_dir>/sft (checkpoints beside it).
 """
@@ -14,14 +15,37 @@ import time
 from pathlib import Path
 
 import utils
-from sql_rlvr import agent, run_folders, training
+from sql_rlvr import agent, run_folders, traces, training
 from sql_rlvr.errors import UserError
 from sql_rlvr.sql_tool import SQLTool
 
 
-def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
-    """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info)."""
-    # Data first: a missing dataset fails in a second, before any model is loaded.
+def read_sft_traces(cfg: Config) -> tuple[list[traces.Trace], str] | None:
+    """--reasoning true: the traces of --sft_traces and the file's sha256, read before any model is loaded
+    (None without reasoning). Every combination SFT cannot train is one line here."""
+    if not cfg.reasoning:
+        if cfg.sft_traces:
+            raise UserError("--sft_traces holds answers with reasoning: add --reasoning true (the reasoning prompt), "
+                            "or drop --sft_traces to train on the gold SQL")
+        return None
+    if cfg.max_tool_calls > 0:
+        raise UserError("SFT with --reasoning true has no agentic mode (reasoning traces are single answers, not "
+                        "conversations with the database): drop --max_tool_calls for SFT, or --reasoning; GRPO and "
+                        "evaluation take both")
+    if not cfg.sft_traces:
+        raise UserError("SFT with --reasoning true trains on answers with reasoning: pass --sft_traces FILE (JSONL, "
+                        "one {db_id, question, completion} a line); make one from the model itself with `python "
+                        "evaluate.py --self_traces traces.jsonl --num_samples 8 --reasoning true --adapter none`, or "
+                        "bring a teacher's file in that format (docs/reasoning.md)")
+    return traces.read_traces(cfg.sft_traces)
+
+
+def build_trainer(cfg: Config, out: Path, resume_from: str | None = None,
+                  sft_traces: tuple[list[traces.Trace], str] | None = None):
+    """The SFTTrainer of a run (also used by the tests to inspect the real loss mask). Returns (trainer, info).
+    `sft_traces`: read_sft_traces(cfg), when the caller has read them already."""
+    # Data first: a missing dataset or trace file fails in a second, before any model is loaded.
+    sft_traces = sft_traces if sft_traces is not None else read_sft_traces(cfg)
     datasets = utils.open_training_datasets(cfg)  # Spider and/or BIRD (--train_benchmarks, default --benchmark)
     examples = utils.training_examples(cfg, datasets)
 
@@ -36,15 +60,24 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     # The agentic mode (--max_tool_calls N) passes token ids with a completion mask instead: its tool
     # results sit between the model's turns and must carry no loss.
     # The model's own template is checked first: the labels must be exactly the SQL + end of turn.
-    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic=cfg.max_tool_calls > 0)
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic=cfg.max_tool_calls > 0,
+                                                    reasoning=cfg.reasoning)
+    # --reasoning true: the answers are the verified traces (sql_rlvr/traces.py), checked by execution now, each
+    # written as the template renders it; a question without one is left out. Else each example's gold SQL.
+    answers, trace_info = [(ex, ex["query"], None) for ex in examples], None
+    if sft_traces is not None:
+        opener = utils.think_opener(tokenizer, template_kwargs)
+        answers, trace_info = traces.verified_traces(cfg, *sft_traces, examples, datasets, opener,
+                                                     bool(opener) or bool(template_kwargs.get("enable_thinking")))
     # The agentic mode: each example becomes a trajectory (agent.sft_trajectory) whose call this tool runs.
     tool = SQLTool.from_config(cfg) if cfg.max_tool_calls > 0 else None
     rows, lengths, used, skipped = [], [], [], []
     try:
-        for ex in examples:
+        for ex, answer, line in answers:
             dataset = datasets[ex["benchmark"]]  # its own schema and prompt extras (BIRD: evidence, descriptions)
             messages = utils.build_messages(dataset.example_schema(ex, cfg.schema_sample_values, cfg.value_hints),
-                                            ex["question"], ex["query"], evidence=ex.get("evidence", ""), tokenizer=tokenizer)
+                                            ex["question"], answer, evidence=ex.get("evidence", ""), tokenizer=tokenizer,
+                                            reasoning=cfg.reasoning)
             if tool is not None:
                 # Pre-tokenized, as GRPO and evaluation build a conversation: the loss on the model's turns only.
                 ids, mask, _ = agent.sft_trajectory(tokenizer, messages[:-1], ex["query"],
@@ -55,6 +88,11 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
             else:
                 full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
                 n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+                if line is not None and not full.startswith(utils.render_prompt(tokenizer, messages[:-1], template_kwargs)
+                                                            + answer):
+                    raise UserError(f"the chat template of {cfg.model_name} renders the trace on line {line} of "
+                                    f"{cfg.sft_traces} otherwise than written: SFT would train another text than "
+                                    "generation produces (docs/reasoning.md)")
                 row = {"prompt": messages[:-1], "completion": messages[-1:]}
                 if template_kwargs:  # TRL (1.15 and 1.16) reads per-example template kwargs from this column
                     row["chat_template_kwargs"] = template_kwargs
@@ -69,6 +107,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
             tool.close()
     by_benchmark = utils.count_by_benchmark(list(datasets), examples=used, skipped_over_max_seq_length=skipped)
     mode = f" agentic (a call with the gold query, its result, the answer; --max_tool_calls {cfg.max_tool_calls})" if tool else ""
+    mode += f" reasoning (verified traces of {trace_info['questions']} questions)" if trace_info else ""
     print(f"[sft] backend={backend} model={cfg.model_name}{mode} examples={len(rows)} "
           f"skipped_over_max_seq_length={len(skipped)}; {utils.length_report(lengths)}")
     if len(datasets) > 1:
@@ -89,14 +128,18 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None):
     info = {"longest_example": longest, "stage": "sft", "base_model": cfg.model_name, "backend": backend, "train_examples": len(rows),
             "skipped_examples": len(skipped), "train_benchmarks": by_benchmark, "config": cfg.to_dict(),
             "trainer_args": training.effective_trainer_args(trainer, SFT_TRAINER_ARGS.values())}
+    if trace_info is not None:  # the file, its sha256 (also what --resume checks) and what became of each record
+        info.update(sft_traces=trace_info, sft_traces_sha256=trace_info["sha256"])
     return trainer, info
 
 
 def main() -> None:
     cfg, _ = parse_config(script="train_sft.py")
     out = Path(cfg.output_dir) / "sft"
-    resume_from = run_folders.prepare_output_dir(out, cfg, "run_info.json")
-    trainer, info = build_trainer(cfg, out, resume_from)
+    sft_traces = read_sft_traces(cfg)  # the trace file's content is part of the run: --resume checks its sha256
+    resume_from = run_folders.prepare_output_dir(out, cfg, "run_info.json",
+                                                 {"sft_traces_sha256": sft_traces[1]} if sft_traces else None)
+    trainer, info = build_trainer(cfg, out, resume_from, sft_traces)
     trainer.add_callback(run_folders.run_identity_callback(out))  # each checkpoint names its run (--resume checks it)
     training.readable_progress(trainer, "sft", ("loss", "learning_rate", "mean_token_accuracy"))
     # The trainer shuffles, so the longest example could come hours in: try a full batch of it now,

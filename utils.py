@@ -171,11 +171,21 @@ SYSTEM_PROMPT = (
     "You are an expert SQLite developer. Given a database schema and a question, "
     "answer with one SQLite query that answers the question, and nothing else."
 )
+# --reasoning true: reason first, then the final query in a ```sql block (OmniSQL's and Arctic-Text2SQL-R1's
+# answer shape); extract.final_sql reads it. A thinking template reasons in its own think block first.
+REASONING_SYSTEM_PROMPT = (
+    "You are an expert SQLite developer. Given a database schema and a question, first reason step by step: "
+    "which tables and columns the question needs, how they join, and which conditions, grouping and ordering "
+    "apply. Then give the final answer: one SQLite query in a ```sql code block at the end."
+)
 
 
 def build_messages(schema: str, question: str, sql: str | None = None, evidence: str = "",
-                   tokenizer=None) -> list[dict]:
+                   tokenizer=None, reasoning: bool = False) -> list[dict]:
     """The chat used everywhere (SFT, GRPO, evaluation): system, user = schema + question, [assistant = SQL].
+
+    `reasoning` (--reasoning true) asks for reasoning and a final ```sql block instead of the bare query
+    (the assistant turn, when given, is then a whole reasoned answer).
 
     `evidence` (BIRD's external-knowledge hint) follows the question; it is left out when empty.
     With `tokenizer`, a template that has no system role (Gemma 1/2) gets the instructions at the top
@@ -184,7 +194,8 @@ def build_messages(schema: str, question: str, sql: str | None = None, evidence:
     user = f"Database schema:\n{schema}\n\nQuestion: {question.strip()}"
     if evidence and evidence.strip():
         user += f"\nExternal knowledge: {evidence.strip()}"
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    system = REASONING_SYSTEM_PROMPT if reasoning else SYSTEM_PROMPT
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     if sql is not None:
         messages.append({"role": "assistant", "content": sql.strip()})
     return fit_to_template(tokenizer, messages) if tokenizer is not None else messages
@@ -205,10 +216,12 @@ def render_prompt(tokenizer, messages: list[dict], template_kwargs: dict | None 
 
 def render_prompt_for(dataset: Any, example: dict, cfg: Config, tokenizer=None) -> list[dict] | str:
     """The prompt chat of one example of `dataset` (Spider or BIRD, open_dataset), as training saw it (rendered
-    to text with `tokenizer`)."""
+    to text with `tokenizer`, and the template kwargs of cfg.reasoning: a hybrid template thinks then)."""
     messages = build_messages(dataset.example_schema(example, cfg.schema_sample_values, cfg.value_hints),
-                              example["question"], evidence=example.get("evidence", ""))
-    return render_prompt(tokenizer, messages) if tokenizer is not None else messages
+                              example["question"], evidence=example.get("evidence", ""), reasoning=cfg.reasoning)
+    if tokenizer is None:
+        return messages
+    return render_prompt(tokenizer, messages, chat_template_kwargs(tokenizer, cfg.reasoning))
 
 
 # Chat templates of other base models (--model_name). Each must render the project's chat so that the
@@ -219,22 +232,33 @@ def render_prompt_for(dataset: Any, example: dict, cfg: Config, tokenizer=None) 
 _SYSTEM_ROLE: dict[str, bool] = {}  # chat template text -> whether it renders a system turn
 
 
-def chat_template_kwargs(tokenizer) -> dict:
+def chat_template_kwargs(tokenizer, reasoning: bool = False) -> dict:
     """Keyword arguments every apply_chat_template of this model gets (SFT, GRPO, evaluation).
 
     - enable_thinking=False for hybrid-thinking templates (Qwen3): left on, the full chat holds an
       empty `<think>` block before the answer that the generation prompt lacks, so SFT would train it
       and inference never prompt it. Off, the prompt ends with that block and the answer is plain SQL.
+      With `reasoning` (--reasoning true) it is on: the model reasons in its think block, and SFT's
+      answers carry that block (check_chat_template checks that the template keeps it as written).
     - date_string pinned for templates that write today's date into the system turn (Llama 3.2):
       training and evaluation on different days would otherwise see different prompts.
     """
     template = getattr(tokenizer, "chat_template", None) or ""
     kwargs: dict = {}
     if "enable_thinking" in template:
-        kwargs["enable_thinking"] = False
+        kwargs["enable_thinking"] = reasoning
     if "strftime_now" in template and "date_string" in template:
         kwargs["date_string"] = "26 Jul 2024"  # the date Llama 3.x templates fall back to
     return kwargs
+
+
+def think_opener(tokenizer, template_kwargs: dict) -> str:
+    """The "<think>" (with its newline) a thinking template's generation prompt ends with, or "": the model's
+    answer then starts inside its think block (extract.final_sql is told so)."""
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False,
+                                           add_generation_prompt=True, **template_kwargs)
+    body = prompt.rstrip()
+    return prompt[len(body) - len("<think>"):] if body.endswith("<think>") else ""
 
 
 def template_has_system_role(tokenizer) -> bool:
@@ -273,29 +297,46 @@ _CHECK_EXAMPLES = (
 )
 
 
+def check_answer(sql: str, opener: str, hybrid_thinking: bool) -> str:
+    """A reasoned answer to a check question, as the model writes it under this template (--reasoning true):
+    inside a think block the template opened (`opener`), in one it opens itself (Qwen3's hybrid template with
+    thinking on), or as plain text before the final ```sql block."""
+    reasons = "The question needs one table; no join, no condition beyond the question's."
+    final = f"```sql\n{sql}\n```"
+    if opener:
+        return f"{reasons}\n</think>\n\n{final}"
+    if hybrid_thinking:
+        return f"<think>\n{reasons}\n</think>\n\n{final}"
+    return f"{reasons}\n\n{final}"
+
+
 def check_chat_template(tokenizer, model_name: str, stop_ids: list[int] | None = None,
-                        template_kwargs: dict | None = None) -> dict:
+                        template_kwargs: dict | None = None, reasoning: bool = False) -> dict:
     """Verify the model's own chat template on a few examples; return the template kwargs to use everywhere.
 
     For each example: the generation prompt (what evaluation and GRPO prompt with) must be a token
     prefix of the full chat (what SFT trains on), and the text between them must be exactly the SQL
     followed only by end-of-turn tokens, the first of which is one of `stop_ids` (the tokens
     generation stops at) when given. Anything else raises a one-line UserError naming the model and
-    showing where the two renders differ. `template_kwargs` default to chat_template_kwargs(tokenizer).
+    showing where the two renders differ. `template_kwargs` default to chat_template_kwargs(tokenizer, reasoning).
+    With `reasoning` the answers are reasoned ones (check_answer), think block included where the
+    template has one: it must keep them as written, or SFT on reasoning traces would train another text.
     """
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(f"{model_name} has no chat template: use an instruct/chat model as --model_name")
-    kwargs = chat_template_kwargs(tokenizer) if template_kwargs is None else dict(template_kwargs)
+    kwargs = chat_template_kwargs(tokenizer, reasoning) if template_kwargs is None else dict(template_kwargs)
     where = f"chat template of {model_name}" + (f" (with {kwargs})" if kwargs else "")
     added = set(tokenizer.added_tokens_decoder)
-    for question, sql in _CHECK_EXAMPLES:
-        chat = build_messages(_CHECK_SCHEMA, question, sql, tokenizer=tokenizer)
+    opener = think_opener(tokenizer, kwargs) if reasoning else ""
+    for question, query in _CHECK_EXAMPLES:
+        sql = check_answer(query, opener, bool(kwargs.get("enable_thinking"))) if reasoning else query
+        chat = build_messages(_CHECK_SCHEMA, question, sql, tokenizer=tokenizer, reasoning=reasoning)
         try:
             prompt = render_prompt(tokenizer, chat, kwargs)
             full = tokenizer.apply_chat_template(chat, tokenize=False, **kwargs)
         except Exception as exc:  # a template error: show it in one line, whatever its type
             raise UserError(f"the {where} fails on the project's chat: {type(exc).__name__}: {exc}") from None
-        if SYSTEM_PROMPT not in prompt:
+        if (REASONING_SYSTEM_PROMPT if reasoning else SYSTEM_PROMPT) not in prompt:
             raise UserError(f"the {where} drops the instructions (system turn) from the prompt")
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
@@ -590,18 +631,22 @@ def answer_text(tokenizer, ids, stop: list[int]) -> str:
 def generate(model, tokenizer, prompts: list[str], backend: str, *, adapter_dir: str | os.PathLike | None,
              max_new_tokens: int, temperature: float = 0.0, batch_size: int = 16,
              progress: bool | Report = True, num_return_sequences: int = 1, top_p: float = 1.0, top_k: int = 0,
-             seed: int | None = None, fast_inference: bool = True) -> list[str]:
+             seed: int | None = None, fast_inference: bool = True, return_lengths: bool = False) -> list[str] | tuple:
     """Answers for rendered prompts, always with the adapter when there is one (see generate_ids): the
-    text of each answer up to its stop token."""
+    text of each answer up to its stop token. `return_lengths`: (texts, each answer's generated tokens
+    before its stop token)."""
     if not prompts:  # every prompt over the length limit: nothing to generate (a tokenizer call on [] raises)
-        return []
+        return ([], []) if return_lengths else []
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     stop = stop_token_ids(model, tokenizer)
     generated = generate_ids(model, tokenizer, prompt_ids, backend, adapter_dir=adapter_dir,
                              max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
                              progress=progress, num_return_sequences=num_return_sequences, top_p=top_p, top_k=top_k,
                              seed=seed, fast_inference=fast_inference)
-    return [answer_text(tokenizer, ids, stop) for ids in generated]
+    texts = [answer_text(tokenizer, ids, stop) for ids in generated]
+    if return_lengths:
+        return texts, [next((i for i, t in enumerate(ids) if t in stop), len(ids)) for ids in generated]
+    return texts
 
 
 def generate_ids(model, tokenizer, prompt_ids: list[list[int]], backend: str, *, adapter_dir: str | os.PathLike | None,

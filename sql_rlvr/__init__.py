@@ -10,6 +10,8 @@ them.
   dev_check         GRPO's --eval_steps check: DevEXCallback, greedy dev EX logged as eval/ex
   pass_rate_filter  GRPO's --grpo_filter_samples: prompts the model GRPO starts from always answers right left out,
                     prompt_pass_rates.jsonl, its reuse by --resume
+  traces            --reasoning true: SFT's reasoning traces (--sft_traces: read, matched, verified by execution,
+                    written as the template renders them) and evaluate.py --self_traces (sample, verify, write)
   training          what SFT and GRPO share around TRL: trainer arguments, metrics.jsonl, progress lines,
                     curves.png, the memory probe, wandb
   export            evaluate.py --export merged: the adapter merged into its base, checked to answer alike
@@ -29,7 +31,7 @@ them.
   sql_tool          the execute_sql tool of the agentic mode
   sandbox           read-only, time-limited SQLite (execute_sql), the worker processes that make the limit hard
   hardness          Spider's official hardness levels
-  extract           extract_sql: the SQL in a model's answer
+  extract           extract_sql: the SQL in a model's answer; final_sql: the final query of a reasoned one
   progress          progress lines a log file shows (done of how many, rate, time left); tqdm's bar on a terminal
   errors            UserError, StageFinished, DataError
 """

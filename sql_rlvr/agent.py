@@ -358,11 +358,12 @@ def call_stats(trajectories: list[Trajectory]) -> dict[str, float]:
 # either mode: the one place where the direct mode (--max_tool_calls 0) and the agentic mode part
 
 
-def checked_template_kwargs(model, tokenizer, model_name: str, agentic: bool) -> dict:
+def checked_template_kwargs(model, tokenizer, model_name: str, agentic: bool, reasoning: bool = False) -> dict:
     """The chat template kwargs every stage renders with, once the model's template is checked: the chat
-    (utils.check_chat_template, against the model's stop tokens) and in the agentic mode its tool calls
-    (check_tool_template)."""
-    template_kwargs = utils.check_chat_template(tokenizer, model_name, utils.stop_token_ids(model, tokenizer))
+    (utils.check_chat_template, against the model's stop tokens; with `reasoning`, reasoned answers) and in
+    the agentic mode its tool calls (check_tool_template)."""
+    template_kwargs = utils.check_chat_template(tokenizer, model_name, utils.stop_token_ids(model, tokenizer),
+                                                reasoning=reasoning)
     if agentic:
         check_tool_template(tokenizer, model_name, template_kwargs)
     return template_kwargs

@@ -19,7 +19,7 @@ from config import Config
 from sql_rlvr import agent
 from sql_rlvr.benchmarks import Folder
 from sql_rlvr.errors import UserError
-from sql_rlvr.extract import extract_sql
+from sql_rlvr.extract import final_sql
 from sql_rlvr.sandbox import execute_sql
 from sql_rlvr.sql_tool import COUNT_LIMIT, SQLTool, ToolCall
 
@@ -65,16 +65,19 @@ def call_lines(calls: list[ToolCall]) -> list[str]:
     return lines
 
 
-def show_answer(answer: str, db_path: str | os.PathLike, timeout_s: float, rows: int = SHOWN_ROWS) -> str:
+def show_answer(answer: str, db_path: str | os.PathLike, timeout_s: float, rows: int = SHOWN_ROWS,
+                reasoning: bool = False, think_opener: str = "") -> str:
     """Print the SQL in a model's answer and the first `rows` rows of its result on the database (in the
     sandbox, within `timeout_s`); the model's words too when the answer holds more than the SQL (reasoning,
-    prose). Returns the SQL; a UserError when there is none or it fails (nothing was answered)."""
-    sql = extract_sql(answer)
+    prose). With `reasoning` (--reasoning true) the SQL is the answer's final query (extract.final_sql).
+    Returns the SQL; a UserError when there is none or it fails (nothing was answered)."""
+    sql = final_sql(answer, reasoning, think_opener) or ""
     if answer.strip() and " ".join(answer.split()) != " ".join(sql.split()):
         shown = "".join(c if c.isprintable() or c == "\n" else "?" for c in answer.strip())
         print("[ask] the model's answer:\n    " + "\n    ".join(shown.splitlines()))
     if not sql:
-        raise UserError("the model's answer (above) holds no SQL" if answer.strip() else "the model's answer is empty")
+        final = "reaches no final query (cut at --max_completion_length, or none given)" if reasoning else "holds no SQL"
+        raise UserError(f"the model's answer (above) {final}" if answer.strip() else "the model's answer is empty")
     print(f"SQL: {' '.join(sql.split())}")
     result = execute_sql(db_path, sql, timeout_s, max_rows=COUNT_LIMIT, keep_rows=rows)
     if not result.ok:
@@ -106,7 +109,7 @@ def ask(cfg: Config, question: str, db: str | None, adapter: Path | None) -> str
     fast = backend == "unsloth" and cfg.fast_inference
     model, tokenizer = utils.load_model(cfg, backend, adapter=adapter, trainable=False, fast_inference=fast)
     agentic = cfg.max_tool_calls > 0
-    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic)
+    template_kwargs = agent.checked_template_kwargs(model, tokenizer, cfg.model_name, agentic, cfg.reasoning)
     limit = cfg.max_seq_length - cfg.max_completion_length
     prompts, lengths, fits = agent.model_prompts(tokenizer, [chat], template_kwargs, agentic, limit)
     if not fits:
@@ -133,4 +136,5 @@ def ask(cfg: Config, question: str, db: str | None, adapter: Path | None) -> str
         answer = trajectory.answer
     else:
         answer = utils.generate(model, tokenizer, prompts, backend, **options)[0]
-    return show_answer(answer, dataset.db_path(db_id), cfg.sql_timeout_s)
+    opener = utils.think_opener(tokenizer, template_kwargs) if cfg.reasoning else ""
+    return show_answer(answer, dataset.db_path(db_id), cfg.sql_timeout_s, reasoning=cfg.reasoning, think_opener=opener)

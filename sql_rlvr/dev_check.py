@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 import utils
 from config import Config
 from sql_rlvr import agent, benchmarks, scoring
-from sql_rlvr.extract import extract_sql
+from sql_rlvr.extract import final_sql
 from sql_rlvr.progress import Report
 from sql_rlvr.sql_tool import SQLTool
 
@@ -44,7 +44,9 @@ class DevEXCallback(TrainerCallback):
                  out: Path, tool: SQLTool | None = None, template_kwargs: dict | None = None) -> None:
         self.cfg, self.dataset, self.backend, self.tokenizer, self.out = cfg, dataset, backend, tokenizer, out
         self.tool = tool
-        self.template_kwargs = utils.chat_template_kwargs(tokenizer) if template_kwargs is None else template_kwargs
+        self.template_kwargs = (utils.chat_template_kwargs(tokenizer, cfg.reasoning) if template_kwargs is None
+                                else template_kwargs)
+        self.think_opener = utils.think_opener(tokenizer, self.template_kwargs) if cfg.reasoning else ""
         self.spec = utils.benchmark_spec(cfg)  # the benchmark's strata and match rule
         dev = dataset.examples("dev")
         chosen = utils.stratified_subset(dev, cfg.eval_subset_size, cfg.seed, self.spec.eval_strata)
@@ -77,7 +79,8 @@ class DevEXCallback(TrainerCallback):
         texts = [""] * len(self.examples)  # a prompt over the limit: no answer
         for i, text in zip(self.fits, generated):
             texts[i] = text
-        preds = [scoring.flatten_sql(extract_sql(t)) for t in texts]
+        # --reasoning true: the final query only; no answer (None) is scored wrong, as in evaluate.py
+        preds = [scoring.flatten_sql(final_sql(t, self.cfg.reasoning, self.think_opener) or "") for t in texts]
         records = scoring.score_predictions(preds, self.golds, self.dataset.db_dir("dev"), self.cfg.sql_timeout_s,
                                             workers=1, rule=self.spec.rule)
         self.ex = sum(r["exec_match"] for r in records) / len(records)

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from config import Config
-from sql_rlvr.extract import extract_sql, opens_tool_call
+from sql_rlvr.extract import extract_sql, final_sql, opens_tool_call
 from sql_rlvr.errors import UserError
 from sql_rlvr.sandbox import ExecResult, WorkerPool, execute_sql
 from sql_rlvr.scoring import GOLD_TIMEOUT_S, MatchRule, match_rule, order_matters, unordered_rows
 
-OUTCOMES = ("match", "partial", "wrong", "invalid", "empty")  # what one model answer can come to (the reward's)
+# What one model answer can come to (the reward's). no_answer: --reasoning true, reasoning that never reached a
+# final query (extract.final_sql): scored as an empty answer.
+OUTCOMES = ("match", "partial", "wrong", "invalid", "empty", "no_answer")
 
 
 def result_f1(gold: list[tuple], pred: list[tuple]) -> float:
@@ -210,8 +212,13 @@ class SQLExecutionReward:
     __name__ = "sql_execution"  # TRL logs rewards under the function's name
 
     def __init__(self, timeout_s: float = 2.0, workers: int = 2, values: RewardValues = DEFAULT_REWARD_VALUES,
-                 num_samples: int = 2, rule: str | MatchRule = "spider", tool_calls: bool = False) -> None:
+                 num_samples: int = 2, rule: str | MatchRule = "spider", tool_calls: bool = False,
+                 reasoning: bool = False) -> None:
         self.tool_calls = tool_calls  # the agentic mode: also log tool_calls_mean and answered_after_call
+        # --reasoning true: only the final query counts (extract.final_sql); `think_opener` is the "<think>" a
+        # thinking template's generation prompt ends with, so the completions start inside the think block.
+        self.reasoning = reasoning
+        self.think_opener = ""
         self.rule = match_rule(rule)  # the benchmark's match rule decides the +5 (scoring.MATCH_RULES)
         self.timeout_s = timeout_s
         # A query stops itself at timeout_s; the rest is margin for comparing results and for a busy machine.
@@ -283,10 +290,17 @@ class SQLExecutionReward:
               rules: list[str | None] | None = None) -> list[tuple[float, str, str | None]]:
         """(reward, outcome, error) of each answer; `rules`: each row's match rule (None: the reward's own)."""
         rules = [match_rule(r or self.rule).name for r in (rules or [None] * len(completions))]
+        if self.reasoning:  # the final query alone, as a block extract_sql reads back as it is; None: no answer
+            finals = [final_sql(c, True, self.think_opener) for c in completions]
+            completions = [f"```sql\n{sql}\n```" if sql else "" for sql in finals]
         checks = self.check_golds(list(zip(gold_sqls, map(str, db_paths), rules)))  # new ones only (GRPO: none)
         jobs = [("answer", c, g, str(d), r, check.ok)
                 for c, g, d, r, check in zip(completions, gold_sqls, db_paths, rules, checks)]
-        return [r for batch in self._run(self._batches(jobs)) for r in batch]
+        scored = [r for batch in self._run(self._batches(jobs)) for r in batch]
+        if self.reasoning:
+            scored = [(self.values.empty, "no_answer", "no final query") if sql is None else result
+                      for sql, result in zip(finals, scored)]
+        return scored
 
     @property
     def worker_failures(self) -> int:

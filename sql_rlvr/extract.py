@@ -1,6 +1,8 @@
 """Reading a model's answer: the SQL in it (extract_sql), whatever shape the answer takes (a bare query,
 a fenced block, a label, a preamble, reasoning, a few-shot continuation).
 
+final_sql reads the reasoning mode's answers (the last ```sql block, or the query after a think block);
+split_reasoning cuts one into its reasoning and its final answer (SFT on reasoning traces).
 Pure text work: imports only the standard library. The reward, evaluation and GRPO's dev checks all
 read answers through it, so they can never disagree on what an answer says.
 """
@@ -128,6 +130,60 @@ def extract_sql(text: str | None) -> str:
     if not match:
         return ""
     return _clean(_last_query(text[match.start(1):]) or _cut_statement(text[match.start(1):]))
+
+
+# A closed fence only: in the reasoning mode a block cut off at the length limit is no final query.
+_CLOSED_FENCE = re.compile(r"```[ \t]*(?:sqlite3|sqlite|sql)?[ \t]*\n(.*?)```(?!`)", re.S | re.I)
+
+
+def final_sql(text: str | None, reasoning: bool = False, opened: str = "") -> str | None:
+    """The SQL of an answer's final query: what is rewarded, scored, voted and written to pred.txt.
+
+    Without `reasoning`, extract_sql(text). With it (--reasoning true) the answer is reasoning, then the
+    final query: after a think block (`<think>...</think>`, the thinking templates') whatever query
+    follows it; otherwise the last closed ```sql block. None means the reasoning never reached a final
+    query (a think block never closed, no closed block, a block opened after the last closed one: cut at
+    the length limit, or none given), which is "no answer", never a draft picked out of the reasoning.
+    An empty `text` is "" (an empty answer). `opened`: what the generation prompt ended with when the template opens the think block itself
+    ("<think>\n", utils.think_opener), so that `text` starts inside it.
+    """
+    if not reasoning:
+        return extract_sql(text)
+    if not text or not text.strip():
+        return ""
+    text = opened + text
+    if "<think>" in text.rsplit("</think>", 1)[-1]:
+        return None  # a think block that never ended
+    if "</think>" in text:
+        return extract_sql(text.rsplit("</think>", 1)[1]) or None
+    blocks = list(_CLOSED_FENCE.finditer(text))
+    if not blocks or "```" in text[blocks[-1].end():]:
+        return None  # no closed block, or cut inside a block after the last closed one: the final one never ended
+    for block in reversed(blocks):
+        sql = _last_query(block.group(1))
+        if sql:
+            return _clean(sql)
+    return None
+
+
+def split_reasoning(text: str | None) -> tuple[str, str] | None:
+    """A reasoned answer as (reasoning, final answer), cut where final_sql reads its final query: around its
+    think block (the reasoning without its `<think>`, the answer after `</think>`), or before the last closed
+    ```sql block that holds a query (the answer from that block on). None when final_sql reads no final
+    query, or the answer holds more than one think block or text before its `<think>`: SFT on reasoning
+    traces (sql_rlvr/traces.py) trains only answers that a chat template renders as they are written."""
+    if not text or not final_sql(text, True):
+        return None
+    if "</think>" in text:
+        head, answer = text.rsplit("</think>", 1)
+        stripped = head.lstrip()
+        if "</think>" in head or head.count("<think>") > int(stripped.startswith("<think>")):
+            return None
+        return stripped.removeprefix("<think>"), answer
+    for match in reversed(list(_CLOSED_FENCE.finditer(text))):
+        if _last_query(match.group(1)):
+            return text[:match.start()], text[match.start():]
+    return None
 
 
 # How the chat templates TRL can parse open a tool call: Qwen2.5/Qwen3 and GLM-4 `<tool_call>`, Llama 3.1/3.2

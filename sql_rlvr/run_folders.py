@@ -53,6 +53,8 @@ def interrupted_message() -> str:
 RUN_FILE = "sql_rlvr_run.json"  # a run's id and run-defining config: in its stage folder and in each checkpoint
 PASS_RATES_FILE = "prompt_pass_rates.jsonl"  # GRPO --grpo_filter_samples: each prompt's passes, kept for --resume
 _STAGE_SCRIPTS = {"sft": "train_sft.py", "grpo": "train_grpo.py"}
+# A stage's inputs besides its config (prepare_output_dir's `inputs`), as its messages name them.
+_INPUT_NAMES = {"sft_adapter_sha256": "another SFT adapter", "sft_traces_sha256": "another --sft_traces file"}
 
 
 def complete_checkpoints(path: Path) -> list[Path]:
@@ -112,8 +114,8 @@ def prepare_output_dir(path: Path, cfg: Config, finished_marker: str, inputs: di
     - --overwrite: the earlier run's checkpoints, metrics.jsonl, marker and adapter are deleted first.
     - --resume: the newest complete checkpoint, refused (one line) unless it belongs to this folder's run
       and was trained under the same run-defining config (config.run_defining_config plus `inputs`,
-      e.g. GRPO's SFT adapter hash). A run stopped before its first checkpoint: error, rerun without
-      --resume; a stage never started: a new run.
+      e.g. GRPO's SFT adapter hash, SFT's trace file hash). A run stopped before its first checkpoint:
+      error, rerun without --resume; a stage never started: a new run.
     - checkpoints and neither flag: error (never silently restart at step 1).
     A new run gets a run id in <path>/sql_rlvr_run.json; run_identity_callback copies it into each checkpoint.
     """
@@ -128,7 +130,8 @@ def prepare_output_dir(path: Path, cfg: Config, finished_marker: str, inputs: di
             info = _read_json_or_empty(marker)
             stale = [k for k, v in (inputs or {}).items() if k in info and info[k] != v]
             if stale:  # e.g. GRPO finished from an SFT adapter that has since been retrained
-                raise UserError(f"{path} is finished but was trained from another SFT adapter ({stale[0]} "
+                source = _INPUT_NAMES.get(stale[0], "other inputs")
+                raise UserError(f"{path} is finished but was trained from {source} ({stale[0]} "
                                 f"{str(info[stale[0]])[:12]}, now {str(inputs[stale[0]])[:12]}): pass --overwrite "
                                 "to train it again from the current one")
             changed = _config_changes({k: v for k, v in info.get("config", {}).items() if k in identity},

@@ -325,3 +325,82 @@ def test_agentic_sft_loss_on_the_real_template_leaves_out_the_tool_result(family
         shown = str(result[0][0]) if result else "(0 rows)"
         assert shown in tokenizer.decode(ids).split(sql, 1)[1]  # the real result is in the conversation ...
         assert "rows" not in learned.replace(sql, "")  # ... and its count line never in the loss
+
+
+THINKING = dict(QWEN, plain=["<think>", "</think>"])
+
+
+@pytest.mark.parametrize("family, spec, kwargs, opener", [
+    ("qwen3_instruct_2507", QWEN, {}, ""),  # the default base model: reasoning as plain text before the block
+    ("qwen2_5", QWEN, {}, ""),
+    ("qwen3", THINKING, {"enable_thinking": True}, ""),  # hybrid, thinking on: the model opens <think> itself
+    ("qwen3_5_think", THINKING, {"enable_thinking": True}, "<think>\n"),  # the template opens it in the prompt
+])
+def test_reasoned_answers_survive_the_real_template(family, spec, kwargs, opener, make_family):
+    # --reasoning true: what the model writes under each template (a think block where it has one) must be
+    # rendered back verbatim after the generation prompt, and its final query read after the think block.
+    tokenizer = load_tokenizer(make_family(family, spec))
+    stops = tokenizer.convert_tokens_to_ids(spec["stops"])
+    assert utils.check_chat_template(tokenizer, family, stops, reasoning=True) == kwargs
+    assert utils.chat_template_kwargs(tokenizer, reasoning=True) == kwargs
+    assert utils.think_opener(tokenizer, kwargs) == opener
+    prompt = utils.render_prompt(tokenizer, utils.build_messages(_SCHEMA, "How many?", reasoning=True), kwargs)
+    assert utils.REASONING_SYSTEM_PROMPT in prompt and prompt.endswith(opener or "assistant\n")
+    answer = utils.check_answer("SELECT count(*) FROM singer", opener, bool(kwargs.get("enable_thinking")))
+    assert ("<think>" in opener + answer) == bool(kwargs)
+    assert extract.final_sql(answer, True, opener) == "SELECT count(*) FROM singer"
+    # the default mode on the same template: thinking off, as before
+    assert utils.chat_template_kwargs(tokenizer) == ({"enable_thinking": False} if kwargs else {})
+
+
+_SCHEMA = 'CREATE TABLE "singer" ("singer_id" INTEGER PRIMARY KEY, "name" TEXT)'
+# --reasoning true (sql_rlvr/traces.py): an instruct template, Qwen3's hybrid one with thinking on, and Qwen3.5's,
+# which opens <think> in the generation prompt itself: family -> (tokens, template kwargs, the prompt's think opener)
+THINK = dict(QWEN, plain=["<think>", "</think>"])
+REASONING_FAMILIES = {"qwen3_instruct_2507": (QWEN, {}, ""), "qwen3": (THINK, {"enable_thinking": True}, ""),
+                      "qwen3_5_think": (THINK, {"enable_thinking": True}, "<think>\n")}
+
+
+@pytest.mark.parametrize("family", list(REASONING_FAMILIES))
+def test_reasoning_sft_loss_covers_the_whole_trace_and_nothing_of_the_prompt(family, make_family, spider, tmp_path):
+    """SFT on traces: the loss covers the reasoning, the final query and the end of turn, in the form the template
+    renders (the think block on a thinking template), and not one token of the prompt, which is exactly the one
+    evaluation and GRPO prompt with (its "<think>\\n" included where the template opens the block)."""
+    import json
+
+    import train_sft
+    from sql_rlvr import traces
+
+    spec, kwargs, opener = REASONING_FAMILIES[family]
+    path = tmp_path / "traces.jsonl"
+    argv = ["--preset", "smoke", "--output_dir", str(tmp_path), "--model_name", str(make_family(family, spec)),
+            "--reasoning", "true", "--max_train_examples", "3", "--sft_traces", str(path)]
+    cfg, _ = parse_config(argv)
+    examples = utils.training_examples(cfg, utils.open_training_datasets(cfg))
+    completions = [f"The question needs {ex['db_id']}'s tables.\nNo join.\n\n```sql\n{ex['query']}\n```" for ex in examples]
+    completions[2] = f"<think>\nThe question needs a join.\n</think>\n\n```sql\n{examples[2]['query']}\n```"
+    records = [{"db_id": ex["db_id"], "question": ex["question"], "completion": c} for ex, c in zip(examples, completions)]
+    records.append({**records[0], "completion": "Wrong.\n```sql\nSELECT 1\n```"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    trainer, info = train_sft.build_trainer(cfg, tmp_path / "sft")
+    assert (info["sft_traces"]["kept"], info["sft_traces"]["wrong"], info["train_examples"]) == (3, 1, 3)
+    tokenizer = trainer.processing_class
+    assert utils.chat_template_kwargs(tokenizer, True) == kwargs and utils.think_opener(tokenizer, kwargs) == opener
+    end = spec["end"]
+    for i, (ex, completion) in enumerate(zip(examples, completions)):
+        row = trainer.train_dataset[i]
+        labels = trainer.data_collator([row])["labels"][0].tolist()
+        start = next(j for j, t in enumerate(labels) if t != -100)
+        assert all(t != -100 for t in labels[start:])  # one span: the whole completion
+        learned = tokenizer.decode(labels[start:])
+        reasoning, answer = (part.strip() for part in extract.split_reasoning(completion.strip()))
+        if kwargs:  # a thinking template: the reasoning in its think block, the query after it
+            assert learned == ("" if opener else "<think>\n") + f"{reasoning}\n</think>\n\n{answer}{end}"
+        else:  # an instruct one: the trace as written, a think block in it included
+            assert learned == completion + end
+        assert learned == traces.answer_text(completion, opener, bool(kwargs)) + end
+        assert labels[start:] == tokenizer(learned, add_special_tokens=False)["input_ids"]  # the tokens generation writes
+        prompt = utils.render_prompt_for(spider, ex, cfg, tokenizer)
+        assert row["input_ids"][:start] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert prompt.endswith("<|im_start|>assistant\n" + opener) and utils.REASONING_SYSTEM_PROMPT in prompt
+        assert extract.final_sql(learned[:-len(end)], True, opener) == ex["query"]  # what the reward reads of it
