@@ -107,7 +107,7 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None,
             tool.close()
     by_benchmark = utils.count_by_benchmark(list(datasets), examples=used, skipped_over_max_seq_length=skipped)
     mode = f" agentic (a call with the gold query, its result, the answer; --max_tool_calls {cfg.max_tool_calls})" if tool else ""
-    mode += f" reasoning (verified traces of {trace_info['questions']} questions)" if trace_info else ""
+    mode += f" reasoning (verified traces for {trace_info['questions']} of {len(examples)} questions)" if trace_info else ""
     print(f"[sft] backend={backend} model={cfg.model_name}{mode} examples={len(rows)} "
           f"skipped_over_max_seq_length={len(skipped)}; {utils.length_report(lengths)}")
     if len(datasets) > 1:
