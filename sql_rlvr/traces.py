@@ -178,7 +178,8 @@ def select_traces(traces: list[Trace], examples: list[dict], datasets: dict[str,
     check_golds(reward, datasets, list({id(c[1]): c[1] for c in candidates}.values()), "--sft_traces")
     per_key: collections.Counter = collections.Counter()
     chosen = []
-    for (key, ex, text, line), outcome in zip(candidates, outcomes(reward, datasets, [(c[1], c[2]) for c in candidates])):
+    judged = outcomes(reward, datasets, [(ex, text) for _, ex, text, _ in candidates])
+    for (key, ex, text, line), outcome in zip(candidates, judged):
         if outcome == "no_answer":
             counts["unparseable"] += 1
         elif outcome != "match":
