@@ -88,8 +88,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None,
             else:
                 full = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
                 n_tokens = len(tokenizer(full, add_special_tokens=False)["input_ids"])
-                if line is not None and not full.startswith(utils.render_prompt(tokenizer, messages[:-1], template_kwargs)
-                                                            + answer):
+                prompt = utils.render_prompt(tokenizer, messages[:-1], template_kwargs) if line is not None else ""
+                if line is not None and not full.startswith(prompt + answer):  # a trace, as the template renders it
                     raise UserError(f"the chat template of {cfg.model_name} renders the trace on line {line} of "
                                     f"{cfg.sft_traces} otherwise than written: SFT would train another text than "
                                     "generation produces (docs/reasoning.md)")
@@ -107,7 +107,8 @@ def build_trainer(cfg: Config, out: Path, resume_from: str | None = None,
             tool.close()
     by_benchmark = utils.count_by_benchmark(list(datasets), examples=used, skipped_over_max_seq_length=skipped)
     mode = f" agentic (a call with the gold query, its result, the answer; --max_tool_calls {cfg.max_tool_calls})" if tool else ""
-    mode += f" reasoning (verified traces of {trace_info['questions']} questions)" if trace_info else ""
+    if trace_info:
+        mode += f" reasoning (verified traces for {trace_info['questions']} of {len(examples)} questions)"
     print(f"[sft] backend={backend} model={cfg.model_name}{mode} examples={len(rows)} "
           f"skipped_over_max_seq_length={len(skipped)}; {utils.length_report(lengths)}")
     if len(datasets) > 1:

@@ -125,6 +125,21 @@ def trace_reward(cfg: Config, opener: str) -> SQLExecutionReward:
     return reward
 
 
+def check_golds(reward: SQLExecutionReward, datasets: dict[str, Any], examples: list[dict], what: str) -> None:
+    """Run the gold query of each example once, in the reward's workers (which keep the results for scoring):
+    one that fails on its database (a missing database, a broken query) stops `what` in one line now, before
+    any model is loaded or any answer sampled, as GRPO's gold checks do."""
+    checks = reward.check_golds([(ex["query"], str(datasets[ex["benchmark"]].db_path(ex["db_id"])),
+                                  benchmarks.get(ex["benchmark"]).rule) for ex in examples])
+    failed = [(ex, check) for ex, check in zip(examples, checks) if not check.ok]
+    if failed:
+        ex, check = failed[0]
+        raise UserError(f"{what}: the gold query of {len(failed)} of {len(examples)} training questions fails on its "
+                        f"database, so no answer to it can be verified; the first: {ex['db_id']}: {check.error}: "
+                        f"{ex['query'][:120]} (the training split's databases must be there, e.g. Spider's "
+                        "database/<db_id>/ for train_spider.json)")
+
+
 def outcomes(reward: SQLExecutionReward, datasets: dict[str, Any], pairs: list[tuple[dict, str]]) -> list[str]:
     """The reward's outcome (match, wrong, no_answer, ...) of each (training example, answer text), judged on
     the example's own database by its own benchmark's rule."""
@@ -160,9 +175,11 @@ def select_traces(traces: list[Trace], examples: list[dict], datasets: dict[str,
                 counts["unparseable"] += 1
             else:
                 candidates.append((key, by_key[key], text, trace.line))
+    check_golds(reward, datasets, list({id(c[1]): c[1] for c in candidates}.values()), "--sft_traces")
     per_key: collections.Counter = collections.Counter()
     chosen = []
-    for (key, ex, text, line), outcome in zip(candidates, outcomes(reward, datasets, [(c[1], c[2]) for c in candidates])):
+    judged = outcomes(reward, datasets, [(ex, text) for _, ex, text, _ in candidates])
+    for (key, ex, text, line), outcome in zip(candidates, judged):
         if outcome == "no_answer":
             counts["unparseable"] += 1
         elif outcome != "match":
@@ -267,9 +284,11 @@ def write_self_traces(cfg: Config, out: Path, adapter: Path | None) -> dict:
     datasets = utils.open_training_datasets(cfg)
     examples = utils.training_examples(cfg, datasets)
     start = time.time()
-    samples, opener, thinking, info = sample_answers(cfg, adapter, datasets, examples)
-    reward = trace_reward(cfg, opener)
-    try:
+    reward = trace_reward(cfg, "")
+    try:  # every gold query first: sampling takes hours, and an answer to a question without one cannot be judged
+        check_golds(reward, datasets, examples, "--self_traces")
+        samples, opener, thinking, info = sample_answers(cfg, adapter, datasets, examples)
+        reward.think_opener = opener  # answer_text starts inside the think block such a prompt opened
         records, results = verified_samples(samples, datasets, reward, opener, thinking)
     finally:
         reward.close()

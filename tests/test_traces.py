@@ -224,3 +224,24 @@ def test_sft_trains_on_the_verified_traces_and_records_the_file(tmp_path, train)
     changed = run_script(*argv, "--resume")
     assert changed.returncode == 2 and "another --sft_traces file" in changed.stderr, changed.stderr[-2000:]
     assert changed.stderr.strip().count("\n") == 0
+
+
+def test_a_gold_query_that_fails_stops_the_self_trace_command_before_any_sampling(tmp_path):
+    # Hours of sampling must not end in an error: every gold query runs first (here one is broken, as a missing
+    # database would make it fail), and nothing is written.
+    import shutil
+
+    from config import MINI_SPIDER_DIR
+
+    spider_dir = tmp_path / "spider"
+    shutil.copytree(MINI_SPIDER_DIR, spider_dir)
+    train = json.loads((spider_dir / "train_spider.json").read_text())
+    train[0]["query"] = "SELECT no_such_column FROM student"
+    (spider_dir / "train_spider.json").write_text(json.dumps(train))
+    out = tmp_path / "traces.jsonl"
+    result = run_script("evaluate.py", "--preset", "smoke", "--spider_dir", str(spider_dir), "--self_traces", str(out),
+                        "--num_samples", "2", "--reasoning", "true", "--adapter", "none")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().count("\n") == 0 and "no_such_column" in result.stderr
+    assert "gold query of 1 of 48 training questions fails" in result.stderr
+    assert "[traces] backend=" not in result.stdout and not out.exists()  # no model loaded, nothing written
