@@ -61,7 +61,7 @@ def kill_after_checkpoint(args: list[str], checkpoint: Path, timeout: float = 30
 
 
 @pytest.mark.parametrize("script, stage, flags, total", [
-    ("train_sft.py", "sft", ["--sft_max_steps", "60", "--save_steps", "20"], 60),
+    ("train_sft.py", "sft", ["--sft_max_steps", "30", "--save_steps", "10"], 30),  # killed with 20 steps (6 s) to go
     ("train_grpo.py", "grpo", ["--grpo_max_steps", "12", "--save_steps", "4"], 12),
 ])
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, smoke_sft, script, stage, flags, total):
